@@ -1,0 +1,177 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+
+	_ "github.com/jackc/pgx/v5/stdlib"
+	"github.com/madoguchi/madoguchi/internal/testenv"
+)
+
+func runCLI(t *testing.T, args ...string) (string, string, int) {
+	t.Helper()
+	var out, errb bytes.Buffer
+	err := run(context.Background(), args, &out, &errb)
+	code := 0
+	if err != nil {
+		code = 1
+		var ee *exitError
+		if errors.As(err, &ee) {
+			code = ee.code
+		}
+		errb.WriteString(err.Error())
+	}
+	return out.String(), errb.String(), code
+}
+
+func writeConfig(t *testing.T, driver, dsn string) string {
+	t.Helper()
+	dir := t.TempDir()
+	p := filepath.Join(dir, "madoguchi.yaml")
+	cfg := fmt.Sprintf("store:\n  driver: %s\n  dsn: %q\nnotify:\n  outbox_dir: %s\n", driver, dsn, filepath.Join(dir, "outbox"))
+	if err := os.WriteFile(p, []byte(cfg), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func postgresDSN(t *testing.T) string { return testenv.PostgresDSN(t) }
+
+// The issue's "done when": import one .eml, one incident with a ticket;
+// import again, nothing new; on both drivers.
+func TestImportTwiceOneIncident(t *testing.T) {
+	for _, drv := range []string{"sqlite", "postgres"} {
+		t.Run(drv, func(t *testing.T) {
+			dsn := filepath.Join(t.TempDir(), "m.db")
+			if drv == "postgres" {
+				dsn = postgresDSN(t)
+			}
+			cfg := writeConfig(t, drv, dsn)
+			eml := "../../testdata/corpus/messages/01-phishing-report-plain-en.eml"
+			out, errOut, code := runCLI(t, "--config", cfg, "import", "--no-ack", eml)
+			if code != 0 || !strings.Contains(out, "1 new incidents") {
+				t.Fatalf("import: %d %q %q", code, out, errOut)
+			}
+			out, _, code = runCLI(t, "--config", cfg, "import", "--no-ack", eml)
+			if code != 0 || !strings.Contains(out, "0 new incidents") || !strings.Contains(out, "1 duplicates") {
+				t.Fatalf("second import: %d %q", code, out)
+			}
+			out, _, code = runCLI(t, "--config", cfg, "incidents", "list", "--json")
+			var list []struct {
+				Ticket  string `json:"ticket"`
+				Reports int    `json:"reports"`
+			}
+			if code != 0 || json.Unmarshal([]byte(out), &list) != nil || len(list) != 1 {
+				t.Fatalf("list: %d %q", code, out)
+			}
+			if !regexp.MustCompile(`^CSIRT#\d{4}-000001$`).MatchString(list[0].Ticket) || list[0].Reports != 1 {
+				t.Fatalf("incident %+v", list[0])
+			}
+			out, _, code = runCLI(t, "--config", cfg, "incidents", "show", list[0].Ticket, "--json")
+			if code != 0 || !strings.Contains(out, "login-verify.example.com") || !strings.Contains(out, `"duplicate"`) {
+				t.Fatalf("show: %d %s", code, out)
+			}
+			// reprocess everything: same incident, report updated.
+			out, _, code = runCLI(t, "--config", cfg, "reprocess", "--since", "2000-01-01")
+			if code != 0 || !strings.Contains(out, "0 new incidents") {
+				t.Fatalf("reprocess: %d %q", code, out)
+			}
+		})
+	}
+}
+
+func TestBadInputExitCodes(t *testing.T) {
+	dir := t.TempDir()
+	bad := filepath.Join(dir, "bad.yaml")
+	os.WriteFile(bad, []byte("team:\n  name: X\n  colour: blue\n"), 0o600)
+	_, errOut, code := runCLI(t, "--config", bad, "config", "check")
+	if code != 2 || !strings.Contains(errOut, "bad.yaml:3: team.colour: unknown key") {
+		t.Fatalf("unknown key: %d %q", code, errOut)
+	}
+	os.WriteFile(bad, []byte("intake:\n  smtp:\n    max_message_bytes: lots\n"), 0o600)
+	_, errOut, code = runCLI(t, "--config", bad, "config", "check")
+	if code != 2 || !strings.Contains(errOut, "bad.yaml:3: intake.smtp.max_message_bytes: wrong type") {
+		t.Fatalf("wrong type: %d %q", code, errOut)
+	}
+	_, errOut, code = runCLI(t, "--config", filepath.Join(dir, "nope.yaml"), "config", "check")
+	if code != 2 || !strings.Contains(errOut, "nope.yaml: cannot read") {
+		t.Fatalf("missing config: %d %q", code, errOut)
+	}
+	good := writeConfig(t, "sqlite", filepath.Join(dir, "m.db"))
+	_, errOut, code = runCLI(t, "--config", good, "import", filepath.Join(dir, "missing.eml"))
+	if code != 2 || !strings.Contains(errOut, "missing.eml: cannot read") {
+		t.Fatalf("unreadable path: %d %q", code, errOut)
+	}
+	unreach := writeConfig(t, "postgres", "postgres://nobody@127.0.0.1:1/x?connect_timeout=2")
+	_, errOut, code = runCLI(t, "--config", unreach, "incidents", "list")
+	if code != 1 || strings.Count(strings.TrimSpace(errOut), "\n") != 0 || !strings.Contains(errOut, "unavailable") {
+		t.Fatalf("unreachable db: %d %q", code, errOut)
+	}
+}
+
+func TestImportCorruptMbox(t *testing.T) {
+	dir := t.TempDir()
+	cfg := writeConfig(t, "sqlite", filepath.Join(dir, "m.db"))
+	mbox := "From a@x Mon Jan  1 00:00:00 2026\nFrom: a@example.net\nSubject: one\nMessage-ID: <1@x>\n\nphishing at http://evil.example/\n" +
+		"From garbage line only\n" +
+		"From b@x Mon Jan  1 00:00:00 2026\nnot a header at all\n\nbody\n" +
+		"From c@x Mon Jan  1 00:00:00 2026\nFrom: c@example.net\nSubject: three\nMessage-ID: <3@x>\n\n>From the start\ntrunc"
+	p := filepath.Join(dir, "box.mbox")
+	os.WriteFile(p, []byte(mbox), 0o600)
+	out, errOut, code := runCLI(t, "--config", cfg, "import", "--no-ack", p)
+	if code != 1 || !strings.Contains(out, "imported 2 messages: 2 new incidents") {
+		t.Fatalf("mbox: %d %q %q", code, out, errOut)
+	}
+	for _, want := range []string{"box.mbox@", "truncated entry", "not a message"} {
+		if !strings.Contains(errOut, want) {
+			t.Fatalf("bad entries not reported with offsets: %q", errOut)
+		}
+	}
+}
+
+func TestParseCommandPrintsReport(t *testing.T) {
+	cfg := writeConfig(t, "sqlite", filepath.Join(t.TempDir(), "m.db"))
+	out, errOut, code := runCLI(t, "--config", cfg, "parse", "../../testdata/corpus/messages/02-ja-iso2022jp-defacement.eml")
+	if code != 0 {
+		t.Fatalf("%d %s", code, errOut)
+	}
+	var r map[string]any
+	if err := json.Unmarshal([]byte(out), &r); err != nil {
+		t.Fatal(err)
+	}
+	if r["charset"] != "iso-2022-jp" || r["language"] != "ja" || !strings.Contains(r["subject"].(string), "改ざん") {
+		t.Fatalf("%v %v %v", r["charset"], r["language"], r["subject"])
+	}
+}
+
+// TestParseWithoutTeamKeyFile: a team key file that cannot be read makes
+// `parse` warn and go on (plain mail still parses), while commands that run
+// the gateway refuse to start without it.
+func TestParseWithoutTeamKeyFile(t *testing.T) {
+	dir := t.TempDir()
+	cfg := filepath.Join(dir, "m.yaml")
+	missing := filepath.Join(dir, "no-such-key.asc")
+	body := fmt.Sprintf("store:\n  dsn: %s\ncrypto:\n  team_key_files: [%s]\n", filepath.Join(dir, "m.db"), missing)
+	if err := os.WriteFile(cfg, []byte(body), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	out, errOut, code := runCLI(t, "--config", cfg, "parse", "../../testdata/corpus/messages/01-phishing-report-plain-en.eml")
+	if code != 0 || !strings.Contains(errOut, "warning") || !strings.Contains(errOut, missing) {
+		t.Fatalf("parse: code %d, stderr %q", code, errOut)
+	}
+	if !json.Valid([]byte(out)) {
+		t.Fatalf("parse printed no JSON: %q", out)
+	}
+	_, errOut, code = runCLI(t, "--config", cfg, "import", "--no-ack", "../../testdata/corpus/messages/01-phishing-report-plain-en.eml")
+	if code != 2 || !strings.Contains(errOut, missing) {
+		t.Fatalf("import: code %d, stderr %q", code, errOut)
+	}
+}

@@ -1,0 +1,344 @@
+package main
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promauto"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/madoguchi/madoguchi/configs"
+	"github.com/madoguchi/madoguchi/crypto"
+	"github.com/madoguchi/madoguchi/intake"
+	"github.com/madoguchi/madoguchi/notify"
+	"github.com/madoguchi/madoguchi/store"
+	"github.com/madoguchi/madoguchi/web"
+)
+
+var (
+	metricProcessed = promauto.NewCounterVec(prometheus.CounterOpts{
+		Name: "madoguchi_pipeline_messages_total", Help: "Messages processed, by outcome (new, attached, duplicate, reprocessed, failed).",
+	}, []string{"outcome"})
+	metricBuildInfo = promauto.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "madoguchi_build_info", Help: "Always 1; the labels say what is running.",
+	}, []string{"version", "goversion"})
+	metricKeyExpiry = promauto.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "madoguchi_team_key_expiry_timestamp_seconds", Help: "When each team key expires (0: never).",
+	}, []string{"fingerprint"})
+	metricCertExpiry = promauto.NewGauge(prometheus.GaugeOpts{
+		Name: "madoguchi_tls_certificate_expiry_timestamp_seconds", Help: "When the SMTP listener's TLS certificate expires.",
+	})
+	metricKeyReloads = promauto.NewCounterVec(prometheus.CounterOpts{
+		Name: "madoguchi_key_reloads_total", Help: "Key reloads on SIGHUP, by result (ok, failed).",
+	}, []string{"result"})
+	metricProcessSeconds = promauto.NewHistogram(prometheus.HistogramOpts{
+		Name: "madoguchi_pipeline_seconds", Help: "Time to unwrap, parse and file one message.",
+		Buckets: prometheus.ExponentialBuckets(0.0005, 2, 14),
+	})
+)
+
+func (e *env) quietLog() *slog.Logger {
+	return slog.New(slog.NewTextHandler(io.Discard, nil))
+}
+
+// queueCollector exports queue and outbox depths at scrape time.
+type queueCollector struct{ s *store.Store }
+
+var (
+	queueDesc  = prometheus.NewDesc("madoguchi_queue_messages", "Work queue rows by state (ready, claimed, done, quarantined).", []string{"state"}, nil)
+	outboxDesc = prometheus.NewDesc("madoguchi_outbox_messages", "Outbox rows by state (pending, sending, sent, dead).", []string{"state"}, nil)
+)
+
+func (c queueCollector) Describe(ch chan<- *prometheus.Desc) { ch <- queueDesc; ch <- outboxDesc }
+func (c queueCollector) Collect(ch chan<- prometheus.Metric) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	if q, err := c.s.QueueCounts(ctx); err == nil {
+		for _, st := range []string{store.StateReady, store.StateClaimed, store.StateDone, store.StateQuarantined} {
+			ch <- prometheus.MustNewConstMetric(queueDesc, prometheus.GaugeValue, float64(q[st]), st)
+		}
+	}
+	if o, err := c.s.OutboxCounts(ctx); err == nil {
+		for _, st := range []string{store.OutboxPending, store.OutboxSending, store.OutboxSent, store.OutboxDead, store.OutboxSkipped} {
+			ch <- prometheus.MustNewConstMetric(outboxDesc, prometheus.GaugeValue, float64(o[st]), st)
+		}
+	}
+}
+
+// cmdServe runs the daemon: workers, the SMTP listener, the outbox writer
+// and the HTTP listener. SIGTERM/SIGINT: listeners stop accepting, in-flight
+// work finishes, exit 0 within 10 s.
+func (e *env) cmdServe(ctx context.Context, args []string) error {
+	if len(args) > 0 {
+		return usageErr("serve takes no arguments")
+	}
+	keys, s, err := e.keysAndStore(ctx)
+	if err != nil {
+		return err
+	}
+	defer s.Close()
+	reg := prometheus.DefaultRegisterer
+	if err := reg.Register(queueCollector{s}); err != nil {
+		return runErr("metrics: %v", err)
+	}
+	var ready atomic.Bool
+	wake := make(chan struct{}, 1)
+	var wg sync.WaitGroup
+	workCtx, stopWork := context.WithCancel(context.Background())
+	defer stopWork()
+
+	// HTTP
+	mux := http.NewServeMux()
+	mux.HandleFunc("/healthz", func(w http.ResponseWriter, r *http.Request) { fmt.Fprintln(w, "ok") })
+	mux.HandleFunc("/readyz", func(w http.ResponseWriter, r *http.Request) {
+		v, err := s.SchemaVersion(r.Context())
+		switch {
+		case err != nil:
+			http.Error(w, "store unreachable", http.StatusServiceUnavailable)
+		case v != store.LatestMigration():
+			http.Error(w, "migrations not current", http.StatusServiceUnavailable)
+		case !ready.Load():
+			http.Error(w, "listeners not bound", http.StatusServiceUnavailable)
+		default:
+			fmt.Fprintln(w, "ready")
+		}
+	})
+	// (/metrics is wrapped below, once the staff tokens are loaded.)
+	var currentKeys atomic.Pointer[crypto.Keys]
+	currentKeys.Store(keys)
+	metricBuildInfo.WithLabelValues(version, runtime.Version()).Set(1)
+	setKeyExpiry(keys)
+	keySource := currentKeys.Load
+	e.publicHandlers(mux, keySource)
+	tokens, err := e.staffTokens()
+	if err != nil {
+		return err
+	}
+	(&web.Server{Store: s, Tokens: tokens, Team: e.cfg.Team.Name, Log: e.log}).Register(mux)
+	mux.Handle("/metrics", web.LoopbackOrToken(tokens, promhttp.Handler()))
+	hl, err := net.Listen("tcp", e.cfg.HTTP.Listen)
+	if err != nil {
+		return runErr("http listen %s: %v", e.cfg.HTTP.Listen, err)
+	}
+	hs := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	go func() {
+		if err := hs.Serve(hl); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			e.log.Error("http", "err", err)
+		}
+	}()
+
+	// SMTP and LMTP share one group committer: concurrent arrivals are
+	// made durable by one commit, each 250 after the commit holding it.
+	committer := s.NewCommitter(64)
+	defer committer.Close()
+	var tlsConf *tls.Config
+	if c := e.cfg.Intake.SMTP; c.TLSCertFile != "" {
+		cert, err := tls.LoadX509KeyPair(c.TLSCertFile, c.TLSKeyFile)
+		if err != nil {
+			return usageErr("intake.smtp.tls_cert_file: %v", err)
+		}
+		tlsConf = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+		if leaf, err := x509.ParseCertificate(cert.Certificate[0]); err == nil {
+			metricCertExpiry.Set(float64(leaf.NotAfter.Unix()))
+		}
+	}
+	type mailServer interface {
+		Shutdown(context.Context) error
+		Close() error
+	}
+	var mailSrvs []mailServer
+	startMail := func(listen string, lmtp bool, creds *intake.Credentials) (string, error) {
+		c := e.cfg.Intake.SMTP
+		b := &intake.Backend{Store: committer, Log: e.log, Spooled: wake, Credentials: creds, RequireAuth: creds != nil, Config: intake.SMTPConfig{
+			Recipients: c.Recipients, MaxMessageBytes: c.MaxMessageBytes, Hostname: c.Hostname, LMTP: lmtp,
+			TLS: tlsConf, MaxRecipients: c.MaxRecipients, MaxMessagesPerConn: c.MaxMessagesPerConnection, Timeout: c.Timeout}}
+		srv := intake.NewServer(b)
+		l, err := listenAddr(listen)
+		if err != nil {
+			return "", err
+		}
+		if !lmtp {
+			l = intake.LimitListener(l, c.MaxConnections, c.MaxConnectionsPerIP)
+		}
+		go func() {
+			if err := srv.Serve(l); err != nil && !errors.Is(err, net.ErrClosed) {
+				e.log.Error("mail listener", "listen", listen, "err", err)
+			}
+		}()
+		mailSrvs = append(mailSrvs, srv)
+		return l.Addr().String(), nil
+	}
+	smtpAddr, lmtpAddr := "", ""
+	if !e.cfg.Intake.SMTP.Disabled && e.cfg.Intake.SMTP.Listen != "" {
+		if smtpAddr, err = startMail(e.cfg.Intake.SMTP.Listen, false, nil); err != nil {
+			return runErr("smtp listen %s: %v", e.cfg.Intake.SMTP.Listen, err)
+		}
+	}
+	if e.cfg.Intake.LMTP.Listen != "" {
+		if lmtpAddr, err = startMail(e.cfg.Intake.LMTP.Listen, true, nil); err != nil {
+			return runErr("lmtp listen %s: %v", e.cfg.Intake.LMTP.Listen, err)
+		}
+	}
+	if sub := e.cfg.Intake.Submission; sub.Listen != "" {
+		b, err := os.ReadFile(sub.CredentialsFile)
+		if err != nil {
+			return usageErr("intake.submission.credentials_file: %v", unwrapPathErr(err))
+		}
+		creds, err := intake.ParseCredentials(b)
+		if err != nil {
+			return usageErr("intake.submission.credentials_file: %s: %v", sub.CredentialsFile, err)
+		}
+		addr, err := startMail(sub.Listen, false, creds)
+		if err != nil {
+			return runErr("submission listen %s: %v", sub.Listen, err)
+		}
+		e.log.Info("submission listener", "addr", addr)
+	}
+
+	// IMAP pollers: one goroutine per mailbox, each holding the mailbox's
+	// lock (a PostgreSQL advisory lock: one daemon polls it at a time).
+	pollCtx, stopPolls := context.WithCancel(context.Background())
+	defer stopPolls()
+	var polls sync.WaitGroup
+	for i, m := range e.cfg.Intake.IMAP {
+		pw, err := configs.ReadSecret(m.PasswordFile)
+		if err != nil {
+			return usageErr("intake.imap[%d].password_file: %v", i, unwrapPathErr(err))
+		}
+		p := &intake.Poller{Store: s, Log: e.log, Spooled: wake, Cfg: intake.IMAPConfig{
+			Address: m.Address, TLS: m.TLS, Username: m.Username, Password: pw, Mailbox: m.Mailbox,
+			ProcessedMailbox: m.ProcessedMailbox, PollInterval: m.PollInterval, MaxMessage: e.cfg.Intake.SMTP.MaxMessageBytes}}
+		polls.Add(1)
+		go func() { defer polls.Done(); p.Run(pollCtx) }()
+	}
+
+	// Workers and outbox
+	proc := e.processor(s, keys, false)
+	proc.KeySource = keySource
+	proc.Observe = func(outcome string, d time.Duration) {
+		metricProcessed.WithLabelValues(outcome).Inc()
+		metricProcessSeconds.Observe(d.Seconds())
+	}
+	host, _ := os.Hostname()
+	wg.Add(2)
+	go func() {
+		defer wg.Done()
+		proc.Run(workCtx, fmt.Sprintf("%s/%d", host, os.Getpid()), e.cfg.Pipeline.Workers, wake)
+	}()
+	ow := &notify.Writer{Store: s, Dir: e.cfg.Notify.OutboxDir, Log: e.log, KeySource: keySource,
+		Team:        notify.Team{Name: e.cfg.Team.Name, Address: e.cfg.Team.Address, Hours: e.cfg.Team.Hours, Timezone: e.cfg.Team.Timezone},
+		TemplateDir: e.cfg.Notify.TemplatesDir, JapaneseCharset: e.cfg.Notify.JapaneseCharset,
+		RatePerHour: e.cfg.Notify.RatePerHour, MaxAttempts: e.cfg.Notify.MaxAttempts, Lease: max(e.cfg.Pipeline.Lease, 5*time.Second)}
+	if os.Getenv("MADOGUCHI_TEST_DIE_AFTER_DELIVERY") == "1" {
+		// For the crash test only: die like kill -9 in the one window
+		// where an acknowledgement is delivered but not yet marked sent.
+		ow.AfterDeliver = func(store.OutboxEntry) { os.Exit(137) }
+	}
+	if f := e.cfg.Notify.Alert.WebhookSecretFile; f != "" {
+		sec, err := configs.ReadSecret(f)
+		if err != nil {
+			return usageErr("notify.alert.webhook_secret_file: %v", unwrapPathErr(err))
+		}
+		ow.WebhookSecret = []byte(sec)
+	}
+	if n := e.cfg.Notify; n.Relay != "" {
+		pw := ""
+		if n.RelayPasswordFile != "" {
+			if pw, err = configs.ReadSecret(n.RelayPasswordFile); err != nil {
+				return usageErr("notify.relay_password_file: %v", unwrapPathErr(err))
+			}
+		}
+		ow.Deliver = &notify.Relay{Addr: n.Relay, TLS: n.RelayTLS, Username: n.RelayUsername, Password: pw, Hostname: e.cfg.Intake.SMTP.Hostname}
+	}
+	go func() { defer wg.Done(); ow.Run(workCtx) }()
+	ready.Store(true)
+	e.log.Info("madoguchi serving", "smtp", smtpAddr, "lmtp", lmtpAddr, "http", hl.Addr().String(), "store", e.cfg.Store.Driver)
+	fmt.Fprintf(e.stderr, "madoguchi: serving smtp=%s http=%s lmtp=%s\n", smtpAddr, hl.Addr().String(), lmtpAddr)
+
+	// SIGHUP reloads the team keys and the keyring without a restart; a
+	// reload that fails keeps the keys in use and says why.
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	for waiting := true; waiting; {
+		select {
+		case <-ctx.Done():
+			waiting = false
+		case <-hup:
+			k, err := e.loadKeys()
+			if err != nil {
+				metricKeyReloads.WithLabelValues("failed").Inc()
+				e.log.Error("SIGHUP: keys not reloaded; the previous keys stay in use", "err", err)
+				continue
+			}
+			currentKeys.Store(k)
+			setKeyExpiry(k)
+			metricKeyReloads.WithLabelValues("ok").Inc()
+			e.log.Info("SIGHUP: keys reloaded", "team", len(k.TeamKeys()), "known", k.KnownCount())
+		}
+	}
+	e.log.Info("shutting down")
+	ready.Store(false)
+	sctx, cancel := context.WithTimeout(context.Background(), 8*time.Second)
+	defer cancel()
+	for _, srv := range mailSrvs {
+		if err := srv.Shutdown(sctx); err != nil {
+			_ = srv.Close()
+		}
+	}
+	stopPolls()
+	polls.Wait()
+	stopWork()
+	done := make(chan struct{})
+	go func() { wg.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-sctx.Done():
+		e.log.Warn("workers did not stop in time; their claims return after the lease")
+	}
+	_ = hs.Shutdown(sctx)
+	return nil
+}
+
+// listenAddr listens on "unix:/path" (a stale socket file is replaced) or a
+// TCP host:port.
+func listenAddr(a string) (net.Listener, error) {
+	if p, ok := strings.CutPrefix(a, "unix:"); ok {
+		if fi, err := os.Lstat(p); err == nil && fi.Mode()&os.ModeSocket != 0 {
+			_ = os.Remove(p)
+		}
+		if err := os.MkdirAll(filepath.Dir(p), 0o750); err != nil {
+			return nil, err
+		}
+		return net.Listen("unix", p)
+	}
+	return net.Listen("tcp", a)
+}
+
+func setKeyExpiry(k *crypto.Keys) {
+	metricKeyExpiry.Reset()
+	for _, tk := range k.TeamKeys() {
+		v := 0.0
+		if !tk.Expires.IsZero() {
+			v = float64(tk.Expires.Unix())
+		}
+		metricKeyExpiry.WithLabelValues(tk.Fingerprint).Set(v)
+	}
+}

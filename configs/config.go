@@ -1,0 +1,669 @@
+package configs
+
+import (
+	"bytes"
+	_ "embed"
+	"errors"
+	"fmt"
+	"io"
+	"net/mail"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+
+	"go.yaml.in/yaml/v3"
+)
+
+// Config is the whole configuration. YAML keys are fixed by
+// shared/interface.md; keys beyond it are documented in example.yaml.
+type Config struct {
+	Team     Team     `yaml:"team"`
+	Store    Store    `yaml:"store"`
+	Intake   Intake   `yaml:"intake"`
+	Crypto   Crypto   `yaml:"crypto"`
+	Parse    Parse    `yaml:"parse"`
+	Pipeline Pipeline `yaml:"pipeline"`
+	Notify   Notify   `yaml:"notify"`
+	HTTP     HTTP     `yaml:"http"`
+
+	// Path is the file the configuration was read from ("" for defaults).
+	Path string `yaml:"-"`
+}
+
+// Team is the point of contact, also the source of the RFC 2350 profile.
+type Team struct {
+	Name         string   `yaml:"name"`
+	Address      string   `yaml:"address"`
+	TicketPrefix string   `yaml:"ticket_prefix"`
+	PublicURL    string   `yaml:"public_url"`
+	Timezone     string   `yaml:"timezone"`
+	Languages    []string `yaml:"languages"`
+	Phone        string   `yaml:"phone"`
+	// PostalAddress is RFC 2350's section 2.2.
+	PostalAddress string `yaml:"postal_address"`
+	Hours         string `yaml:"hours"`
+	Constituency  string `yaml:"constituency"`
+	// Further RFC 2350 fields; a missing one is rendered as "not stated".
+	Mission      string   `yaml:"mission"`
+	Sponsorship  string   `yaml:"sponsorship"`
+	Authority    string   `yaml:"authority"`
+	Members      []string `yaml:"members"`
+	OtherInfo    string   `yaml:"other_info"`
+	Services     []string `yaml:"services"`
+	Disclosure   string   `yaml:"disclosure"`
+	ReportingURL string   `yaml:"reporting_url"`
+	Disclaimer   string   `yaml:"disclaimer"`
+	// SecurityTxtExpires fixes security.txt's Expires (YYYY-MM-DD or RFC
+	// 3339); config check warns 30 days before it. Empty: 180 days after
+	// each request, so the file never goes stale unattended.
+	SecurityTxtExpires string `yaml:"security_txt_expires"`
+	// Ja holds Japanese texts of the free-text fields for the Japanese
+	// RFC 2350 rendering (/rfc2350.ja.txt, rfc2350 --lang ja); a field left
+	// empty falls back to the English one.
+	Ja TeamTexts `yaml:"ja"`
+}
+
+// TeamTexts are the free-text RFC 2350 fields in one more language.
+type TeamTexts struct {
+	Name          string   `yaml:"name"`
+	PostalAddress string   `yaml:"postal_address"`
+	Hours         string   `yaml:"hours"`
+	Constituency  string   `yaml:"constituency"`
+	Mission       string   `yaml:"mission"`
+	Sponsorship   string   `yaml:"sponsorship"`
+	Authority     string   `yaml:"authority"`
+	OtherInfo     string   `yaml:"other_info"`
+	Services      []string `yaml:"services"`
+	Disclosure    string   `yaml:"disclosure"`
+	Disclaimer    string   `yaml:"disclaimer"`
+}
+
+// ParseExpires reads SecurityTxtExpires (zero time when empty).
+func (t Team) ParseExpires() (time.Time, error) {
+	if t.SecurityTxtExpires == "" {
+		return time.Time{}, nil
+	}
+	if v, err := time.Parse(time.RFC3339, t.SecurityTxtExpires); err == nil {
+		return v, nil
+	}
+	return time.Parse("2006-01-02", t.SecurityTxtExpires)
+}
+
+// MissingRFC2350 lists the team fields the RFC 2350 profile cannot do
+// without, by configuration key. config check fails on each.
+func (t Team) MissingRFC2350() []string {
+	var out []string
+	for _, f := range []struct{ key, v string }{
+		{"team.name", t.Name}, {"team.address", t.Address}, {"team.timezone", t.Timezone},
+		{"team.constituency", t.Constituency}, {"team.public_url", t.PublicURL},
+	} {
+		if strings.TrimSpace(f.v) == "" {
+			out = append(out, f.key)
+		}
+	}
+	return out
+}
+
+// Store selects and tunes the store driver.
+type Store struct {
+	Driver string `yaml:"driver"` // sqlite | postgres
+	DSN    string `yaml:"dsn"`
+	// DSNFile, when set, holds the DSN (for DSNs carrying a password).
+	DSNFile string `yaml:"dsn_file"`
+}
+
+// Intake holds the listeners and pollers.
+type Intake struct {
+	SMTP       SMTP       `yaml:"smtp"`
+	LMTP       LMTP       `yaml:"lmtp"`
+	IMAP       []IMAP     `yaml:"imap"`
+	Submission Submission `yaml:"submission"`
+}
+
+// Submission is the optional staff listener (port 587 style): AUTH PLAIN or
+// LOGIN, offered only after STARTTLS with intake.smtp's certificate, is
+// required before MAIL. It takes mail for the same recipients.
+type Submission struct {
+	Listen          string `yaml:"listen"`
+	CredentialsFile string `yaml:"credentials_file"` // USER bcrypt-or-argon2id-hash per line
+}
+
+// SMTP is the public listener.
+type SMTP struct {
+	Listen          string   `yaml:"listen"`
+	Recipients      []string `yaml:"recipients"`
+	MaxMessageBytes int64    `yaml:"max_message_bytes"`
+	Hostname        string   `yaml:"hostname"`
+	TLSCertFile     string   `yaml:"tls_cert_file"`
+	TLSKeyFile      string   `yaml:"tls_key_file"`
+	Disabled        bool     `yaml:"disabled"`
+	// Limits, so that one slow or abusive client cannot starve the others.
+	MaxConnections           int           `yaml:"max_connections"`
+	MaxConnectionsPerIP      int           `yaml:"max_connections_per_ip"`
+	MaxRecipients            int           `yaml:"max_recipients"`
+	MaxMessagesPerConnection int           `yaml:"max_messages_per_connection"`
+	Timeout                  time.Duration `yaml:"timeout"`
+}
+
+// LMTP is the listener behind an MTA.
+type LMTP struct {
+	Listen string `yaml:"listen"`
+}
+
+// IMAP is one polled mailbox.
+type IMAP struct {
+	Address      string `yaml:"address"`
+	TLS          string `yaml:"tls"`
+	Username     string `yaml:"username"`
+	PasswordFile string `yaml:"password_file"`
+	Mailbox      string `yaml:"mailbox"`
+	// ProcessedMailbox receives each message once it is spooled; empty:
+	// messages stay in Mailbox and are flagged \Seen.
+	ProcessedMailbox string `yaml:"processed_mailbox"`
+	// PollInterval is the polling period without IDLE (default 1m).
+	PollInterval time.Duration `yaml:"poll_interval"`
+}
+
+// Crypto names the team's keys and the keyring of correspondents.
+type Crypto struct {
+	TeamKeyFiles          []string `yaml:"team_key_files"`
+	TeamKeyPassphraseFile string   `yaml:"team_key_passphrase_file"`
+	KeyringFile           string   `yaml:"keyring_file"`
+	MaxDecompressedBytes  int64    `yaml:"max_decompressed_bytes"`
+}
+
+// Parse tunes the parser.
+type Parse struct {
+	// PartnerTags maps partner ticket-ID patterns (regular expressions) to
+	// partner names, e.g. {name: JPCERT, pattern: 'JPCERT#[0-9]+'}.
+	PartnerTags []PartnerTag `yaml:"partner_tags"`
+	// RulesFile extends the built-in classification rules (YAML).
+	RulesFile string `yaml:"rules_file"`
+}
+
+// PartnerTag is one partner ticket-ID pattern.
+type PartnerTag struct {
+	Name    string `yaml:"name"`
+	Pattern string `yaml:"pattern"`
+}
+
+// Pipeline tunes the processing workers.
+type Pipeline struct {
+	Workers     int           `yaml:"workers"`
+	MaxAttempts int           `yaml:"max_attempts"`
+	Lease       time.Duration `yaml:"lease"`
+}
+
+// Notify configures acknowledgements.
+type Notify struct {
+	Relay     string `yaml:"relay"`
+	OutboxDir string `yaml:"outbox_dir"`
+	// RelayTLS: "" (STARTTLS when offered), starttls (required), implicit, none.
+	RelayTLS          string `yaml:"relay_tls"`
+	RelayUsername     string `yaml:"relay_username"`
+	RelayPasswordFile string `yaml:"relay_password_file"`
+	// TemplatesDir holds ack.en.txt / ack.ja.txt overriding the built-in ones.
+	TemplatesDir string `yaml:"templates_dir"`
+	// JapaneseCharset: utf-8 (default) or iso-2022-jp.
+	JapaneseCharset string `yaml:"japanese_charset"`
+	// RatePerHour caps acknowledgements to one address per hour.
+	RatePerHour int `yaml:"rate_per_hour"`
+	// MaxAttempts before an outbound message is a dead letter.
+	MaxAttempts int `yaml:"max_attempts"`
+	// FollowUp: what a reporter gets for a message joining an open
+	// ticket: "none" (default) or "note" (a short "added to TICKET").
+	FollowUp string `yaml:"followup"`
+	Alert    Alert  `yaml:"alert"`
+}
+
+// Alert sends staff a message and/or a webhook for new incidents of the
+// listed classifications ("taxonomy" or "taxonomy/type").
+type Alert struct {
+	Classifications   []string `yaml:"classifications"`
+	DutyAddress       string   `yaml:"duty_address"`
+	WebhookURL        string   `yaml:"webhook_url"`
+	WebhookSecretFile string   `yaml:"webhook_secret_file"`
+}
+
+// HTTP is the metrics/health/public listener.
+type HTTP struct {
+	Listen string `yaml:"listen"`
+	// StaffTokensFile holds the staff API's bearer tokens as hashes, one
+	// "NAME sha256:HEX" (madoguchi token new) or "NAME $2y$..." per line.
+	// Without it every staff request is refused (401).
+	StaffTokensFile string `yaml:"staff_tokens_file"`
+}
+
+//go:embed default.yaml
+var defaultYAML []byte
+
+// Defaults returns the built-in configuration that `madoguchi serve` runs on
+// when no file is given.
+func Defaults() *Config {
+	var c Config
+	if err := yaml.Unmarshal(defaultYAML, &c); err != nil {
+		panic("configs: embedded default.yaml is invalid: " + err.Error())
+	}
+	return &c
+}
+
+// DefaultYAML returns the embedded default configuration text.
+func DefaultYAML() []byte { return bytes.Clone(defaultYAML) }
+
+// Error is a configuration error naming the file, line and key.
+type Error struct {
+	File string
+	Line int
+	Key  string
+	Msg  string
+}
+
+func (e *Error) Error() string {
+	var b strings.Builder
+	b.WriteString(e.File)
+	if e.Line > 0 {
+		fmt.Fprintf(&b, ":%d", e.Line)
+	}
+	if e.Key != "" {
+		b.WriteString(": " + e.Key)
+	}
+	b.WriteString(": " + e.Msg)
+	return b.String()
+}
+
+var lineRE = regexp.MustCompile(`line (\d+): (.*)`)
+var unknownFieldRE = regexp.MustCompile(`field (\S+) not found in type`)
+
+// Load reads the file at path strictly over the defaults. Relative paths in
+// the result are resolved against the file's directory.
+func Load(path string) (*Config, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, &Error{File: path, Msg: "cannot read: " + errors.Unwrap(err).Error()}
+	}
+	c, err := Decode(path, data)
+	if err != nil {
+		return nil, err
+	}
+	c.Path = path
+	c.resolvePaths(filepath.Dir(path))
+	return c, nil
+}
+
+// Decode decodes data (named name in errors) strictly over the defaults.
+func Decode(name string, data []byte) (*Config, error) {
+	c := Defaults()
+	var root yaml.Node
+	if err := yaml.Unmarshal(data, &root); err != nil {
+		return nil, yamlError(name, err, nil)
+	}
+	lines := map[int]string{}
+	keyLines(&root, "", lines)
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	dec.KnownFields(true)
+	if err := dec.Decode(c); err != nil && !errors.Is(err, io.EOF) {
+		return nil, yamlError(name, err, lines)
+	}
+	return c, nil
+}
+
+// yamlError turns yaml's message into one line naming file, line and key.
+func yamlError(name string, err error, lines map[int]string) error {
+	msg := err.Error()
+	msg = strings.TrimPrefix(msg, "yaml: ")
+	msg = strings.TrimPrefix(msg, "unmarshal errors:\n")
+	first := strings.TrimSpace(strings.SplitN(msg, "\n", 2)[0])
+	e := &Error{File: name, Msg: first}
+	if m := lineRE.FindStringSubmatch(first); m != nil {
+		e.Line, _ = strconv.Atoi(m[1])
+		e.Msg = m[2]
+		key := lines[e.Line]
+		if u := unknownFieldRE.FindStringSubmatch(e.Msg); u != nil {
+			e.Msg = "unknown key"
+			if key == "" {
+				key = u[1]
+			}
+		} else if strings.HasPrefix(e.Msg, "cannot unmarshal") {
+			e.Msg = "wrong type: " + e.Msg
+		}
+		e.Key = key
+	}
+	return e
+}
+
+// keyLines records, for every mapping key and sequence item, its dotted path
+// by line, so decoder errors (which know only lines) can name the key.
+func keyLines(n *yaml.Node, prefix string, out map[int]string) {
+	switch n.Kind {
+	case yaml.DocumentNode:
+		for _, c := range n.Content {
+			keyLines(c, prefix, out)
+		}
+	case yaml.MappingNode:
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			k, v := n.Content[i], n.Content[i+1]
+			p := k.Value
+			if prefix != "" {
+				p = prefix + "." + k.Value
+			}
+			out[k.Line] = p // deeper keys overwrite their parents' value lines
+			if v.Line != k.Line {
+				if _, ok := out[v.Line]; !ok {
+					out[v.Line] = p
+				}
+			}
+			keyLines(v, p, out)
+		}
+	case yaml.SequenceNode:
+		for i, c := range n.Content {
+			p := fmt.Sprintf("%s[%d]", prefix, i)
+			if _, ok := out[c.Line]; !ok {
+				out[c.Line] = p
+			}
+			keyLines(c, p, out)
+		}
+	}
+}
+
+// resolveRelative finds the file a relative path p in a configuration file
+// in dir means. The file's directory comes first, so a configuration moved
+// with its keys keeps working wherever the daemon is started. Tools that write
+// a configuration for the directory they run in (the corpus checker writes
+// "../shared/corpus/keys/..." into a file under its work directory) mean the
+// working directory instead: when nothing of p exists beside the file (neither
+// p nor its parent directory) but p or its parent exists from the working
+// directory, that is the one taken.
+func resolveRelative(dir, p string) string {
+	there := filepath.Join(dir, p)
+	if exists(there) || exists(filepath.Dir(there)) {
+		return there
+	}
+	if exists(p) || exists(filepath.Dir(p)) {
+		if a, err := filepath.Abs(p); err == nil {
+			return a
+		}
+	}
+	return there
+}
+
+func exists(p string) bool {
+	_, err := os.Stat(p)
+	return err == nil
+}
+
+func (c *Config) resolvePaths(dir string) {
+	abs := func(p *string) {
+		if *p != "" && !filepath.IsAbs(*p) && !strings.Contains(*p, "://") {
+			*p = resolveRelative(dir, *p)
+		}
+	}
+	if c.Store.Driver == "sqlite" {
+		abs(&c.Store.DSN)
+	}
+	abs(&c.Store.DSNFile)
+	for i := range c.Crypto.TeamKeyFiles {
+		abs(&c.Crypto.TeamKeyFiles[i])
+	}
+	abs(&c.Crypto.TeamKeyPassphraseFile)
+	abs(&c.Crypto.KeyringFile)
+	abs(&c.Parse.RulesFile)
+	abs(&c.Notify.OutboxDir)
+	abs(&c.Intake.SMTP.TLSCertFile)
+	abs(&c.Intake.SMTP.TLSKeyFile)
+	if strings.HasPrefix(c.Intake.LMTP.Listen, "unix:") {
+		p := strings.TrimPrefix(c.Intake.LMTP.Listen, "unix:")
+		abs(&p)
+		c.Intake.LMTP.Listen = "unix:" + p
+	}
+	abs(&c.Notify.RelayPasswordFile)
+	abs(&c.Notify.TemplatesDir)
+	abs(&c.Intake.Submission.CredentialsFile)
+	abs(&c.HTTP.StaffTokensFile)
+	abs(&c.Notify.Alert.WebhookSecretFile)
+	for i := range c.Intake.IMAP {
+		abs(&c.Intake.IMAP[i].PasswordFile)
+	}
+}
+
+// Problem is one finding of Validate.
+type Problem struct {
+	Key     string
+	Msg     string
+	Warning bool // a warning never stops the daemon
+}
+
+func (p Problem) String() string {
+	kind := "error"
+	if p.Warning {
+		kind = "warning"
+	}
+	return fmt.Sprintf("%s: %s: %s", kind, p.Key, p.Msg)
+}
+
+// Validate reports every problem, errors and warnings, not just the first.
+func (c *Config) Validate() []Problem {
+	var ps []Problem
+	bad := func(k, m string) { ps = append(ps, Problem{Key: k, Msg: m}) }
+	warn := func(k, m string) { ps = append(ps, Problem{Key: k, Msg: m, Warning: true}) }
+	if c.Team.Name == "" {
+		bad("team.name", "missing")
+	}
+	if _, err := mail.ParseAddress(c.Team.Address); err != nil {
+		bad("team.address", "not an e-mail address")
+	}
+	if !regexp.MustCompile(`^[A-Za-z][A-Za-z0-9_-]{0,31}$`).MatchString(c.Team.TicketPrefix) {
+		bad("team.ticket_prefix", "must be letters, digits, '-' or '_', starting with a letter")
+	}
+	if c.Team.Timezone != "" {
+		if _, err := time.LoadLocation(c.Team.Timezone); err != nil {
+			bad("team.timezone", "unknown time zone")
+		}
+	}
+	if exp, err := c.Team.ParseExpires(); err != nil {
+		bad("team.security_txt_expires", "want YYYY-MM-DD or RFC 3339")
+	} else if !exp.IsZero() {
+		switch left := time.Until(exp); {
+		case left <= 0:
+			bad("team.security_txt_expires", "is in the past: security.txt would be expired (RFC 9116)")
+		case left < 30*24*time.Hour:
+			warn("team.security_txt_expires", fmt.Sprintf("expires in %d days: renew it", int(left.Hours()/24)))
+		case left > 366*24*time.Hour:
+			warn("team.security_txt_expires", "more than a year ahead (RFC 9116 advises less)")
+		}
+	}
+	for _, f := range c.Team.UnstatedRFC2350() {
+		warn("team."+f, "RFC 2350 field not stated")
+	}
+	switch c.Store.Driver {
+	case "sqlite", "postgres":
+	default:
+		bad("store.driver", "must be sqlite or postgres")
+	}
+	if c.Store.DSN == "" && c.Store.DSNFile == "" {
+		bad("store.dsn", "missing")
+	}
+	for i, r := range c.Intake.SMTP.Recipients {
+		if _, err := mail.ParseAddress(r); err != nil {
+			bad(fmt.Sprintf("intake.smtp.recipients[%d]", i), "not an e-mail address")
+		}
+	}
+	if c.Intake.SMTP.MaxMessageBytes <= 0 {
+		bad("intake.smtp.max_message_bytes", "must be positive")
+	}
+	if sub := c.Intake.Submission; sub.Listen != "" {
+		if sub.CredentialsFile == "" {
+			bad("intake.submission.credentials_file", "missing (the submission listener needs users)")
+		}
+		if c.Intake.SMTP.TLSCertFile == "" {
+			bad("intake.submission.listen", "needs intake.smtp.tls_cert_file and tls_key_file: AUTH is offered only after STARTTLS")
+		}
+	}
+	if (c.Intake.SMTP.TLSCertFile == "") != (c.Intake.SMTP.TLSKeyFile == "") {
+		bad("intake.smtp.tls_cert_file", "tls_cert_file and tls_key_file go together")
+	}
+	for i, m := range c.Intake.IMAP {
+		k := fmt.Sprintf("intake.imap[%d]", i)
+		if m.Address == "" {
+			bad(k+".address", "missing")
+		}
+		switch m.TLS {
+		case "implicit", "starttls":
+		case "none":
+			if !isLoopback(m.Address) {
+				bad(k+".tls", "none is allowed on loopback only")
+			}
+		default:
+			bad(k+".tls", "must be implicit, starttls or none")
+		}
+		if m.PasswordFile == "" {
+			bad(k+".password_file", "missing")
+		}
+		if m.Mailbox == "" {
+			bad(k+".mailbox", "missing")
+		}
+	}
+	for i, p := range c.Parse.PartnerTags {
+		if _, err := regexp.Compile(p.Pattern); err != nil {
+			bad(fmt.Sprintf("parse.partner_tags[%d].pattern", i), "invalid regular expression")
+		}
+	}
+	for _, l := range []struct {
+		key string
+		v   int
+	}{{"max_connections", c.Intake.SMTP.MaxConnections}, {"max_connections_per_ip", c.Intake.SMTP.MaxConnectionsPerIP},
+		{"max_recipients", c.Intake.SMTP.MaxRecipients}, {"max_messages_per_connection", c.Intake.SMTP.MaxMessagesPerConnection}} {
+		if l.v < 1 {
+			bad("intake.smtp."+l.key, "must be at least 1")
+		}
+	}
+	if c.Intake.SMTP.Timeout < time.Second {
+		bad("intake.smtp.timeout", "must be at least 1s")
+	}
+	for _, k := range c.Team.MissingRFC2350() {
+		bad(k, "missing (the RFC 2350 profile needs it)")
+	}
+	if c.Pipeline.Workers < 1 {
+		bad("pipeline.workers", "must be at least 1")
+	}
+	if c.Pipeline.MaxAttempts < 1 {
+		bad("pipeline.max_attempts", "must be at least 1")
+	}
+	if c.Pipeline.Lease < time.Second {
+		bad("pipeline.lease", "must be at least 1s")
+	}
+	switch c.Notify.RelayTLS {
+	case "", "starttls", "implicit", "none":
+	default:
+		bad("notify.relay_tls", "must be starttls, implicit or none (empty: STARTTLS when offered)")
+	}
+	switch strings.ToLower(c.Notify.JapaneseCharset) {
+	case "", "utf-8", "iso-2022-jp":
+	default:
+		bad("notify.japanese_charset", "must be utf-8 or iso-2022-jp")
+	}
+	switch c.Notify.FollowUp {
+	case "", "none", "note":
+	default:
+		bad("notify.followup", "must be none or note")
+	}
+	if a := c.Notify.Alert; len(a.Classifications) > 0 && a.DutyAddress == "" && a.WebhookURL == "" {
+		bad("notify.alert", "classifications need a duty_address or a webhook_url")
+	}
+	if u := c.Notify.Alert.WebhookURL; u != "" && !strings.HasPrefix(u, "https://") && !strings.HasPrefix(u, "http://") {
+		bad("notify.alert.webhook_url", "must be an http(s) URL")
+	}
+	if c.Notify.RatePerHour < 0 || c.Notify.MaxAttempts < 0 {
+		bad("notify.rate_per_hour", "must not be negative")
+	}
+	if c.Crypto.MaxDecompressedBytes <= 0 {
+		bad("crypto.max_decompressed_bytes", "must be positive")
+	}
+	return ps
+}
+
+// UnstatedRFC2350 lists the optional RFC 2350 fields of Team that are
+// empty (config check warns: the profile says "Not stated").
+func (t Team) UnstatedRFC2350() []string {
+	var out []string
+	for k, v := range map[string]bool{
+		"phone": t.Phone != "", "hours": t.Hours != "", "mission": t.Mission != "",
+		"sponsorship": t.Sponsorship != "", "authority": t.Authority != "",
+	} {
+		if !v {
+			out = append(out, k)
+		}
+	}
+	sortStrings(out)
+	return out
+}
+
+func sortStrings(s []string) {
+	for i := 1; i < len(s); i++ {
+		for j := i; j > 0 && s[j] < s[j-1]; j-- {
+			s[j], s[j-1] = s[j-1], s[j]
+		}
+	}
+}
+
+func isLoopback(addr string) bool {
+	host := addr
+	if i := strings.LastIndex(addr, ":"); i >= 0 {
+		host = addr[:i]
+	}
+	host = strings.Trim(host, "[]")
+	return host == "localhost" || strings.HasPrefix(host, "127.") || host == "::1"
+}
+
+// ReadSecret reads a secret file, trimming one trailing newline.
+func ReadSecret(path string) (string, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return "", err
+	}
+	return strings.TrimRight(string(b), "\r\n"), nil
+}
+
+// ResolvedDSN returns the store DSN, reading DSNFile when set.
+func (c *Config) ResolvedDSN() (string, error) {
+	if c.Store.DSNFile != "" {
+		return ReadSecret(c.Store.DSNFile)
+	}
+	return c.Store.DSN, nil
+}
+
+// OwnAddresses are team.address and every intake.smtp.recipients address,
+// lower-cased.
+func (c *Config) OwnAddresses() []string {
+	seen := map[string]bool{}
+	var out []string
+	for _, a := range append([]string{c.Team.Address}, c.Intake.SMTP.Recipients...) {
+		a = strings.ToLower(strings.TrimSpace(a))
+		if a != "" && !seen[a] {
+			seen[a] = true
+			out = append(out, a)
+		}
+	}
+	return out
+}
+
+// Masked returns the configuration as YAML with secrets masked.
+func (c *Config) Masked() ([]byte, error) {
+	cp := *c
+	if strings.Contains(cp.Store.DSN, "@") && strings.Contains(cp.Store.DSN, "://") {
+		cp.Store.DSN = maskDSN(cp.Store.DSN)
+	}
+	return yaml.Marshal(&cp)
+}
+
+func maskDSN(dsn string) string {
+	i := strings.Index(dsn, "://")
+	j := strings.LastIndex(dsn, "@")
+	user := dsn[i+3 : j]
+	if k := strings.Index(user, ":"); k >= 0 {
+		user = user[:k] + ":*****"
+	}
+	return dsn[:i+3] + user + dsn[j:]
+}

@@ -1,0 +1,171 @@
+package configs
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestDefaultsValid(t *testing.T) {
+	for _, p := range Defaults().Validate() {
+		if !p.Warning {
+			t.Errorf("defaults invalid: %s", p)
+		}
+	}
+	d := Defaults()
+	if d.Store.Driver != "sqlite" || d.Intake.SMTP.Listen != "127.0.0.1:2525" || d.HTTP.Listen != "127.0.0.1:8025" || d.Notify.Relay != "" {
+		t.Fatalf("defaults differ from interface.md: %+v", d)
+	}
+}
+
+func TestExamplesLoad(t *testing.T) {
+	for _, f := range []string{"example.yaml", "production-postgres.yaml"} {
+		c, err := Load(f)
+		if err != nil {
+			t.Fatalf("%s: %v", f, err)
+		}
+		for _, p := range c.Validate() {
+			if !p.Warning {
+				t.Errorf("%s: %s", f, p)
+			}
+		}
+	}
+	c, _ := Load("production-postgres.yaml")
+	if c.Store.Driver != "postgres" || c.Intake.IMAP[0].ProcessedMailbox != "Processed" {
+		t.Fatalf("%+v", c.Store)
+	}
+}
+
+func TestStrictErrors(t *testing.T) {
+	cases := []struct{ yaml, want string }{
+		{"team:\n  name: X\n  colour: blue\n", "c.yaml:3: team.colour: unknown key"},
+		{"intake:\n  smtp:\n    max_message_bytes: lots\n", "c.yaml:3: intake.smtp.max_message_bytes: wrong type"},
+		{"store: [1, 2]\n", "c.yaml:1: store: wrong type"},
+		{"team: {name: x\n", "c.yaml:1: did not find"},
+		{"pipeline:\n  lease: forever\n", "c.yaml:2: pipeline.lease"},
+	}
+	for _, c := range cases {
+		_, err := Decode("c.yaml", []byte(c.yaml))
+		if err == nil || !strings.HasPrefix(err.Error(), c.want) || strings.Contains(err.Error(), "\n") {
+			t.Errorf("%q: got %v, want prefix %q", c.yaml, err, c.want)
+		}
+	}
+}
+
+func TestValidateReportsEveryProblem(t *testing.T) {
+	c, err := Decode("c.yaml", []byte("team:\n  address: nope\n  ticket_prefix: '#'\nstore:\n  driver: mysql\nintake:\n  imap:\n    - address: imap.example.org:143\n      tls: none\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var keys []string
+	for _, p := range c.Validate() {
+		if !p.Warning {
+			keys = append(keys, p.Key)
+		}
+	}
+	got := strings.Join(keys, ",")
+	for _, k := range []string{"team.address", "team.ticket_prefix", "store.driver", "intake.imap[0].tls", "intake.imap[0].password_file"} {
+		if !strings.Contains(got, k) {
+			t.Errorf("missing %s in %s", k, got)
+		}
+	}
+}
+
+func TestPathsRelativeToFile(t *testing.T) {
+	dir := t.TempDir()
+	p := filepath.Join(dir, "m.yaml")
+	os.WriteFile(p, []byte("crypto:\n  keyring_file: keys/known.asc\n"), 0o600)
+	c, err := Load(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Crypto.KeyringFile != filepath.Join(dir, "keys/known.asc") || c.Store.DSN != filepath.Join(dir, "madoguchi-data/madoguchi.db") {
+		t.Fatalf("%s %s", c.Crypto.KeyringFile, c.Store.DSN)
+	}
+}
+
+func TestMaskedHidesPassword(t *testing.T) {
+	c := Defaults()
+	c.Store.DSN = "postgres://u:s3cr3t-pw@db/x"
+	b, _ := c.Masked()
+	if strings.Contains(string(b), "s3cr3t-pw") || !strings.Contains(string(b), "postgres://u:*****@db/x") {
+		t.Fatal("password shown")
+	}
+}
+
+func FuzzLoad(f *testing.F) {
+	for _, p := range []string{"example.yaml", "production-postgres.yaml", "default.yaml"} {
+		b, _ := os.ReadFile(p)
+		f.Add(b)
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		c, err := Decode("f.yaml", b)
+		if err == nil {
+			_ = c.Validate()
+		} else if strings.Contains(err.Error(), "\n") {
+			t.Fatalf("multi-line error: %q", err)
+		}
+	})
+}
+
+// TestSecurityTxtExpiresCheck: past is an error, within 30 days a warning.
+func TestSecurityTxtExpiresCheck(t *testing.T) {
+	for _, c := range []struct {
+		exp           string
+		err, warnings bool
+	}{
+		{time.Now().AddDate(0, 0, -1).Format("2006-01-02"), true, false},
+		{time.Now().AddDate(0, 0, 10).Format("2006-01-02"), false, true},
+		{time.Now().AddDate(0, 3, 0).Format(time.RFC3339), false, false},
+		{"next year", true, false},
+	} {
+		cfg := Defaults()
+		cfg.Team.SecurityTxtExpires = c.exp
+		var isErr, isWarn bool
+		for _, p := range cfg.Validate() {
+			if p.Key == "team.security_txt_expires" {
+				isErr = isErr || !p.Warning
+				isWarn = isWarn || p.Warning
+			}
+		}
+		if isErr != c.err || isWarn != c.warnings {
+			t.Errorf("%s: error %v warning %v", c.exp, isErr, isWarn)
+		}
+	}
+}
+
+// TestMissingRFC2350FieldFailsCheck: an empty mandatory team field is an
+// error naming its key, not a warning.
+func TestMissingRFC2350FieldFailsCheck(t *testing.T) {
+	c := Defaults()
+	c.Team.Constituency = ""
+	for _, p := range c.Validate() {
+		if p.Key == "team.constituency" && !p.Warning {
+			return
+		}
+	}
+	t.Fatal("no error for team.constituency")
+}
+
+// A configuration written for the working directory (as the corpus checker
+// writes one into its work directory) still finds its files.
+func TestPathsRelativeToWorkingDirWhenNothingBesideFile(t *testing.T) {
+	cwd := t.TempDir()
+	t.Chdir(cwd)
+	os.MkdirAll("corpus/keys", 0o755)
+	os.WriteFile("corpus/keys/team.asc", []byte("x"), 0o600)
+	os.MkdirAll("work/keys", 0o755) // keys/ exists beside the file: it wins for keys/known.asc
+	os.WriteFile("work/m.yaml", []byte("crypto:\n  team_key_files: [corpus/keys/team.asc]\n  keyring_file: keys/known.asc\n"), 0o600)
+	c, err := Load("work/m.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := filepath.Join(cwd, "corpus/keys/team.asc"); c.Crypto.TeamKeyFiles[0] != want {
+		t.Errorf("team key %s, want %s", c.Crypto.TeamKeyFiles[0], want)
+	}
+	if want := filepath.Join("work", "keys/known.asc"); c.Crypto.KeyringFile != want {
+		t.Errorf("keyring %s, want %s", c.Crypto.KeyringFile, want)
+	}
+}

@@ -1,0 +1,340 @@
+package intake
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"time"
+
+	"github.com/emersion/go-imap/v2"
+	"github.com/emersion/go-imap/v2/imapclient"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promauto"
+
+	"github.com/madoguchi/madoguchi/store"
+)
+
+var metricIMAPLastPass = promauto.NewGaugeVec(prometheus.GaugeOpts{
+	Name: "madoguchi_imap_last_pass_timestamp_seconds", Help: "When the poller last finished a pass over the mailbox (poll lag: time() minus this).",
+}, []string{"mailbox"})
+
+var metricIMAPErrors = promauto.NewCounterVec(prometheus.CounterOpts{
+	Name: "madoguchi_imap_session_errors_total", Help: "IMAP sessions that ended in an error (followed by a reconnect), by mailbox.",
+}, []string{"mailbox"})
+
+// IMAPConfig is one polled mailbox.
+type IMAPConfig struct {
+	Address  string // host:port
+	TLS      string // implicit | starttls | none (none: loopback only, checked by config)
+	Username string
+	Password string
+	Mailbox  string
+	// ProcessedMailbox receives each message once it is spooled. Empty:
+	// the message stays and is flagged \Seen instead.
+	ProcessedMailbox string
+	// PollInterval is how often to look when the server has no IDLE, and
+	// the longest an IDLE lasts before a fresh look (servers drop idle
+	// connections after ~30 minutes; RFC 2177 asks to re-issue within 29).
+	PollInterval time.Duration
+	TLSConfig    *tls.Config
+	MaxMessage   int64 // larger messages are left in the mailbox with a log line
+}
+
+// IMAPStore is what the poller needs of the store.
+type IMAPStore interface {
+	GetIMAPState(ctx context.Context, key string) (store.IMAPState, error)
+	SetIMAPState(ctx context.Context, key string, st store.IMAPState) error
+	SpoolIMAP(ctx context.Context, m *store.Message, key string, st store.IMAPState) (int64, error)
+	LockMailbox(ctx context.Context, key string) (release func(), ok bool, err error)
+}
+
+// Poller fetches new messages of one mailbox, spools each, and only after
+// the spool commit moves it to ProcessedMailbox (or flags it \Seen).
+//
+// The store keeps UIDVALIDITY and the last spooled UID, advanced in the
+// spool transaction, so a restart neither skips nor re-spools. A message
+// spooled but not yet moved when the daemon died is moved on the next pass
+// without being spooled again. When UIDVALIDITY changes (the mailbox was
+// recreated), the poller starts over at UID 1 under the new value:
+// messages still in the mailbox are spooled again, and the store's
+// Message-ID de-duplication keeps them from filing twice.
+type Poller struct {
+	Cfg     IMAPConfig
+	Store   IMAPStore
+	Log     *slog.Logger
+	Spooled chan<- struct{}
+	// OnPass, when set, is called after each pass over the mailbox (tests).
+	OnPass func(spooled int, err error)
+}
+
+// Key names the mailbox in the store and in the lock.
+func (p *Poller) Key() string {
+	return p.Cfg.Username + "@" + p.Cfg.Address + "/" + p.Cfg.Mailbox
+}
+
+func (p *Poller) interval() time.Duration {
+	if p.Cfg.PollInterval > 0 {
+		return p.Cfg.PollInterval
+	}
+	return time.Minute
+}
+
+// Run polls until ctx ends, reconnecting with exponential back-off (1 s to
+// 5 min). Only one daemon polls a mailbox at a time: the others wait for the
+// lock and take over when its holder dies.
+func (p *Poller) Run(ctx context.Context) {
+	backoff := time.Second
+	for ctx.Err() == nil {
+		release, ok, err := p.Store.LockMailbox(ctx, p.Key())
+		if err != nil || !ok {
+			if err != nil {
+				p.Log.Warn("imap: lock", "mailbox", p.Key(), "err", err)
+			}
+			sleep(ctx, p.interval())
+			continue
+		}
+		err = p.session(ctx, func() { backoff = time.Second })
+		release()
+		if ctx.Err() != nil {
+			return
+		}
+		metricIMAPErrors.WithLabelValues(p.Key()).Inc()
+		p.Log.Warn("imap: session ended, reconnecting", "mailbox", p.Key(), "err", err, "in", backoff)
+		sleep(ctx, backoff)
+		backoff = min(backoff*2, 5*time.Minute)
+	}
+}
+
+func sleep(ctx context.Context, d time.Duration) {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+	case <-t.C:
+	}
+}
+
+func (p *Poller) dial(h *imapclient.UnilateralDataHandler) (*imapclient.Client, error) {
+	opts := &imapclient.Options{TLSConfig: p.Cfg.TLSConfig, UnilateralDataHandler: h,
+		Dialer: &net.Dialer{Timeout: 30 * time.Second}}
+	switch p.Cfg.TLS {
+	case "implicit", "":
+		return imapclient.DialTLS(p.Cfg.Address, opts)
+	case "starttls":
+		return imapclient.DialStartTLS(p.Cfg.Address, opts)
+	case "none":
+		return imapclient.DialInsecure(p.Cfg.Address, opts)
+	}
+	return nil, fmt.Errorf("imap: tls %q: want implicit, starttls or none", p.Cfg.TLS)
+}
+
+// session is one connection: log in, select, then pass over the mailbox,
+// wait (IDLE or the poll interval), and again, until an error or ctx ends.
+func (p *Poller) session(ctx context.Context, connected func()) error {
+	exists := make(chan struct{}, 1)
+	h := &imapclient.UnilateralDataHandler{
+		Mailbox: func(d *imapclient.UnilateralDataMailbox) {
+			if d.NumMessages != nil {
+				select {
+				case exists <- struct{}{}:
+				default:
+				}
+			}
+		},
+	}
+	c, err := p.dial(h)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	stop := context.AfterFunc(ctx, func() { _ = c.Close() })
+	defer stop()
+	if err := c.Login(p.Cfg.Username, p.Cfg.Password).Wait(); err != nil {
+		return fmt.Errorf("login: %w", err)
+	}
+	sel, err := c.Select(p.Cfg.Mailbox, nil).Wait()
+	if err != nil {
+		return fmt.Errorf("select %s: %w", p.Cfg.Mailbox, err)
+	}
+	connected()
+	for {
+		n, err := p.pass(ctx, c, sel.UIDValidity)
+		if err == nil {
+			metricIMAPLastPass.WithLabelValues(p.Key()).SetToCurrentTime()
+		}
+		if p.OnPass != nil {
+			p.OnPass(n, err)
+		}
+		if err != nil {
+			return err
+		}
+		if err := p.wait(ctx, c, exists); err != nil {
+			return err
+		}
+	}
+}
+
+// wait returns when the mailbox may have news: an EXISTS pushed during
+// IDLE, or the poll interval passed (NOOP keeps the connection alive and
+// reports news too).
+func (p *Poller) wait(ctx context.Context, c *imapclient.Client, exists <-chan struct{}) error {
+	select {
+	case <-exists: // arrived during the last pass
+		return nil
+	default:
+	}
+	if !c.Caps().Has(imap.CapIdle) {
+		sleep(ctx, p.interval())
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		return c.Noop().Wait()
+	}
+	idle, err := c.Idle()
+	if err != nil {
+		return fmt.Errorf("idle: %w", err)
+	}
+	t := time.NewTimer(min(p.interval(), 25*time.Minute))
+	defer t.Stop()
+	select {
+	case <-exists:
+	case <-t.C:
+	case <-ctx.Done():
+	}
+	if err := idle.Close(); err != nil {
+		return fmt.Errorf("idle: %w", err)
+	}
+	if err := idle.Wait(); err != nil {
+		return fmt.Errorf("idle: %w", err)
+	}
+	return ctx.Err()
+}
+
+// pass spools what is new and moves (or flags) what is spooled.
+func (p *Poller) pass(ctx context.Context, c *imapclient.Client, uidValidity uint32) (int, error) {
+	key := p.Key()
+	st, err := p.Store.GetIMAPState(ctx, key)
+	if err != nil {
+		return 0, err
+	}
+	if st.UIDValidity != uidValidity {
+		if st.UIDValidity != 0 {
+			p.Log.Warn("imap: UIDVALIDITY changed; starting over (duplicates are caught by Message-ID)",
+				"mailbox", key, "was", st.UIDValidity, "now", uidValidity)
+		}
+		st = store.IMAPState{UIDValidity: uidValidity}
+		if err := p.Store.SetIMAPState(ctx, key, st); err != nil {
+			return 0, err
+		}
+	}
+	// In move mode every message still in the mailbox is either new or
+	// spooled-but-not-moved; in flag mode only UIDs past the last one are
+	// looked at.
+	crit := &imap.SearchCriteria{}
+	if p.Cfg.ProcessedMailbox == "" {
+		var set imap.UIDSet
+		set.AddRange(imap.UID(st.LastUID+1), 0)
+		crit.UID = []imap.UIDSet{set}
+	}
+	found, err := c.UIDSearch(crit, nil).Wait()
+	if err != nil {
+		return 0, fmt.Errorf("search: %w", err)
+	}
+	var done imap.UIDSet
+	spooled := 0
+	for _, uid := range found.AllUIDs() {
+		if uint32(uid) <= st.LastUID {
+			if p.Cfg.ProcessedMailbox != "" {
+				done.AddNum(uid) // spooled before a crash, not yet moved
+			}
+			continue
+		}
+		raw, err := p.fetch(c, uid)
+		if err != nil {
+			return spooled, err
+		}
+		if raw == nil {
+			continue // vanished, or too large (logged)
+		}
+		start := time.Now()
+		next := store.IMAPState{UIDValidity: uidValidity, LastUID: uint32(uid)}
+		id, err := p.Store.SpoolIMAP(ctx, &store.Message{Channel: store.ChannelIMAP, RcptTo: []string{p.Cfg.Username},
+			Peer: p.Cfg.Address + " " + p.Cfg.Mailbox + fmt.Sprintf(" uid=%d uidvalidity=%d", uid, uidValidity), Raw: raw}, key, next)
+		if err != nil {
+			metricRefused.WithLabelValues(store.ChannelIMAP, "spool-error").Inc()
+			// The message stays in the mailbox; the session is retried.
+			return spooled, fmt.Errorf("spool uid %d: %w", uid, err)
+		}
+		st = next
+		spooled++
+		metricSpoolSeconds.WithLabelValues(store.ChannelIMAP).Observe(time.Since(start).Seconds())
+		metricReceived.WithLabelValues(store.ChannelIMAP).Inc()
+		metricBytes.WithLabelValues(store.ChannelIMAP).Add(float64(len(raw)))
+		p.Log.Info("spooled", "spool", id, "channel", "imap", "mailbox", key, "uid", uid, "bytes", len(raw))
+		if p.Spooled != nil {
+			select {
+			case p.Spooled <- struct{}{}:
+			default:
+			}
+		}
+		done.AddNum(uid)
+	}
+	if len(done) == 0 {
+		return spooled, nil
+	}
+	return spooled, p.finish(c, done)
+}
+
+func (p *Poller) fetch(c *imapclient.Client, uid imap.UID) ([]byte, error) {
+	if p.Cfg.MaxMessage > 0 {
+		msgs, err := c.Fetch(imap.UIDSetNum(uid), &imap.FetchOptions{UID: true, RFC822Size: true}).Collect()
+		if err != nil {
+			return nil, fmt.Errorf("fetch size uid %d: %w", uid, err)
+		}
+		if len(msgs) == 1 && msgs[0].RFC822Size > p.Cfg.MaxMessage {
+			metricRefused.WithLabelValues(store.ChannelIMAP, "size").Inc()
+			p.Log.Error("imap: message over the size limit left in the mailbox", "mailbox", p.Key(), "uid", uid, "bytes", msgs[0].RFC822Size)
+			return nil, nil
+		}
+	}
+	msgs, err := c.Fetch(imap.UIDSetNum(uid), &imap.FetchOptions{UID: true,
+		BodySection: []*imap.FetchItemBodySection{{Peek: true}}}).Collect()
+	if err != nil {
+		return nil, fmt.Errorf("fetch uid %d: %w", uid, err)
+	}
+	if len(msgs) == 0 || len(msgs[0].BodySection) == 0 {
+		return nil, nil
+	}
+	return msgs[0].BodySection[0].Bytes, nil
+}
+
+// finish moves the spooled messages to the processed mailbox (MOVE, or
+// COPY + \Deleted + UID EXPUNGE on servers without it) or flags them \Seen.
+func (p *Poller) finish(c *imapclient.Client, uids imap.UIDSet) error {
+	if p.Cfg.ProcessedMailbox == "" {
+		err := c.Store(uids, &imap.StoreFlags{Op: imap.StoreFlagsAdd, Silent: true, Flags: []imap.Flag{imap.FlagSeen}}, nil).Close()
+		if err != nil {
+			return fmt.Errorf("flag seen: %w", err)
+		}
+		return nil
+	}
+	if c.Caps().Has(imap.CapMove) {
+		if _, err := c.Move(uids, p.Cfg.ProcessedMailbox).Wait(); err != nil {
+			return fmt.Errorf("move: %w", err)
+		}
+		return nil
+	}
+	if _, err := c.Copy(uids, p.Cfg.ProcessedMailbox).Wait(); err != nil {
+		return fmt.Errorf("copy: %w", err)
+	}
+	if err := c.Store(uids, &imap.StoreFlags{Op: imap.StoreFlagsAdd, Silent: true, Flags: []imap.Flag{imap.FlagDeleted}}, nil).Close(); err != nil {
+		return fmt.Errorf("flag deleted: %w", err)
+	}
+	if c.Caps().Has(imap.CapUIDPlus) {
+		return c.UIDExpunge(uids).Close()
+	}
+	return errors.Join(c.Expunge().Close())
+}

@@ -1,0 +1,299 @@
+package intake
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"crypto/tls"
+	"encoding/hex"
+	"errors"
+	"io"
+	"log/slog"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/emersion/go-smtp"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promauto"
+
+	"github.com/madoguchi/madoguchi/store"
+)
+
+var (
+	metricReceived = promauto.NewCounterVec(prometheus.CounterOpts{
+		Name: "madoguchi_intake_received_total", Help: "Messages spooled, by channel (smtp, lmtp, imap, import).",
+	}, []string{"channel"})
+	metricRefused = promauto.NewCounterVec(prometheus.CounterOpts{
+		Name: "madoguchi_intake_refused_total", Help: "Messages or recipients refused, by channel and reason (recipient, size, spool-error).",
+	}, []string{"channel", "reason"})
+	metricBytes = promauto.NewCounterVec(prometheus.CounterOpts{
+		Name: "madoguchi_intake_bytes_total", Help: "Bytes spooled, by channel.",
+	}, []string{"channel"})
+	metricSpoolSeconds = promauto.NewHistogramVec(prometheus.HistogramOpts{
+		Name: "madoguchi_intake_spool_seconds", Help: "Time from end of DATA to durable spool commit, by channel.",
+		Buckets: prometheus.ExponentialBuckets(0.0002, 2, 14),
+	}, []string{"channel"})
+)
+
+// SMTPConfig configures the listener.
+type SMTPConfig struct {
+	Recipients      []string
+	MaxMessageBytes int64
+	Hostname        string
+	LMTP            bool
+	// TLS, when set, offers STARTTLS.
+	TLS *tls.Config
+	// Limits per connection (zero: the defaults below).
+	MaxRecipients      int
+	MaxMessagesPerConn int
+	Timeout            time.Duration
+}
+
+// Spooler is where accepted messages go: *store.Store (one commit per
+// message) or *store.Committer (group commit). Nil error means durable.
+type Spooler interface {
+	Spool(ctx context.Context, m *store.Message) (int64, error)
+}
+
+// Backend is the go-smtp backend feeding the spool.
+type Backend struct {
+	Store  Spooler
+	Config SMTPConfig
+	Log    *slog.Logger
+	// Credentials, when set, enable AUTH PLAIN/LOGIN (offered only after
+	// STARTTLS) and RequireAuth refuses MAIL before it: the staff
+	// submission listener.
+	Credentials *Credentials
+	RequireAuth bool
+	// Spooled is signalled (non-blocking) after each commit, to wake workers.
+	Spooled chan<- struct{}
+	allowed map[string]bool
+}
+
+// NewServer returns a go-smtp server for the backend.
+func NewServer(b *Backend) *smtp.Server {
+	b.allowed = map[string]bool{}
+	for _, r := range b.Config.Recipients {
+		b.allowed[strings.ToLower(r)] = true
+	}
+	s := smtp.NewServer(b)
+	s.Domain = b.Config.Hostname
+	if s.Domain == "" {
+		s.Domain = "localhost"
+	}
+	s.LMTP = b.Config.LMTP
+	s.MaxMessageBytes = b.Config.MaxMessageBytes
+	s.MaxRecipients = b.Config.MaxRecipients
+	if s.MaxRecipients <= 0 {
+		s.MaxRecipients = 100
+	}
+	timeout := b.Config.Timeout
+	if timeout <= 0 {
+		timeout = 2 * time.Minute
+	}
+	s.ReadTimeout = timeout
+	s.WriteTimeout = timeout
+	s.EnableSMTPUTF8 = true
+	// RFC 5322 says 998 octets, but real reporters' mailers send longer
+	// lines (HTML on one line, pasted logs) and Postfix takes them: refusing
+	// would lose a report. The size limit still bounds the message.
+	s.MaxLineLength = 1 << 20
+	s.TLSConfig = b.Config.TLS
+	s.AllowInsecureAuth = false
+	return s
+}
+
+func (b *Backend) channel() string {
+	if b.Config.LMTP {
+		return store.ChannelLMTP
+	}
+	return store.ChannelSMTP
+}
+
+// NewSession implements smtp.Backend.
+func (b *Backend) NewSession(c *smtp.Conn) (smtp.Session, error) {
+	peer := ""
+	if c.Conn() != nil {
+		peer = c.Conn().RemoteAddr().String()
+	}
+	return &session{b: b, peer: peer, helo: c.Hostname()}, nil
+}
+
+type session struct {
+	b        *Backend
+	peer     string
+	helo     string
+	from     string
+	rcpt     []string
+	messages int    // accepted on this connection
+	user     string // authenticated user, "" before AUTH
+	// idle counts MAIL and RSET since the last accepted message: a client
+	// cycling transactions without ever sending one is cut off.
+	idle int
+}
+
+// maxIdleTransactions bounds MAIL/RSET cycles without a message.
+const maxIdleTransactions = 50
+
+func (s *session) maxMessages() int {
+	if s.b.Config.MaxMessagesPerConn > 0 {
+		return s.b.Config.MaxMessagesPerConn
+	}
+	return 100
+}
+
+func (s *session) Reset()        { s.from, s.rcpt = "", nil; s.idle++ }
+func (s *session) Logout() error { return nil }
+
+func (s *session) Mail(from string, _ *smtp.MailOptions) error {
+	if s.b.RequireAuth && s.user == "" {
+		metricRefused.WithLabelValues(s.b.channel(), "auth-required").Inc()
+		return &smtp.SMTPError{Code: 530, EnhancedCode: smtp.EnhancedCode{5, 7, 0}, Message: "Authentication required (STARTTLS first)"}
+	}
+	if s.idle > 2*maxIdleTransactions { // Reset also runs once per MAIL
+		metricRefused.WithLabelValues(s.b.channel(), "idle-transactions").Inc()
+		return &smtp.SMTPError{Code: 421, EnhancedCode: smtp.EnhancedCode{4, 7, 0}, Message: "Too many commands without a message, reconnect"}
+	}
+	if s.messages >= s.maxMessages() {
+		metricRefused.WithLabelValues(s.b.channel(), "messages-per-connection").Inc()
+		return &smtp.SMTPError{Code: 421, EnhancedCode: smtp.EnhancedCode{4, 7, 0}, Message: "Too many messages on one connection, reconnect"}
+	}
+	s.from = from
+	s.rcpt = nil
+	return nil
+}
+
+func (s *session) Rcpt(to string, _ *smtp.RcptOptions) error {
+	if !s.b.allowed[strings.ToLower(to)] {
+		metricRefused.WithLabelValues(s.b.channel(), "recipient").Inc()
+		return &smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 1, 1}, Message: "No such recipient here"}
+	}
+	s.rcpt = append(s.rcpt, strings.ToLower(to))
+	return nil
+}
+
+func ref() string {
+	b := make([]byte, 6)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+func (s *session) Data(r io.Reader) error {
+	_, err := s.receive(r)
+	return err
+}
+
+// LMTPData implements smtp.LMTPSession: the message is spooled once for
+// all its recipients, and each recipient gets the status of that one
+// commit (all 250 or all 451), so the MTA in front retries exactly what
+// was not made durable.
+func (s *session) LMTPData(r io.Reader, status smtp.StatusCollector) error {
+	_, err := s.receive(r)
+	for _, rc := range s.rcpt {
+		status.SetStatus(rc, err)
+	}
+	return nil
+}
+
+// receive reads the message (go-smtp stops the read with 552 5.3.4 at the
+// size limit, so an oversized message is never held whole) and spools it;
+// the reply is 250 only once the spool commit returned.
+func (s *session) receive(r io.Reader) (int64, error) {
+	if len(s.rcpt) == 0 {
+		return 0, &smtp.SMTPError{Code: 503, EnhancedCode: smtp.EnhancedCode{5, 5, 1}, Message: "RCPT first"}
+	}
+	buf := &spill{limit: inMemoryLimit}
+	defer buf.Close()
+	if _, err := io.Copy(buf, r); err != nil {
+		var se *smtp.SMTPError
+		if errors.As(err, &se) {
+			metricRefused.WithLabelValues(s.b.channel(), "size").Inc()
+			return 0, se
+		}
+		if errors.Is(err, smtp.ErrTooLongLine) {
+			metricRefused.WithLabelValues(s.b.channel(), "line-length").Inc()
+			return 0, &smtp.SMTPError{Code: 500, EnhancedCode: smtp.EnhancedCode{5, 5, 2}, Message: "Line longer than 1 MiB"}
+		}
+		return 0, &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 3, 0}, Message: "Read error, try again later"}
+	}
+	start := time.Now()
+	m := &store.Message{Channel: s.b.channel(), MailFrom: s.from, RcptTo: s.rcpt, Peer: s.peerString()}
+	if buf.file != nil {
+		m.Source = buf.file // over 1 MiB: streamed to the store in chunks
+	} else {
+		m.Raw = buf.mem.Bytes()
+	}
+	id, err := s.b.Store.Spool(context.Background(), m)
+	if err != nil {
+		rid := ref()
+		s.b.Log.Error("spool failed", "ref", rid, "peer", s.peer, "err", err)
+		metricRefused.WithLabelValues(s.b.channel(), "spool-error").Inc()
+		return 0, &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 3, 0}, Message: "Temporary local problem, try again later (ref " + rid + ")"}
+	}
+	s.messages++
+	s.idle = 0
+	metricSpoolSeconds.WithLabelValues(s.b.channel()).Observe(time.Since(start).Seconds())
+	metricReceived.WithLabelValues(s.b.channel()).Inc()
+	metricBytes.WithLabelValues(s.b.channel()).Add(float64(buf.n))
+	s.b.Log.Info("spooled", "spool", id, "channel", s.b.channel(), "peer", s.peer, "from", s.from, "bytes", buf.n)
+	if s.b.Spooled != nil {
+		select {
+		case s.b.Spooled <- struct{}{}:
+		default:
+		}
+	}
+	return id, nil
+}
+
+func (s *session) peerString() string {
+	p := s.peer + " helo=" + s.helo
+	if s.user != "" {
+		p += " auth=" + s.user
+	}
+	return p
+}
+
+// inMemoryLimit is the largest message kept in memory while it is spooled;
+// a larger one goes to a temporary file and from there to the store in
+// chunks, so memory per connection stays bounded whatever the size limit.
+const inMemoryLimit = 1 << 20
+
+// spill is a buffer that moves to a temporary file past its limit.
+type spill struct {
+	limit int
+	mem   bytes.Buffer
+	file  *os.File
+	n     int64
+}
+
+func (s *spill) Write(p []byte) (int, error) {
+	s.n += int64(len(p))
+	if s.file == nil && s.mem.Len()+len(p) <= s.limit {
+		return s.mem.Write(p)
+	}
+	if s.file == nil {
+		f, err := os.CreateTemp("", "madoguchi-data-*")
+		if err != nil {
+			return 0, err
+		}
+		// Unlinked at once: the open descriptor is all that is needed, and
+		// nothing is left behind if the process dies.
+		_ = os.Remove(f.Name())
+		if _, err := f.Write(s.mem.Bytes()); err != nil {
+			_ = f.Close()
+			return 0, err
+		}
+		s.mem = bytes.Buffer{}
+		s.file = f
+	}
+	return s.file.Write(p)
+}
+
+// Close releases the temporary file, if any.
+func (s *spill) Close() error {
+	if s.file != nil {
+		return s.file.Close()
+	}
+	return nil
+}

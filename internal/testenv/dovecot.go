@@ -1,0 +1,219 @@
+package testenv
+
+import (
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/emersion/go-imap/v2"
+	"github.com/emersion/go-imap/v2/imapclient"
+)
+
+// Dovecot is a private Dovecot (Debian's dovecot-imapd) in a temp
+// directory on a loopback port, with one passwd-file user, csirt/secret,
+// and a Maildir with INBOX, Processed and Reports. Its login and mail
+// processes drop root: logins run as dovenull, mail as nobody.
+type Dovecot struct {
+	t    testing.TB
+	dir  string
+	conf string
+	Addr string
+}
+
+func freePort(t testing.TB) int {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+// StartDovecot starts one for the test and stops it after. Without
+// dovecot the test is skipped (fails under CI); it needs root.
+func StartDovecot(t testing.TB) *Dovecot {
+	t.Helper()
+	if _, err := exec.LookPath("dovecot"); err != nil {
+		if os.Getenv("CI") != "" {
+			t.Fatal("dovecot not installed (CI installs dovecot-imapd)")
+		}
+		t.Skip("dovecot not installed")
+	}
+	if os.Geteuid() != 0 {
+		t.Skip("the Dovecot harness runs as root (Dovecot drops to dovenull and nobody)")
+	}
+	dir, err := os.MkdirTemp("", "madoguchi-dovecot-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = os.Chmod(dir, 0o755)
+	for _, d := range []string{"run", "state", "home"} {
+		if err := os.MkdirAll(filepath.Join(dir, d), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	_ = os.Chown(filepath.Join(dir, "home"), 65534, 65534)
+	if err := os.WriteFile(filepath.Join(dir, "passwd"), []byte("csirt:{PLAIN}secret\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	port := freePort(t)
+	conf := fmt.Sprintf(`base_dir = %[1]s/run
+state_dir = %[1]s/state
+log_path = %[1]s/dovecot.log
+protocols = imap
+listen = 127.0.0.1
+ssl = no
+disable_plaintext_auth = no
+auth_mechanisms = plain login
+default_internal_user = dovecot
+default_login_user = dovenull
+mail_location = maildir:~/Maildir
+service imap-login {
+  inet_listener imap {
+    address = 127.0.0.1
+    port = %[2]d
+  }
+  inet_listener imaps {
+    port = 0
+  }
+}
+service pop3-login {
+  inet_listener pop3 {
+    port = 0
+  }
+}
+passdb {
+  driver = passwd-file
+  args = scheme=PLAIN username_format=%%u %[1]s/passwd
+}
+userdb {
+  driver = static
+  args = uid=65534 gid=65534 home=%[1]s/home/%%u
+}
+namespace inbox {
+  inbox = yes
+  separator = /
+  mailbox Processed {
+    auto = create
+  }
+  mailbox Reports {
+    auto = create
+  }
+}
+`, dir, port)
+	d := &Dovecot{t: t, dir: dir, conf: filepath.Join(dir, "dovecot.conf"), Addr: fmt.Sprintf("127.0.0.1:%d", port)}
+	if err := os.WriteFile(d.conf, []byte(conf), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	d.Start()
+	t.Cleanup(func() {
+		d.Stop()
+		_ = os.RemoveAll(dir)
+	})
+	return d
+}
+
+// Start starts the daemon (again).
+func (d *Dovecot) Start() {
+	d.t.Helper()
+	// Output goes to a file, not a pipe: the daemon's children inherit it,
+	// and a pipe would never reach EOF while they run.
+	out, err := os.OpenFile(filepath.Join(d.dir, "dovecot.out"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		d.t.Fatal(err)
+	}
+	defer out.Close()
+	cmd := exec.Command("dovecot", "-c", d.conf)
+	cmd.Stdout, cmd.Stderr = out, out
+	if err := cmd.Run(); err != nil {
+		b, _ := os.ReadFile(filepath.Join(d.dir, "dovecot.out"))
+		d.t.Fatalf("dovecot: %v\n%s", err, b)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		c, err := net.Dial("tcp", d.Addr)
+		if err == nil {
+			_ = c.Close()
+			return
+		}
+		if time.Now().After(deadline) {
+			log, _ := os.ReadFile(filepath.Join(d.dir, "dovecot.log"))
+			d.t.Fatalf("dovecot did not listen on %s\n%s", d.Addr, log)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// Stop kills the daemon and waits for its port to close.
+func (d *Dovecot) Stop() {
+	b, err := os.ReadFile(filepath.Join(d.dir, "run", "master.pid"))
+	if err != nil {
+		return
+	}
+	pid, _ := strconv.Atoi(strings.TrimSpace(string(b)))
+	if p, err := os.FindProcess(pid); err == nil {
+		_ = p.Kill()
+	}
+	// Its children (login and imap processes) exit when the master dies;
+	// wait for the port to be free.
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) {
+		c, err := net.Dial("tcp", d.Addr)
+		if err != nil {
+			break
+		}
+		_ = c.Close()
+		time.Sleep(50 * time.Millisecond)
+	}
+	_ = os.Remove(filepath.Join(d.dir, "run", "master.pid"))
+}
+
+// Client logs in as the mailbox owner.
+func (d *Dovecot) Client() *imapclient.Client {
+	d.t.Helper()
+	c, err := imapclient.DialInsecure(d.Addr, nil)
+	if err != nil {
+		d.t.Fatal(err)
+	}
+	if err := c.Login("csirt", "secret").Wait(); err != nil {
+		d.t.Fatal(err)
+	}
+	return c
+}
+
+// Append puts a message into a mailbox with a real IMAP APPEND.
+func (d *Dovecot) Append(mailbox, raw string) {
+	d.t.Helper()
+	c := d.Client()
+	defer c.Close()
+	cmd := c.Append(mailbox, int64(len(raw)), nil)
+	if _, err := io.WriteString(cmd, raw); err != nil {
+		d.t.Fatal(err)
+	}
+	if err := cmd.Close(); err != nil {
+		d.t.Fatal(err)
+	}
+	if _, err := cmd.Wait(); err != nil {
+		d.t.Fatal(err)
+	}
+}
+
+// Count returns the messages in a mailbox, and how many are \Seen.
+func (d *Dovecot) Count(mailbox string) (n, seen int) {
+	d.t.Helper()
+	c := d.Client()
+	defer c.Close()
+	st, err := c.Status(mailbox, &imap.StatusOptions{NumMessages: true, NumUnseen: true}).Wait()
+	if err != nil {
+		d.t.Fatal(err)
+	}
+	return int(*st.NumMessages), int(*st.NumMessages - *st.NumUnseen)
+}

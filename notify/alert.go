@@ -1,0 +1,157 @@
+package notify
+
+import (
+	"bytes"
+	"context"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"io"
+	"mime"
+	"net/http"
+	"time"
+
+	"github.com/madoguchi/madoguchi/store"
+)
+
+// alertFields is what a staff alert says about the report.
+type alertFields struct {
+	Subject        string  `json:"subject"`
+	From           string  `json:"from"`
+	TLP            *string `json:"tlp"`
+	Classification struct {
+		Taxonomy   string  `json:"taxonomy"`
+		Type       string  `json:"type"`
+		Confidence float64 `json:"confidence"`
+	} `json:"classification"`
+}
+
+// WebhookPayload is the JSON body of an alert webhook.
+type WebhookPayload struct {
+	Event      string    `json:"event"` // "incident.created"
+	Ticket     string    `json:"ticket"`
+	Taxonomy   string    `json:"taxonomy"`
+	Type       string    `json:"type"`
+	Confidence float64   `json:"confidence"`
+	TLP        string    `json:"tlp,omitempty"`
+	Reporter   string    `json:"reporter"`
+	Subject    string    `json:"subject,omitempty"` // left out for TLP:RED
+	ReportID   int64     `json:"report_id"`
+	SentAt     time.Time `json:"sent_at"`
+}
+
+// SignatureHeader carries "sha256=" and the hex HMAC-SHA256 of the body
+// under the shared secret (the GitHub webhook convention).
+const SignatureHeader = "X-Madoguchi-Signature"
+
+// Sign returns the SignatureHeader value for body.
+func Sign(secret, body []byte) string {
+	m := hmac.New(sha256.New, secret)
+	m.Write(body)
+	return "sha256=" + hex.EncodeToString(m.Sum(nil))
+}
+
+func (w *Writer) alertData(ctx context.Context, e store.OutboxEntry) (WebhookPayload, error) {
+	js, ticket, err := w.Store.ReportTicket(ctx, e.ReportID)
+	if err != nil {
+		return WebhookPayload{}, err
+	}
+	var a alertFields
+	if err := json.Unmarshal(js, &a); err != nil {
+		return WebhookPayload{}, err
+	}
+	p := WebhookPayload{Event: "incident.created", Ticket: ticket, Taxonomy: a.Classification.Taxonomy, Type: a.Classification.Type,
+		Confidence: a.Classification.Confidence, Reporter: a.From, Subject: a.Subject, ReportID: e.ReportID, SentAt: w.now().UTC()}
+	if a.TLP != nil {
+		p.TLP = *a.TLP
+		if *a.TLP == "red" {
+			p.Subject = ""
+		}
+	}
+	return p, nil
+}
+
+func (w *Writer) now() time.Time {
+	if w.Now != nil {
+		return w.Now()
+	}
+	return time.Now()
+}
+
+// renderAlert builds the staff alert mail for the duty address.
+func (w *Writer) renderAlert(ctx context.Context, e store.OutboxEntry) ([]byte, error) {
+	if err := w.checkRecipient(e.Recipient); err != nil {
+		return nil, &PermanentError{err}
+	}
+	a, err := w.alertData(ctx, e)
+	if err != nil {
+		return nil, err
+	}
+	subject := a.Subject
+	if subject == "" {
+		subject = "(subject withheld: TLP:RED)"
+	}
+	var b bytes.Buffer
+	hdr := func(k, v string) { writeHeader(&b, k, v) }
+	hdr("From", mime.QEncoding.Encode("utf-8", w.Team.Name)+" <"+w.Team.Address+">")
+	hdr("To", "<"+e.Recipient+">")
+	hdr("Subject", mime.BEncoding.Encode("utf-8", fmt.Sprintf("[%s] NEW %s/%s: %s", a.Ticket, a.Taxonomy, a.Type, subject)))
+	hdr("Date", w.now().Format(time.RFC1123Z))
+	hdr("Message-ID", e.MessageID)
+	hdr("Auto-Submitted", "auto-generated")
+	hdr("Importance", "high")
+	hdr("X-Priority", "1")
+	hdr("MIME-Version", "1.0")
+	hdr("Content-Type", "text/plain; charset=utf-8")
+	hdr("Content-Transfer-Encoding", "8bit")
+	b.WriteString("\r\n")
+	fmt.Fprintf(&b, "A new incident needs attention.\r\n\r\nTicket:         %s\r\nClassification: %s/%s (confidence %.2f)\r\nTLP:            %s\r\nReporter:       %s\r\nSubject:        %s\r\n",
+		a.Ticket, a.Taxonomy, a.Type, a.Confidence, orNone(a.TLP), a.Reporter, subject)
+	return b.Bytes(), nil
+}
+
+func orNone(s string) string {
+	if s == "" {
+		return "none"
+	}
+	return s
+}
+
+// postWebhook sends the alert as JSON, signed with the shared secret. A 2xx
+// is delivered; 408, 429 and 5xx are retried; other 4xx are dead letters.
+func (w *Writer) postWebhook(ctx context.Context, e store.OutboxEntry) error {
+	a, err := w.alertData(ctx, e)
+	if err != nil {
+		return err
+	}
+	body, _ := json.Marshal(a)
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, e.Recipient, bytes.NewReader(body))
+	if err != nil {
+		return &PermanentError{err}
+	}
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("X-Madoguchi-Delivery", e.MessageID)
+	if len(w.WebhookSecret) > 0 {
+		req.Header.Set(SignatureHeader, Sign(w.WebhookSecret, body))
+	}
+	c := w.HTTPClient
+	if c == nil {
+		c = &http.Client{Timeout: 30 * time.Second}
+	}
+	resp, err := c.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
+	switch {
+	case resp.StatusCode >= 200 && resp.StatusCode < 300:
+		return nil
+	case resp.StatusCode == 408 || resp.StatusCode == 429 || resp.StatusCode >= 500:
+		return fmt.Errorf("webhook %s: %s", e.Recipient, resp.Status)
+	default:
+		return &PermanentError{fmt.Errorf("webhook %s: %s", e.Recipient, resp.Status)}
+	}
+}

@@ -1,0 +1,167 @@
+package notify
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/emersion/go-sasl"
+	"github.com/emersion/go-smtp"
+)
+
+// Deliverer hands a rendered message on. An error wrapped in
+// PermanentError will never succeed (a 5xx from the relay); any other error
+// is retried with back-off.
+type Deliverer interface {
+	Deliver(ctx context.Context, from string, to []string, msg []byte, id string) error
+}
+
+// PermanentError marks a delivery that must not be retried.
+type PermanentError struct{ Err error }
+
+func (e *PermanentError) Error() string { return e.Err.Error() }
+func (e *PermanentError) Unwrap() error { return e.Err }
+
+// IsPermanent reports whether err is a PermanentError.
+func IsPermanent(err error) bool {
+	var p *PermanentError
+	return errors.As(err, &p)
+}
+
+// FileDelivery writes each message as an .eml file (fsynced, then renamed
+// into place) for an operator or another tool to pick up.
+type FileDelivery struct{ Dir string }
+
+// Deliver implements Deliverer.
+func (f FileDelivery) Deliver(_ context.Context, _ string, _ []string, msg []byte, id string) error {
+	if err := os.MkdirAll(f.Dir, 0o750); err != nil {
+		return err
+	}
+	return writeFileSync(filepath.Join(f.Dir, fileName(id)), msg)
+}
+
+// Relay delivers through an SMTP relay with go-smtp's client: STARTTLS when
+// the relay offers it (required when TLS is "starttls"), implicit TLS with
+// "implicit", AUTH PLAIN when a username is set (only over TLS).
+type Relay struct {
+	Addr      string // host:port
+	TLS       string // "" (STARTTLS if offered) | starttls | implicit | none
+	TLSConfig *tls.Config
+	Username  string
+	Password  string
+	Hostname  string // our EHLO name
+	Timeout   time.Duration
+}
+
+// Deliver implements Deliverer.
+func (r *Relay) Deliver(ctx context.Context, from string, to []string, msg []byte, _ string) error {
+	timeout := r.Timeout
+	if timeout == 0 {
+		timeout = time.Minute
+	}
+	tlsConf := r.TLSConfig
+	if tlsConf == nil {
+		host, _, _ := net.SplitHostPort(r.Addr)
+		tlsConf = &tls.Config{ServerName: host, MinVersion: tls.VersionTLS12}
+	}
+	dial := func() (net.Conn, error) {
+		d := net.Dialer{Timeout: timeout}
+		conn, err := d.DialContext(ctx, "tcp", r.Addr)
+		if err != nil {
+			return nil, fmt.Errorf("relay %s: %w", r.Addr, err)
+		}
+		_ = conn.SetDeadline(time.Now().Add(5 * timeout))
+		return conn, nil
+	}
+	conn, err := dial()
+	if err != nil {
+		return err
+	}
+	var c *smtp.Client
+	switch r.TLS {
+	case "implicit":
+		c = smtp.NewClient(tls.Client(conn, tlsConf))
+	case "none":
+		c = smtp.NewClient(conn)
+	default: // "" (opportunistic) or "starttls" (required)
+		c, err = smtp.NewClientStartTLS(conn, tlsConf)
+		if err != nil {
+			_ = conn.Close()
+			if r.TLS == "starttls" || !strings.Contains(err.Error(), "STARTTLS") {
+				return classify(err)
+			}
+			// The relay offers no STARTTLS: go on in the clear, as
+			// opportunistic TLS does.
+			if conn, err = dial(); err != nil {
+				return err
+			}
+			c = smtp.NewClient(conn)
+		}
+	}
+	defer c.Close()
+	if r.Hostname != "" && (r.TLS == "implicit" || r.TLS == "none") {
+		// (go-smtp's STARTTLS client has greeted already, as "localhost".)
+		if err := c.Hello(r.Hostname); err != nil {
+			return classify(err)
+		}
+	}
+	if r.Username != "" {
+		if _, isTLS := c.TLSConnectionState(); !isTLS && r.TLS != "none" {
+			return &PermanentError{fmt.Errorf("relay %s: refusing to send credentials without TLS", r.Addr)}
+		}
+		if err := c.Auth(sasl.NewPlainClient("", r.Username, r.Password)); err != nil {
+			return classify(err)
+		}
+	}
+	if err := c.SendMail(from, to, strings.NewReader(string(msg))); err != nil {
+		return classify(err)
+	}
+	return c.Quit()
+}
+
+// classify turns a 5xx reply into a PermanentError; 4xx replies and
+// network errors stay temporary.
+func classify(err error) error {
+	var se *smtp.SMTPError
+	if errors.As(err, &se) && se.Code >= 500 {
+		return &PermanentError{err}
+	}
+	return err
+}
+
+func fileName(mid string) string {
+	s := strings.Trim(mid, "<>")
+	s = strings.Map(func(r rune) rune {
+		if r == '/' || r == '\\' || r < 32 {
+			return '_'
+		}
+		return r
+	}, s)
+	return s + ".eml"
+}
+
+func writeFileSync(path string, data []byte) error {
+	tmp := path + ".tmp"
+	f, err := os.Create(tmp)
+	if err != nil {
+		return err
+	}
+	if _, err := f.Write(data); err != nil {
+		_ = f.Close()
+		return err
+	}
+	if err := f.Sync(); err != nil {
+		_ = f.Close()
+		return err
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	return os.Rename(tmp, path)
+}

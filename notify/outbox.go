@@ -1,0 +1,396 @@
+package notify
+
+import (
+	"bytes"
+	"context"
+	"embed"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"mime"
+	"mime/quotedprintable"
+	"net/http"
+	"net/mail"
+	"os"
+	"path/filepath"
+	"strings"
+	"text/template"
+	"time"
+	"unicode/utf8"
+
+	"golang.org/x/text/encoding/japanese"
+
+	"github.com/madoguchi/madoguchi/crypto"
+	"github.com/madoguchi/madoguchi/store"
+)
+
+// Team is what an acknowledgement says about the team.
+type Team struct {
+	Name, Address, Hours, Timezone string
+}
+
+//go:embed templates/*.txt
+var builtinTemplates embed.FS
+
+// Writer renders outbox rows and delivers them: to .eml files in Dir, or
+// through Deliver (a relay) when set.
+type Writer struct {
+	Store *store.Store
+	Dir   string
+	Team  Team
+	Log   *slog.Logger
+	Now   func() time.Time
+	// Deliver, when set, replaces .eml files in Dir.
+	Deliver Deliverer
+	// Keys signs every acknowledgement (PGP/MIME) when the team has a
+	// secret key, and encrypts it when the report came encrypted and the
+	// reporter's key is known.
+	Keys *crypto.Keys
+	// KeySource, when set, replaces Keys (serve reloads keys on SIGHUP).
+	KeySource func() *crypto.Keys
+	// TemplateDir holds ack.en.txt / ack.ja.txt overriding the built-in
+	// ones (text/template; fields: Ticket, Team, Address, Hours, Timezone,
+	// Subject, Encrypted), and followup.en.txt / followup.ja.txt for the
+	// note on follow-ups.
+	TemplateDir string
+	// WebhookSecret signs alert webhooks (HMAC-SHA256 of the body).
+	WebhookSecret []byte
+	// HTTPClient posts webhooks (nil: a client with a 30 s timeout).
+	HTTPClient *http.Client
+	// JapaneseCharset is "utf-8" (default) or "iso-2022-jp" for Japanese
+	// acknowledgements, as older Japanese mailers expect.
+	JapaneseCharset string
+	// RatePerHour caps acknowledgements to one correspondent per hour
+	// (0: 10). Beyond it rows are skipped with the reason recorded.
+	RatePerHour int
+	// MaxAttempts before a row is a dead letter (0: 10).
+	MaxAttempts int
+	// Lease is how long a claimed row is ours before another sender may
+	// take it (0: 5 minutes): the wait before a crashed send is repeated.
+	Lease time.Duration
+	// AfterDeliver, when set, runs between a delivery and its MarkSent:
+	// the crash tests stop the process exactly there.
+	AfterDeliver func(store.OutboxEntry)
+}
+
+type reportFields struct {
+	MessageID string `json:"message_id"`
+	Subject   string `json:"subject"`
+	Language  string `json:"language"`
+	Thread    struct {
+		References []string `json:"references"`
+	} `json:"thread"`
+	TLP        *string `json:"tlp"`
+	Decryption struct {
+		Status string `json:"status"`
+	} `json:"decryption"`
+}
+
+// templateData is what an acknowledgement template sees.
+type templateData struct {
+	Ticket, Team, Address, Hours, Timezone, Subject string
+	Encrypted                                       bool
+}
+
+func (w *Writer) template(kind, lang string) (*template.Template, error) {
+	base := "ack"
+	if kind == store.OutboxFollowUp {
+		base = "followup"
+	}
+	name := base + ".en.txt"
+	if lang == "ja" {
+		name = base + ".ja.txt"
+	}
+	if w.TemplateDir != "" {
+		if b, err := os.ReadFile(filepath.Join(w.TemplateDir, name)); err == nil {
+			return template.New(name).Option("missingkey=error").Parse(string(b))
+		} else if !os.IsNotExist(err) {
+			return nil, err
+		}
+	}
+	return template.New(name).Option("missingkey=error").ParseFS(builtinTemplates, "templates/"+name)
+}
+
+// maxSubjectRunes bounds the original subject echoed in ours.
+const maxSubjectRunes = 200
+
+// ErrBadRecipient is a recipient no acknowledgement may go to.
+var ErrBadRecipient = errors.New("notify: recipient is not a single plain address")
+
+// checkRecipient refuses what could inject headers or loop back to us.
+func (w *Writer) checkRecipient(rcpt string) error {
+	if rcpt == "" || strings.ContainsAny(rcpt, "\r\n<>,;\"") {
+		return ErrBadRecipient
+	}
+	a, err := mail.ParseAddress(rcpt)
+	if err != nil || a.Address != rcpt {
+		return ErrBadRecipient
+	}
+	if strings.EqualFold(rcpt, w.Team.Address) {
+		return errors.New("notify: the recipient is the team itself")
+	}
+	return nil
+}
+
+// Render builds the acknowledgement for one outbox row. encrypted tells
+// whether it went out encrypted.
+func (w *Writer) Render(ctx context.Context, e store.OutboxEntry) (msg []byte, encrypted bool, err error) {
+	if err := w.checkRecipient(e.Recipient); err != nil {
+		return nil, false, &PermanentError{err}
+	}
+	js, ticket, err := w.Store.ReportTicket(ctx, e.ReportID)
+	if err != nil {
+		return nil, false, err
+	}
+	var r reportFields
+	if err := json.Unmarshal(js, &r); err != nil {
+		return nil, false, err
+	}
+	now := time.Now()
+	if w.Now != nil {
+		now = w.Now()
+	}
+	// A TLP:RED report's subject is not echoed: notify never repeats the
+	// content of a RED report, even to its sender's mail system.
+	orig := strings.TrimSpace(r.Subject)
+	for _, p := range []string{"Re:", "RE:", "re:", "Fwd:", "FW:"} {
+		orig = strings.TrimSpace(strings.TrimPrefix(orig, p))
+	}
+	if utf8.RuneCountInString(orig) > maxSubjectRunes {
+		orig = string([]rune(orig)[:maxSubjectRunes]) + "…"
+	}
+	if r.TLP != nil && *r.TLP == "red" || orig == "" {
+		orig = "your report"
+		if r.Language == "ja" {
+			orig = "ご報告"
+		}
+	}
+	subj := fmt.Sprintf("[%s] Re: %s", ticket, orig)
+
+	keys := w.Keys
+	if w.KeySource != nil {
+		keys = w.KeySource()
+	}
+	recipientKeys := keys.KeyFor(e.Recipient, now)
+	encrypt := r.Decryption.Status == "ok" && len(recipientKeys) > 0 && keys != nil && len(keys.Team) > 0
+
+	t, err := w.template(e.Kind, r.Language)
+	if err != nil {
+		return nil, false, &PermanentError{fmt.Errorf("template: %w", err)}
+	}
+	var body bytes.Buffer
+	if err := t.Execute(&body, templateData{Ticket: ticket, Team: w.Team.Name, Address: w.Team.Address, Hours: w.Team.Hours,
+		Timezone: w.Team.Timezone, Subject: orig, Encrypted: encrypt}); err != nil {
+		return nil, false, &PermanentError{fmt.Errorf("template: %w", err)}
+	}
+	text := strings.ReplaceAll(strings.ReplaceAll(body.String(), "\r\n", "\n"), "\n", "\r\n")
+
+	// The body part: 7-bit clean, as signed parts must be (RFC 3156).
+	var part bytes.Buffer
+	charset := "utf-8"
+	if r.Language == "ja" && strings.EqualFold(w.JapaneseCharset, "iso-2022-jp") {
+		enc, err := japanese.ISO2022JP.NewEncoder().String(text)
+		if err == nil {
+			charset = "iso-2022-jp"
+			part.WriteString("Content-Type: text/plain; charset=iso-2022-jp\r\nContent-Transfer-Encoding: 7bit\r\n\r\n")
+			part.WriteString(enc)
+		}
+	}
+	if charset == "utf-8" {
+		part.WriteString("Content-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: quoted-printable\r\n\r\n")
+		qp := quotedprintable.NewWriter(&part)
+		_, _ = qp.Write([]byte(text))
+		_ = qp.Close()
+	}
+
+	contentType, payload := "", part.Bytes()
+	signed := keys != nil && len(keys.Team) > 0
+	switch {
+	case encrypt:
+		contentType, payload, err = keys.SignEncryptMIME(crypto.Part(part.Bytes()), recipientKeys, now)
+	case signed:
+		contentType, payload, err = keys.SignMIME(crypto.Part(part.Bytes()), now)
+	}
+	if err != nil {
+		return nil, false, fmt.Errorf("sign: %w", err)
+	}
+
+	var b bytes.Buffer
+	hdr := func(k, v string) { writeHeader(&b, k, v) }
+	hdr("From", mime.QEncoding.Encode("utf-8", w.Team.Name)+" <"+w.Team.Address+">")
+	hdr("To", "<"+e.Recipient+">")
+	if charset == "iso-2022-jp" {
+		if s, err := japanese.ISO2022JP.NewEncoder().String(subj); err == nil {
+			hdr("Subject", mime.BEncoding.Encode("iso-2022-jp", s))
+		} else {
+			hdr("Subject", mime.BEncoding.Encode("utf-8", subj))
+		}
+	} else {
+		hdr("Subject", mime.BEncoding.Encode("utf-8", subj))
+	}
+	hdr("Date", now.Format(time.RFC1123Z))
+	hdr("Message-ID", e.MessageID)
+	if r.MessageID != "" {
+		hdr("In-Reply-To", r.MessageID)
+		refs := append(append([]string{}, r.Thread.References...), r.MessageID)
+		if len(refs) > 20 {
+			refs = refs[len(refs)-20:]
+		}
+		hdr("References", strings.Join(refs, " "))
+	}
+	hdr("Auto-Submitted", "auto-replied")
+	hdr("X-Auto-Response-Suppress", "All")
+	hdr("Precedence", "bulk")
+	hdr("MIME-Version", "1.0")
+	if contentType == "" {
+		b.Write(payload) // the part's own headers follow on
+	} else {
+		hdr("Content-Type", contentType)
+		b.WriteString("\r\n")
+		b.Write(payload)
+	}
+	return b.Bytes(), encrypt, nil
+}
+
+// Run delivers pending rows until ctx ends.
+func (w *Writer) Run(ctx context.Context) {
+	for ctx.Err() == nil {
+		n, err := w.Once(ctx)
+		if err != nil {
+			w.Log.Error("outbox", "err", err)
+		}
+		if n == 0 {
+			t := time.NewTimer(time.Second)
+			select {
+			case <-ctx.Done():
+			case <-t.C:
+			}
+			t.Stop()
+		}
+	}
+}
+
+// deliver sends one row according to its kind.
+func (w *Writer) deliver(ctx context.Context, e store.OutboxEntry) error {
+	var msg []byte
+	var err error
+	switch e.Kind {
+	case store.OutboxWebhook:
+		return w.postWebhook(ctx, e)
+	case store.OutboxAlert:
+		msg, err = w.renderAlert(ctx, e)
+	default:
+		msg, _, err = w.Render(ctx, e)
+	}
+	if err != nil {
+		return err
+	}
+	// Acknowledgements go out with a null envelope sender (RFC 3834
+	// section 3.3), so that no bounce or auto-reply comes back to loop.
+	return w.deliverer().Deliver(ctx, "", []string{e.Recipient}, msg, e.MessageID)
+}
+
+func (w *Writer) deliverer() Deliverer {
+	if w.Deliver != nil {
+		return w.Deliver
+	}
+	return FileDelivery{Dir: w.Dir}
+}
+
+// backoff is the wait before retry n: 30 s doubling, at most 1 h.
+func backoff(attempt int) time.Duration {
+	return min(30*time.Second<<min(attempt, 7), time.Hour)
+}
+
+// Once delivers one batch and returns how many rows it handled.
+//
+// A row is marked sent after the relay accepted it. If the daemon dies in
+// between, the row's lease runs out and it is sent again: a receiver sees
+// at most one repeat per crash, with the same Message-ID, so it can drop it.
+func (w *Writer) Once(ctx context.Context) (int, error) {
+	lease := w.Lease
+	if lease <= 0 {
+		lease = 5 * time.Minute
+	}
+	rows, err := w.Store.ClaimOutbox(ctx, 16, lease)
+	if err != nil {
+		return 0, err
+	}
+	maxAttempts := w.MaxAttempts
+	if maxAttempts <= 0 {
+		maxAttempts = 10
+	}
+	rate := w.RatePerHour
+	if rate <= 0 {
+		rate = 10
+	}
+	now := time.Now()
+	if w.Now != nil {
+		now = w.Now()
+	}
+	for _, e := range rows {
+		staff := e.Kind == store.OutboxAlert || e.Kind == store.OutboxWebhook
+		n := 0
+		if !staff {
+			if n, err = w.Store.RecentTo(ctx, e.Recipient, now.Add(-time.Hour), e.ID); err != nil {
+				return 0, err
+			}
+		}
+		if !staff && n >= rate {
+			metricOutbox.WithLabelValues("skipped").Inc()
+			w.Log.Warn("acknowledgement skipped: rate limit", "id", e.ID, "recipient", e.Recipient, "last_hour", n)
+			if err := w.Store.MarkOutboxSkipped(ctx, e.ID, fmt.Sprintf("rate limit: %d acknowledgements to this address in the last hour", n)); err != nil {
+				return 0, err
+			}
+			continue
+		}
+		err := w.deliver(ctx, e)
+		if err == nil && w.AfterDeliver != nil {
+			w.AfterDeliver(e)
+		}
+		if err != nil {
+			dead := IsPermanent(err) || e.Attempts >= maxAttempts
+			state := "retry"
+			if dead {
+				state = "dead"
+			}
+			metricOutbox.WithLabelValues(state).Inc()
+			w.Log.Warn("outbox row failed", "id", e.ID, "recipient", e.Recipient, "attempt", e.Attempts, "dead", dead, "err", err)
+			if merr := w.Store.MarkOutboxFailed(ctx, e.ID, oneLine(err), dead, backoff(e.Attempts)); merr != nil {
+				return 0, merr
+			}
+			continue
+		}
+		metricOutbox.WithLabelValues("sent").Inc()
+		if err := w.Store.MarkSent(ctx, e.ID); err != nil {
+			return 0, err
+		}
+	}
+	return len(rows), nil
+}
+
+func oneLine(err error) string {
+	s := strings.NewReplacer("\r", " ", "\n", " ").Replace(err.Error())
+	if len(s) > 500 {
+		s = s[:500]
+	}
+	return s
+}
+
+// writeHeader writes one header field, CR and LF removed (no injection),
+// folded at spaces so that no line passes 78 octets where a space allows
+// (RFC 5322 2.1.1; encoded words are separated by spaces, so a long
+// encoded Subject folds between them).
+func writeHeader(b *bytes.Buffer, name, value string) {
+	value = strings.NewReplacer("\r", " ", "\n", " ").Replace(value)
+	line := name + ":"
+	for i, word := range strings.Split(value, " ") {
+		if i > 0 && len(line)+1+len(word) > 78 && strings.TrimSpace(line) != name+":" {
+			b.WriteString(line + "\r\n")
+			line = ""
+		}
+		line += " " + word
+	}
+	b.WriteString(line + "\r\n")
+}

@@ -1,0 +1,468 @@
+package notify
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"mime"
+	"mime/quotedprintable"
+	"net"
+	"net/mail"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+	"unicode/utf8"
+
+	"github.com/madoguchi/madoguchi/crypto"
+	"github.com/madoguchi/madoguchi/internal/testenv"
+	"github.com/madoguchi/madoguchi/store"
+)
+
+// A real Postfix (Debian's postfix 3.7) as the relay: a private instance in
+// a temp directory on a loopback port, delivering every recipient to one
+// Maildir, and refusing any address at reject.example with 554.
+
+type postfix struct {
+	t    *testing.T
+	dir  string
+	addr string
+}
+
+func startPostfix(t *testing.T) *postfix {
+	t.Helper()
+	if _, err := exec.LookPath("postfix"); err != nil {
+		if os.Getenv("CI") != "" {
+			t.Fatal("postfix not installed (CI installs it)")
+		}
+		t.Skip("postfix not installed")
+	}
+	if os.Geteuid() != 0 {
+		t.Skip("the Postfix harness runs as root")
+	}
+	dir, err := os.MkdirTemp("/tmp", "madoguchi-postfix-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = os.Chmod(dir, 0o755)
+	for _, d := range []string{"etc", "spool", "data", "mail"} {
+		_ = os.MkdirAll(filepath.Join(dir, d), 0o755)
+	}
+	_ = exec.Command("chown", "postfix", filepath.Join(dir, "data")).Run()
+	_ = os.Chown(filepath.Join(dir, "mail"), 65534, 65534)
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := l.Addr().(*net.TCPAddr).Port
+	_ = l.Close()
+	master, err := os.ReadFile("/usr/share/postfix/master.cf.dist")
+	if err != nil {
+		t.Fatal(err)
+	}
+	mc := strings.Replace(string(master), "smtp      inet  n       -       y       -       -       smtpd",
+		fmt.Sprintf("127.0.0.1:%d inet n - n - - smtpd", port), 1)
+	main := fmt.Sprintf(`compatibility_level = 3.6
+queue_directory = %[1]s/spool
+data_directory = %[1]s/data
+mail_owner = postfix
+setgid_group = postdrop
+myhostname = relay.test
+mydestination =
+inet_interfaces = 127.0.0.1
+inet_protocols = ipv4
+mynetworks = 127.0.0.0/8
+maillog_file_prefixes = /tmp
+maillog_file = %[1]s/maillog
+smtpd_relay_restrictions = permit_mynetworks, reject
+smtpd_recipient_restrictions = check_recipient_access regexp:%[1]s/etc/reject, permit_mynetworks, reject
+virtual_mailbox_domains = regexp:%[1]s/etc/domains
+virtual_mailbox_maps = regexp:%[1]s/etc/vmailbox
+virtual_mailbox_base = %[1]s/mail
+virtual_uid_maps = static:65534
+virtual_gid_maps = static:65534
+virtual_minimum_uid = 100
+smtputf8_enable = yes
+`, dir)
+	files := map[string]string{"etc/main.cf": main, "etc/master.cf": mc, "etc/domains": "/./ OK\n",
+		"etc/vmailbox": "/./ all/\n", "etc/reject": "/@reject\\.example$/ REJECT no such user\n"}
+	for name, body := range files {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(body), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	p := &postfix{t: t, dir: dir, addr: fmt.Sprintf("127.0.0.1:%d", port)}
+	p.start()
+	t.Cleanup(func() {
+		p.stop()
+		_ = os.RemoveAll(dir)
+	})
+	return p
+}
+
+func (p *postfix) start() {
+	p.t.Helper()
+	if out, err := exec.Command("postfix", "-c", filepath.Join(p.dir, "etc"), "start").CombinedOutput(); err != nil {
+		log, _ := os.ReadFile(filepath.Join(p.dir, "maillog"))
+		p.t.Fatalf("postfix start: %v\n%s\n%s", err, out, log)
+	}
+	p.waitPort(true)
+}
+
+func (p *postfix) stop() {
+	_ = exec.Command("postfix", "-c", filepath.Join(p.dir, "etc"), "stop").Run()
+	p.waitPort(false)
+}
+
+func (p *postfix) waitPort(up bool) {
+	deadline := time.Now().Add(15 * time.Second)
+	for time.Now().Before(deadline) {
+		c, err := net.Dial("tcp", p.addr)
+		if err == nil {
+			_ = c.Close()
+		}
+		if (err == nil) == up {
+			return
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	p.t.Fatalf("postfix on %s: not %v in time", p.addr, up)
+}
+
+// delivered returns the messages in the Maildir, waiting until there are n.
+func (p *postfix) delivered(n int) [][]byte {
+	p.t.Helper()
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		files, _ := filepath.Glob(filepath.Join(p.dir, "mail", "all", "new", "*"))
+		if len(files) >= n {
+			var out [][]byte
+			for _, f := range files {
+				b, _ := os.ReadFile(f)
+				out = append(out, b)
+			}
+			return out
+		}
+		if time.Now().After(deadline) {
+			log, _ := os.ReadFile(filepath.Join(p.dir, "maillog"))
+			p.t.Fatalf("%d of %d messages delivered\n%s", len(files), n, log)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+type testClock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func (c *testClock) Now() time.Time      { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
+func (c *testClock) Add(d time.Duration) { c.mu.Lock(); c.t = c.t.Add(d); c.mu.Unlock() }
+
+type fixture struct {
+	s     *store.Store
+	clock *testClock
+	keys  *crypto.Keys
+	n     int
+}
+
+func newFixture(t *testing.T, known []byte) *fixture {
+	t.Helper()
+	clock := &testClock{t: time.Now()}
+	s, err := store.Open(context.Background(), store.SQLite, filepath.Join(t.TempDir(), "m.db"), store.Options{Now: clock.Now, TicketPrefix: "CSIRT"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = s.Close() })
+	team, _ := os.ReadFile("../testdata/corpus/keys/team-secret-unprotected.asc")
+	keys, err := crypto.LoadKeys([][]byte{team}, nil, known)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &fixture{s: s, clock: clock, keys: keys}
+}
+
+// file files a new report from sender and returns its outbox row id.
+func (f *fixture) file(t *testing.T, sender, subject, lang, decryption string) {
+	t.Helper()
+	f.n++
+	ctx := context.Background()
+	id, err := f.s.Spool(ctx, &store.Message{Channel: store.ChannelSMTP, Raw: []byte(fmt.Sprintf("Subject: %d\r\n\r\nx", f.n))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	mid := fmt.Sprintf("<r%d@reporter.example>", f.n)
+	js := fmt.Sprintf(`{"message_id":%q,"subject":%q,"language":%q,"decryption":{"status":%q},"thread":{"references":[]},"tlp":null}`, mid, subject, lang, decryption)
+	if _, err := f.s.File(ctx, &store.Filing{SpoolID: id, MessageID: mid, Sender: sender, Subject: subject, ReportJSON: []byte(js),
+		Ack: &store.AckRequest{Recipient: sender, Domain: "csirt.example.org"}}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func (f *fixture) writer(d Deliverer) *Writer {
+	return &Writer{Store: f.s, Deliver: d, Keys: f.keys, Now: f.clock.Now, Log: slog.New(slog.NewTextHandler(io.Discard, nil)),
+		Team: Team{Name: "Example CSIRT", Address: "csirt@example.org", Hours: "09:00-18:00", Timezone: "Asia/Tokyo"}, MaxAttempts: 3}
+}
+
+func (f *fixture) states(t *testing.T) map[string]int {
+	t.Helper()
+	c, err := f.s.OutboxCounts(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+func gpgHome(t *testing.T) func(stdin []byte, args ...string) (string, string, error) {
+	t.Helper()
+	return testenv.NewGPG(t).Run
+}
+
+// TestRelayAcknowledgements: through a real Postfix, a signed Japanese
+// acknowledgement arrives threaded and decodable, its signature verifies
+// with gpg; an encrypted report's acknowledgement is encrypted to the
+// reporter and gpg decrypts it; a 5xx is a dead letter at once; bad and own
+// addresses never reach the relay.
+func TestRelayAcknowledgements(t *testing.T) {
+	pf := startPostfix(t)
+	gpg := gpgHome(t)
+	if _, stderr, err := gpg(nil, "--quick-gen-key", "Reporter <enc@reporter.example>", "ed25519", "sign,cert", "1y"); err != nil {
+		t.Fatal(stderr)
+	}
+	out, _, _ := gpg(nil, "--with-colons", "--list-keys", "enc@reporter.example")
+	fpr := ""
+	for _, l := range strings.Split(out, "\n") {
+		if strings.HasPrefix(l, "fpr:") {
+			fpr = strings.Split(l, ":")[9]
+			break
+		}
+	}
+	if _, stderr, err := gpg(nil, "--quick-add-key", fpr, "cv25519", "encr", "1y"); err != nil {
+		t.Fatal(stderr)
+	}
+	pub, _, _ := gpg(nil, "--armor", "--export", "enc@reporter.example")
+	teamPub, _ := os.ReadFile("../testdata/corpus/keys/team-public.asc")
+	if _, stderr, err := gpg(teamPub, "--import"); err != nil {
+		t.Fatal(stderr)
+	}
+
+	f := newFixture(t, []byte(pub))
+	f.file(t, "reporter@reporter.example", "Webサイト改ざんの報告", "ja", "none")
+	f.file(t, "enc@reporter.example", "Encrypted: compromised host", "en", "ok")
+	f.file(t, "nobody@reject.example", "Phishing", "en", "none")
+	w := f.writer(&Relay{Addr: pf.addr, Hostname: "csirt.example.org"})
+	if _, err := w.Once(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if st := f.states(t); st[store.OutboxSent] != 2 || st[store.OutboxDead] != 1 {
+		t.Fatalf("outbox after one pass: %v", st)
+	}
+	msgs := pf.delivered(2)
+	var ja, enc []byte
+	for _, m := range msgs {
+		switch {
+		case bytes.Contains(m, []byte("multipart/encrypted")):
+			enc = m
+		case bytes.Contains(m, []byte("multipart/signed")):
+			ja = m
+		}
+	}
+	if ja == nil || enc == nil {
+		t.Fatalf("want one signed and one encrypted message, got %d", len(msgs))
+	}
+	msg, err := mail.ReadMessage(bytes.NewReader(ja))
+	if err != nil {
+		t.Fatal(err)
+	}
+	subj, _ := new(mime.WordDecoder).DecodeHeader(msg.Header.Get("Subject"))
+	if !strings.HasPrefix(subj, "[CSIRT#2026-00000") || !strings.HasSuffix(subj, "] Re: Webサイト改ざんの報告") || msg.Header.Get("Auto-Submitted") != "auto-replied" || msg.Header.Get("In-Reply-To") != "<r1@reporter.example>" {
+		t.Fatalf("headers: %q %v", subj, msg.Header)
+	}
+	res := crypto.Unwrap(ja, f.keys, crypto.Limits{}, time.Now())
+	_, qpBody, _ := bytes.Cut(bytes.ReplaceAll(res.Cleartext, []byte("\r\n"), []byte("\n")), []byte("\n\n"))
+	text, _ := io.ReadAll(quotedprintable.NewReader(bytes.NewReader(qpBody)))
+	if res.Signature != crypto.SigGood || !strings.Contains(string(text), "として受け付けました") {
+		t.Fatalf("our Unwrap of the relayed ack: %s (text %q)", res.Signature, text)
+	}
+	// gpg on the signed part, byte for byte as relayed.
+	ct := msg.Header.Get("Content-Type")
+	b := ct[strings.Index(ct, `boundary="`)+10:]
+	b = b[:strings.Index(b, `"`)]
+	body, _ := io.ReadAll(msg.Body)
+	body = bytes.ReplaceAll(body, []byte("\r\n"), []byte("\n"))
+	parts := strings.Split(string(body), "--"+b)
+	signed := strings.ReplaceAll(strings.TrimSuffix(strings.TrimPrefix(parts[1], "\n"), "\n"), "\n", "\r\n")
+	sig := parts[2][strings.Index(parts[2], "-----BEGIN"):]
+	dir := t.TempDir()
+	_ = os.WriteFile(filepath.Join(dir, "p"), []byte(signed), 0o600)
+	_ = os.WriteFile(filepath.Join(dir, "p.asc"), []byte(sig), 0o600)
+	if _, stderr, err := gpg(nil, "--verify", filepath.Join(dir, "p.asc"), filepath.Join(dir, "p")); err != nil || !strings.Contains(stderr, "Good signature") {
+		t.Fatalf("gpg --verify of the relayed ack: %v\n%s", err, stderr)
+	}
+	// gpg decrypts the encrypted one with the reporter's key.
+	armored := string(enc[bytes.Index(enc, []byte("-----BEGIN PGP MESSAGE")):])
+	armored = armored[:strings.Index(armored, "-----END PGP MESSAGE-----")+25]
+	plain, stderr, err := gpg([]byte(armored), "--decrypt")
+	if err != nil || !strings.Contains(stderr, "Good signature") || !strings.Contains(plain, "CSIRT#2026-000002") {
+		t.Fatalf("gpg --decrypt: %v\n%s\n%s", err, stderr, plain)
+	}
+	if bytes.Contains(enc, []byte("CSIRT#2026-000002 in the subject")) {
+		t.Fatal("the encrypted ack's body is readable outside the encryption")
+	}
+}
+
+// TestRelayDownThenBack: with the relay down the row is retried with
+// back-off, not lost; when the relay returns it is delivered. A crash
+// between delivery and marking sent sends it once more, with the same
+// Message-ID (the documented bound).
+func TestRelayDownThenBack(t *testing.T) {
+	pf := startPostfix(t)
+	f := newFixture(t, nil)
+	f.file(t, "reporter@reporter.example", "Phishing at bank-example", "en", "none")
+	w := f.writer(&Relay{Addr: pf.addr})
+	pf.stop()
+	if _, err := w.Once(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	rows, _ := f.s.ClaimOutbox(context.Background(), 10, time.Minute)
+	if len(rows) != 0 {
+		t.Fatal("a failed row was claimable before its back-off")
+	}
+	if st := f.states(t); st[store.OutboxPending] != 1 {
+		t.Fatalf("after a refused connection: %v", st)
+	}
+	pf.start()
+	f.clock.Add(2 * time.Minute)
+	if _, err := w.Once(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if st := f.states(t); st[store.OutboxSent] != 1 {
+		t.Fatalf("after the relay returned: %v", st)
+	}
+	pf.delivered(1)
+
+	// Crash between delivery and MarkSent: deliver by hand from a claimed
+	// row and never mark it; after the lease the row goes out again.
+	f.file(t, "second@reporter.example", "Malware", "en", "none")
+	rows, err := f.s.ClaimOutbox(context.Background(), 10, time.Minute)
+	if err != nil || len(rows) != 1 {
+		t.Fatalf("claim: %v %d", err, len(rows))
+	}
+	msg, _, err := w.Render(context.Background(), rows[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := w.deliverer().Deliver(context.Background(), "", []string{rows[0].Recipient}, msg, rows[0].MessageID); err != nil {
+		t.Fatal(err)
+	}
+	f.clock.Add(2 * time.Minute) // the dead daemon's lease runs out
+	if _, err := w.Once(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	got := pf.delivered(3)
+	same := 0
+	for _, m := range got {
+		if bytes.Contains(m, []byte("Message-ID: "+rows[0].MessageID)) {
+			same++
+		}
+	}
+	if same != 2 {
+		t.Fatalf("the repeat after a crash: %d copies with Message-ID %s, want 2", same, rows[0].MessageID)
+	}
+}
+
+// TestNotifyGuards: header injection and our own address are dead letters
+// without reaching any relay; the per-hour limit skips the excess with a
+// reason; a TLP:RED report's subject is not echoed.
+func TestNotifyGuards(t *testing.T) {
+	f := newFixture(t, nil)
+	dir := t.TempDir()
+	for _, r := range []string{"evil@reporter.example\r\nBcc: victim@elsewhere.example", "csirt@example.org", "\"quoted\"@x.example"} {
+		f.file(t, r, "x", "en", "none")
+	}
+	for range 3 {
+		f.file(t, "busy@reporter.example", "again", "en", "none")
+	}
+	w := f.writer(FileDelivery{Dir: dir})
+	w.RatePerHour = 2
+	for range 3 {
+		if _, err := w.Once(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	st := f.states(t)
+	if st[store.OutboxDead] != 3 || st[store.OutboxSent] != 2 || st[store.OutboxSkipped] != 1 {
+		t.Fatalf("outbox: %v", st)
+	}
+	files, _ := filepath.Glob(filepath.Join(dir, "*.eml"))
+	if len(files) != 2 {
+		t.Fatalf("%d files written, want 2", len(files))
+	}
+	for _, p := range files {
+		b, _ := os.ReadFile(p)
+		if bytes.Contains(b, []byte("victim")) || !bytes.Contains(b, []byte("To: <busy@reporter.example>")) {
+			t.Fatalf("unexpected ack:\n%s", b)
+		}
+	}
+
+	// TLP:RED: the subject stays out of ours.
+	f2 := newFixture(t, nil)
+	ctx := context.Background()
+	id, _ := f2.s.Spool(ctx, &store.Message{Channel: store.ChannelSMTP, Raw: []byte("x")})
+	js := `{"message_id":"<red@x.example>","subject":"TLP:RED breach at ACME internal-db-07","language":"en","decryption":{"status":"none"},"thread":{"references":[]},"tlp":"red"}`
+	if _, err := f2.s.File(ctx, &store.Filing{SpoolID: id, MessageID: "<red@x.example>", Sender: "a@x.example", ReportJSON: []byte(js),
+		Ack: &store.AckRequest{Recipient: "a@x.example", Domain: "csirt.example.org"}}); err != nil {
+		t.Fatal(err)
+	}
+	rows, _ := f2.s.ClaimOutbox(ctx, 1, time.Minute)
+	w2 := f2.writer(FileDelivery{Dir: t.TempDir()})
+	w2.Keys = nil
+	msg, _, err := w2.Render(ctx, rows[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if bytes.Contains(msg, []byte("ACME")) || bytes.Contains(msg, []byte("internal-db")) {
+		t.Fatalf("TLP:RED content echoed:\n%s", msg)
+	}
+}
+
+// TestRelayUTF8AndLongSubject: a reporter with a UTF-8 local part (RFC
+// 6531/6532) gets the acknowledgement through Postfix with SMTPUTF8, and a
+// 10,000-character subject is cut to a bounded, well-formed encoded header.
+func TestRelayUTF8AndLongSubject(t *testing.T) {
+	pf := startPostfix(t)
+	f := newFixture(t, nil)
+	long := strings.Repeat("長い件名", 2500) // 10,000 characters
+	f.file(t, "田中@reporter.example", long, "ja", "none")
+	w := f.writer(&Relay{Addr: pf.addr})
+	w.Keys = nil
+	if _, err := w.Once(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if st := f.states(t); st[store.OutboxSent] != 1 {
+		t.Fatalf("outbox: %v", st)
+	}
+	got := pf.delivered(1)[0]
+	msg, err := mail.ReadMessage(bytes.NewReader(got))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(msg.Header.Get("To"), "田中@reporter.example") {
+		t.Fatalf("To: %q", msg.Header.Get("To"))
+	}
+	raw := msg.Header.Get("Subject")
+	subj, err := new(mime.WordDecoder).DecodeHeader(raw)
+	if err != nil || utf8.RuneCountInString(subj) > maxSubjectRunes+40 || !strings.HasPrefix(subj, "[CSIRT#") || !strings.Contains(subj, "長い件名") {
+		t.Fatalf("subject (%d runes, err %v): %.80q", utf8.RuneCountInString(subj), err, subj)
+	}
+	for _, line := range strings.Split(string(got), "\n") {
+		if len(line) > 998 {
+			t.Fatalf("a header line of %d octets", len(line))
+		}
+	}
+}

@@ -1,0 +1,193 @@
+package parse
+
+import (
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+)
+
+func corpusSeeds(f *testing.F) {
+	files, _ := filepath.Glob("../testdata/corpus/messages/*.eml")
+	for _, p := range files {
+		if b, err := os.ReadFile(p); err == nil && len(b) < 64<<10 {
+			f.Add(b)
+		}
+	}
+}
+
+var fuzzOpts = Options{TeamName: "Example CSIRT", OwnAddresses: []string{"csirt@example.org"}, OwnDomains: []string{"example.org"},
+	Limits: Limits{MaxParts: 200, MaxDecodedBytes: 4 << 20}}
+
+// FuzzParse: any bytes give a report or an error, never a panic.
+func FuzzParse(f *testing.F) {
+	corpusSeeds(f)
+	f.Fuzz(func(t *testing.T, raw []byte) {
+		rep, err := Parse(raw, fuzzOpts)
+		if rep == nil {
+			t.Fatalf("nil report (err %v)", err)
+		}
+		if err != nil && err != ErrEmpty {
+			t.Fatalf("internal error: %v", err)
+		}
+	})
+}
+
+// FuzzDecodeHeader: the charset decoder and RFC 2047 never panic and
+// always return valid UTF-8.
+func FuzzDecodeHeader(f *testing.F) {
+	for _, s := range []string{"=?ISO-2022-JP?B?GyRCJF4kayQ3GyhC?=", "=?Shift_JIS?B?gXmV8o2QgXo=?= =?utf-8?q?x_y?=", "Verd\xe4chtige", "=?x?q?=ZZ?="} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		out := decodeHeader(s)
+		if !strings.ContainsRune(out, 0xFFFD) && !validUTF8(out) {
+			t.Fatalf("invalid UTF-8 from %q", s)
+		}
+		text, _, _ := decodeCharset([]byte(s), "iso-2022-jp")
+		_ = text
+	})
+}
+
+func validUTF8(s string) bool { return strings.ToValidUTF8(s, "") == s }
+
+// FuzzIndicators: the extractor and forward detector never panic and
+// every reported value is re-fanged and lower-case where it should be.
+func FuzzIndicators(f *testing.F) {
+	for _, s := range []string{"hxxp://evil[.]example/x 198.51.100[.]1 a[@]b[.]example CVE-2024-3400", "-----Original Message-----\nFrom: a@b.example\nSubject: x\n\nhttp://x.example", "2001:db8::1 ::: 1.2.3.4/24"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		c := newCollector(&fuzzOpts)
+		c.scan(s)
+		for _, u := range c.ind.URLs {
+			if strings.HasPrefix(u, "hxxp") {
+				t.Fatalf("not re-fanged: %q", u)
+			}
+		}
+		for _, d := range c.ind.Domains {
+			if d != strings.ToLower(d) || d == "example.org" {
+				t.Fatalf("domain %q", d)
+			}
+		}
+		p := &parser{opt: fuzzOpts}
+		p.opt.Limits = p.opt.Limits.withDefaults()
+		_ = p.inlineForwards(s)
+		_ = p.stripOwn(s)
+	})
+}
+
+// Hostile shapes must finish quickly with a report.
+func TestHostileInputsBounded(t *testing.T) {
+	var nested strings.Builder
+	nested.WriteString("Content-Type: multipart/mixed; boundary=b0\n\n")
+	for i := 0; i < 1000; i++ {
+		nested.WriteString("--b" + itoa(i) + "\nContent-Type: multipart/mixed; boundary=b" + itoa(i+1) + "\n\n")
+	}
+	var many strings.Builder
+	many.WriteString("Content-Type: multipart/mixed; boundary=x\n\n")
+	for i := 0; i < 10000; i++ {
+		many.WriteString("--x\nContent-Type: text/plain\n\npart " + itoa(i) + "\n")
+	}
+	cases := map[string]string{
+		"1000-level nesting":  nested.String(),
+		"10000 parts":         many.String(),
+		"1 MB header":         "Subject: " + strings.Repeat("A", 1<<20) + "\n\nbody",
+		"10 MB base64 line":   "Content-Transfer-Encoding: base64\n\n" + strings.Repeat("QUFB", 10<<18),
+		"invalid UTF-8":       "Subject: \xff\xfe\n\n\xff\xfe\xfd http://\xff.example/",
+		"10000-char subject":  "Subject: " + strings.Repeat("件", 10000) + "\n\nx",
+		"no header separator": "garbage without any structure",
+	}
+	for name, raw := range cases {
+		t.Run(name, func(t *testing.T) {
+			start := time.Now()
+			rep, err := Parse([]byte(raw), Options{})
+			if rep == nil || (err != nil && err != ErrEmpty) {
+				t.Fatalf("report %v err %v", rep, err)
+			}
+			if d := time.Since(start); d > 20*time.Second {
+				t.Fatalf("took %v", d)
+			}
+		})
+	}
+}
+
+func itoa(i int) string { return strconv.Itoa(i) }
+
+// FuzzForwards: the inline forward detector alone, seeded with the forward
+// markers of the mailers it knows; whatever it returns is valid UTF-8 text
+// with at most the Received fields it bounds itself to.
+func FuzzForwards(f *testing.F) {
+	for _, s := range []string{
+		"-----Original Message-----\nFrom: a@b.example [mailto:a@b.example]\nSent: Monday\nSubject: x\n\nbody",
+		"---------- Forwarded message ---------\nFrom: A <a@b.example>\nDate: x\nSubject: y\n\nbody",
+		"Begin forwarded message:\n\nFrom: a@b.example\nSubject: z\n\n",
+		"-------- 転送メッセージ --------\n件名: 至急\n差出人: a@b.example\n\n本文",
+		"-------- Forwarded Message --------\nReceived: from x ([203.0.113.1])\n\tby y\nFrom: a@b.example\n\nz",
+	} {
+		f.Add(s)
+	}
+	p := &parser{opt: fuzzOpts}
+	p.opt.Limits = p.opt.Limits.withDefaults()
+	f.Fuzz(func(t *testing.T, s string) {
+		for _, fw := range p.inlineForwards(s) {
+			if len(fw.ReceivedChain) > maxForwardReceived {
+				t.Fatalf("%d Received fields kept", len(fw.ReceivedChain))
+			}
+			if fw.OriginatingIP != "" && !strings.Contains(strings.Join(fw.ReceivedChain, " "), fw.OriginatingIP) {
+				t.Fatalf("originating IP %q is not in the chain", fw.OriginatingIP)
+			}
+		}
+	})
+}
+
+// FuzzStructured: the ARF, X-ARF, IODEF and CSV readers never panic, and
+// every source IP they report parses as an address.
+func FuzzStructured(f *testing.F) {
+	for _, s := range []string{
+		"Feedback-Type: abuse\nUser-Agent: x/1\nVersion: 1\nSource-IP: 192.0.2.1\nArrival-Date: Mon, 30 Nov 2026 10:00:00 +0000\n",
+		"---\nReported-From: a@b.example\nCategory: abuse\nReport-Type: login-attack\nSource: 198.51.100.9\nSource-Type: ipv4\nDate: 2026-11-30T10:00:00Z\n",
+		`<?xml version="1.0"?><IODEF-Document version="2.00" xmlns="urn:ietf:params:xml:ns:iodef-2.0"><Incident purpose="reporting"><IncidentID name="x">1</IncidentID><EventData><Flow><System category="source"><Node><Address category="ipv4-addr">192.0.2.7</Address></Node></System></Flow></EventData></Incident></IODEF-Document>`,
+		"timestamp,ip,asn,geo\n2026-11-30 10:00:00,192.0.2.8,64500,JP\n",
+		`<!DOCTYPE x [<!ENTITY e SYSTEM "file:///etc/passwd">]><IODEF-Document>&e;</IODEF-Document>`,
+	} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		for _, st := range []*Structured{parseARF(s), parseXARF(s), parseIODEF([]byte(s)), parseCSVFeed(s)} {
+			if st == nil {
+				continue
+			}
+			for k, v := range st.Fields {
+				if strings.Contains(v, "root:x:0:0") {
+					t.Fatalf("an external entity was resolved into %s", k)
+				}
+			}
+			for _, ip := range st.SourceIPs {
+				if _, err := netip.ParseAddr(ip); err != nil {
+					if _, err := netip.ParsePrefix(ip); err != nil {
+						t.Fatalf("%s source IP %q is not an address", st.Format, ip)
+					}
+				}
+			}
+		}
+	})
+}
+
+// FuzzMIMEWalk: the header reader, media-type parser and transfer decoders
+// on arbitrary bytes, within the limit they are given.
+func FuzzMIMEWalk(f *testing.F) {
+	corpusSeeds(f)
+	f.Fuzz(func(t *testing.T, raw []byte) {
+		hdr, body := splitMessage(raw)
+		h := parseHeader(hdr, 64<<10, func(string) {})
+		mediaType(h.Get("Content-Type"), "text/plain")
+		out, _ := decodeTransfer(body, h.Get("Content-Transfer-Encoding"), 1<<20)
+		if len(out) > 1<<20 {
+			t.Fatalf("decoded %d bytes past a 1 MiB limit", len(out))
+		}
+	})
+}

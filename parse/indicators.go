@@ -1,0 +1,491 @@
+package parse
+
+import (
+	"encoding/hex"
+	"net/netip"
+	"regexp"
+	"strings"
+
+	"golang.org/x/net/publicsuffix"
+)
+
+func emptyIndicators() Indicators {
+	return Indicators{IPv4: []string{}, IPv6: []string{}, Domains: []string{}, URLs: []string{}, Emails: []string{},
+		MD5: []string{}, SHA1: []string{}, SHA256: []string{}, CVEs: []string{}}
+}
+
+var refanger = strings.NewReplacer(
+	"hxxps://", "https://", "hxxp://", "http://", "HXXPS://", "https://", "HXXP://", "http://",
+	"hXXps://", "https://", "hXXp://", "http://", "fxp://", "ftp://",
+	"[://]", "://", "[:]//", "://", "[:]", ":",
+	"[.]", ".", "(.)", ".", "{.}", ".", "[dot]", ".", "(dot)", ".", "{dot}", ".", " [dot] ", ".", " (dot) ", ".",
+	"[DOT]", ".", "[@]", "@", "(@)", "@", "{@}", "@", "[at]", "@", "(at)", "@", " [at] ", "@", " (at) ", "@", "[AT]", "@",
+)
+
+// Refang undoes the usual defanging of indicators.
+func Refang(s string) string {
+	// Every defanging holds a bracket or "xxp"/"fxp": text without them,
+	// most of it, is returned as it is without a pass of the replacer.
+	if !strings.ContainsAny(s, "[({") && !containsFoldASCII(s, "xxp") && !strings.Contains(s, "fxp://") {
+		return s
+	}
+	return refanger.Replace(s)
+}
+
+var (
+	urlRE    = regexp.MustCompile(`(?i)\b(?:https?|ftp)://[^\s<>"'` + "`" + `\x{3000}-\x{30FF}\x{FF00}-\x{FFEF}\x{4E00}-\x{9FFF}\\^|{}]+`)
+	emailRE  = regexp.MustCompile(`(?i)\b[a-z0-9._%+-]+@(?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}\b`)
+	ipv4RE   = regexp.MustCompile(`\b(?:\d{1,3}\.){3}\d{1,3}(?:/\d{1,2})?`)
+	ipv6RE   = regexp.MustCompile(`(?i)[0-9a-f:]*:[0-9a-f:]*:[0-9a-f:.]*(?:/\d{1,3})?`)
+	hexRE    = regexp.MustCompile(`(?i)\b[0-9a-f]{32,64}\b`)
+	cveRE    = regexp.MustCompile(`(?i)\bCVE-\d{4}-\d{4,7}\b`)
+	domainRE = regexp.MustCompile(`(?i)\b(?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z][a-z0-9-]{0,61}[a-z0-9]\b`)
+)
+
+// reservedTLDs are accepted although not in the ICANN section: RFC 2606 and
+// RFC 6761 names that test data, labs and internal networks use.
+var reservedTLDs = map[string]bool{"example": true, "test": true, "invalid": true, "localhost": true, "onion": true, "internal": true, "local": true, "lan": true, "corp": true, "home": true, "arpa": false}
+
+// fileTLDs are TLDs that are far more often file extensions in reports.
+var fileTLDs = map[string]bool{"zip": true, "mov": true, "py": true, "sh": true, "md": true, "exe": true, "dll": true, "ps": true}
+
+// validDomain checks the name's TLD against the public suffix list.
+func validDomain(d string) bool {
+	d = strings.TrimSuffix(strings.ToLower(d), ".")
+	labels := strings.Split(d, ".")
+	if len(labels) < 2 || len(d) > 253 {
+		return false
+	}
+	tld := labels[len(labels)-1]
+	if fileTLDs[tld] {
+		return false
+	}
+	if !reservedTLDs[tld] {
+		if _, icann := publicsuffix.PublicSuffix(tld); !icann {
+			return false
+		}
+	}
+	suffix, _ := publicsuffix.PublicSuffix(d)
+	return suffix != d
+}
+
+// collector de-duplicates indicators in order of appearance and applies the
+// team's exclusions.
+type collector struct {
+	opt  *Options
+	ind  Indicators
+	seen map[string]bool
+	// memo, shared by the collectors of one Parse call, holds what each
+	// line scanned gave, so a line met again (the text of an inline forward
+	// is scanned for the forward and again for the whole report) is
+	// replayed instead of scanned.
+	memo      map[string][]found
+	recording bool
+	rec       []found
+}
+
+// found is one value a line gave, of a kind add takes or "cidr".
+type found struct{ kind, v string }
+
+// maxMemoLines bounds the memo of one message.
+const maxMemoLines = 20000
+
+func newCollector(opt *Options) *collector {
+	return &collector{opt: opt, ind: emptyIndicators(), seen: map[string]bool{}}
+}
+
+func (c *collector) ownDomain(d string) bool {
+	d = strings.ToLower(strings.TrimSuffix(d, "."))
+	for _, o := range c.opt.OwnDomains {
+		if d == o {
+			return true
+		}
+	}
+	return false
+}
+
+func (c *collector) ownAddress(a string) bool {
+	for _, o := range c.opt.OwnAddresses {
+		if strings.EqualFold(a, o) {
+			return true
+		}
+	}
+	return false
+}
+
+func (c *collector) add(kind, v string) {
+	if c.recording {
+		c.rec = append(c.rec, found{kind, v})
+	}
+	if v == "" || c.seen[kind+"\x00"+v] {
+		return
+	}
+	c.seen[kind+"\x00"+v] = true
+	switch kind {
+	case "ipv4":
+		c.ind.IPv4 = append(c.ind.IPv4, v)
+	case "ipv6":
+		c.ind.IPv6 = append(c.ind.IPv6, v)
+	case "domains":
+		if c.ownDomain(v) || !validDomain(v) {
+			return
+		}
+		c.ind.Domains = append(c.ind.Domains, v)
+	case "urls":
+		c.ind.URLs = append(c.ind.URLs, v)
+	case "emails":
+		if c.ownAddress(v) {
+			return
+		}
+		c.ind.Emails = append(c.ind.Emails, v)
+	case "md5":
+		c.ind.MD5 = append(c.ind.MD5, v)
+	case "sha1":
+		c.ind.SHA1 = append(c.ind.SHA1, v)
+	case "sha256":
+		c.ind.SHA256 = append(c.ind.SHA256, v)
+	case "cves":
+		c.ind.CVEs = append(c.ind.CVEs, v)
+	}
+}
+
+func (c *collector) addIP(s string) {
+	s = strings.TrimSpace(s)
+	if strings.Contains(s, "/") {
+		if p, err := netip.ParsePrefix(s); err == nil {
+			if p.Addr().Is4() {
+				c.add("ipv4", p.Masked().String())
+			} else {
+				c.add("ipv6", p.Masked().String())
+			}
+			c.ind.CIDRs = appendUnique(c.ind.CIDRs, p.Masked().String())
+			if c.recording {
+				c.rec = append(c.rec, found{"cidr", p.Masked().String()})
+			}
+		}
+		return
+	}
+	a, err := netip.ParseAddr(s)
+	if err != nil {
+		return
+	}
+	if a.Is4() || a.Is4In6() {
+		c.add("ipv4", a.Unmap().String())
+	} else {
+		c.add("ipv6", a.String())
+	}
+}
+
+func appendUnique(l []string, v string) []string {
+	for _, x := range l {
+		if x == v {
+			return l
+		}
+	}
+	return append(l, v)
+}
+
+var trailingPunct = ".,;:!?)]}>'\"*"
+
+func trimURL(u string) string {
+	for {
+		t := strings.TrimRight(u, trailingPunct)
+		// keep a closing paren that balances one in the URL
+		if strings.HasSuffix(u, ")") && strings.Count(u, "(") >= strings.Count(u, ")") {
+			t = u
+		}
+		if t == u {
+			return u
+		}
+		u = t
+	}
+}
+
+// normalizeURL lower-cases scheme and host and checks the host.
+func (c *collector) addURL(raw string) (host string) {
+	u := trimURL(raw)
+	i := strings.Index(u, "://")
+	if i < 0 {
+		return ""
+	}
+	scheme := strings.ToLower(u[:i])
+	rest := u[i+3:]
+	end := strings.IndexAny(rest, "/?#")
+	hostport := rest
+	path := ""
+	if end >= 0 {
+		hostport, path = rest[:end], rest[end:]
+	}
+	if at := strings.LastIndex(hostport, "@"); at >= 0 {
+		hostport = hostport[at+1:]
+	}
+	host = strings.ToLower(hostport)
+	if h, _, ok := strings.Cut(host, ":"); ok && !strings.HasPrefix(host, "[") {
+		host = h
+	}
+	host = strings.Trim(host, "[]")
+	if host == "" {
+		return ""
+	}
+	if _, err := netip.ParseAddr(host); err != nil && !validDomain(host) {
+		return ""
+	}
+	if c.ownDomain(host) {
+		return ""
+	}
+	if path == "" {
+		path = "/"
+	}
+	c.add("urls", scheme+"://"+strings.ToLower(hostport)+path)
+	return host
+}
+
+// namespaceURL reports URLs that are format constants, not indicators.
+func namespaceURL(line, u string) bool {
+	l := strings.ToLower(line)
+	if strings.Contains(l, "xmlns") || strings.Contains(l, "schema-url") || strings.Contains(l, "schemalocation") {
+		return true
+	}
+	lu := strings.ToLower(u)
+	for _, p := range []string{"http://www.w3.org/", "http://schemas.microsoft.com/", "http://schemas.xmlsoap.org/", "http://www.x-arf.org/schema", "urn:ietf:params:xml"} {
+		if strings.HasPrefix(lu, p) {
+			return true
+		}
+	}
+	return false
+}
+
+// scan extracts every indicator from text, line by line.
+func (c *collector) scan(text string) {
+	for _, line := range strings.Split(text, "\n") {
+		// Indicators live in ordinary lines; a giant one (a base64 blob
+		// read as text) is scanned in its first 16 KiB only, so hostile
+		// input costs bounded time.
+		if len(line) > 16<<10 {
+			line = line[:16<<10]
+		}
+		c.scanLineMemo(line)
+	}
+}
+
+func (c *collector) scanLineMemo(line string) {
+	if c.memo == nil {
+		c.scanLine(Refang(line))
+		return
+	}
+	if got, ok := c.memo[line]; ok {
+		for _, f := range got {
+			if f.kind == "cidr" {
+				c.ind.CIDRs = appendUnique(c.ind.CIDRs, f.v)
+			} else {
+				c.add(f.kind, f.v)
+			}
+		}
+		return
+	}
+	c.recording, c.rec = true, c.rec[:0]
+	c.scanLine(Refang(line))
+	c.recording = false
+	if len(c.memo) < maxMemoLines {
+		c.memo[line] = append([]found(nil), c.rec...)
+	}
+}
+
+func (c *collector) scanLine(line string) {
+	if strings.TrimSpace(line) == "" {
+		return
+	}
+	// Each pattern runs only on lines that hold the character it cannot
+	// match without: most lines of a report hold no indicator at all, and
+	// a regular expression over every line was most of parsing's cost.
+	rest := line
+	var urls []string
+	if strings.Contains(line, "://") {
+		urls = urlRE.FindAllString(line, -1)
+	}
+	for _, u := range urls {
+		u = trimURL(u)
+		if namespaceURL(line, u) {
+			rest = strings.Replace(rest, u, " ", 1)
+			continue
+		}
+		if host := c.addURL(u); host != "" {
+			if _, err := netip.ParseAddr(host); err != nil {
+				c.add("domains", host)
+			}
+		}
+		// keep the IPs in URLs for the IP scan below; blank the rest
+		rest = strings.Replace(rest, u, " "+hostOnlyIP(u)+" ", 1)
+	}
+	var emails []string
+	if strings.IndexByte(rest, '@') >= 0 {
+		emails = emailRE.FindAllString(rest, -1)
+	}
+	for _, e := range emails {
+		e = strings.ToLower(strings.Trim(e, "."))
+		c.add("emails", e)
+		if !c.ownAddress(e) {
+			c.add("domains", e[strings.LastIndex(e, "@")+1:])
+		}
+		rest = strings.Replace(rest, e, " ", 1)
+	}
+	hasDot := strings.IndexByte(rest, '.') >= 0
+	var v4 [][]int
+	if hasDot && strings.Count(rest, ".") >= 3 {
+		v4 = ipv4RE.FindAllStringIndex(rest, -1)
+	}
+	for _, m := range v4 {
+		s := rest[m[0]:m[1]]
+		// not part of a longer dotted number (OIDs, versions)
+		if m[0] > 0 && (rest[m[0]-1] == '.' || isDigit(rest[m[0]-1])) {
+			continue
+		}
+		if m[1] < len(rest) && rest[m[1]] == '.' && m[1]+1 < len(rest) && isDigit(rest[m[1]+1]) {
+			continue
+		}
+		c.addIP(s)
+	}
+	var v6 []string
+	if strings.Count(rest, ":") >= 2 {
+		v6 = ipv6RE.FindAllString(rest, -1)
+	}
+	for _, s := range v6 {
+		s = strings.Trim(s, ":.")
+		if strings.Count(s, ":") < 2 {
+			continue
+		}
+		if !strings.Contains(s, "::") && strings.Count(s, ":") < 7 {
+			continue
+		}
+		if strings.HasPrefix(s, ":") && !strings.HasPrefix(s, "::") {
+			continue
+		}
+		c.addIP(s)
+	}
+	var hexes []string
+	if hasHexRun(rest, 32) {
+		hexes = hexRE.FindAllString(rest, -1)
+	}
+	fprLine := len(hexes) > 0 && fingerprintContext(line)
+	for _, h := range hexes {
+		h = strings.ToLower(h)
+		switch len(h) {
+		case 32:
+			c.add("md5", h)
+		case 40:
+			if !fprLine {
+				c.add("sha1", h)
+			}
+		case 64:
+			c.add("sha256", h)
+		}
+	}
+	var cves []string
+	if strings.IndexByte(rest, '-') >= 0 && containsFoldASCII(rest, "cve-") {
+		cves = cveRE.FindAllString(rest, -1)
+	}
+	for _, cv := range cves {
+		c.add("cves", strings.ToUpper(cv))
+	}
+	if !hasDot {
+		return
+	}
+	for _, d := range domainRE.FindAllString(rest, -1) {
+		if looksLikeFilename(rest, d) {
+			continue
+		}
+		c.add("domains", strings.ToLower(d))
+	}
+}
+
+func isDigit(b byte) bool { return b >= '0' && b <= '9' }
+
+// containsFoldASCII reports whether s holds lower (ASCII, lower-case) in
+// any letter case, without allocating.
+func containsFoldASCII(s, lower string) bool {
+	for i := 0; i+len(lower) <= len(s); i++ {
+		j := 0
+		for ; j < len(lower); j++ {
+			c := s[i+j]
+			if c >= 'A' && c <= 'Z' {
+				c += 'a' - 'A'
+			}
+			if c != lower[j] {
+				break
+			}
+		}
+		if j == len(lower) {
+			return true
+		}
+	}
+	return false
+}
+
+// fingerprintContext reports whether a line speaks of OpenPGP keys, where a
+// 40-digit hex string is a key fingerprint, not a SHA-1 indicator.
+func fingerprintContext(line string) bool {
+	for _, w := range []string{"fingerprint", "pgp", "gpg", "keyid", "key id", "fpr"} {
+		if containsFoldASCII(line, w) {
+			return true
+		}
+	}
+	return strings.Contains(line, "鍵")
+}
+
+// hasHexRun reports whether s holds n hex digits in a row.
+func hasHexRun(s string, n int) bool {
+	run := 0
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if isDigit(c) || c >= 'a' && c <= 'f' || c >= 'A' && c <= 'F' {
+			run++
+			if run >= n {
+				return true
+			}
+		} else {
+			run = 0
+		}
+	}
+	return false
+}
+
+func hostOnlyIP(u string) string {
+	i := strings.Index(u, "://")
+	if i < 0 {
+		return ""
+	}
+	h := u[i+3:]
+	if j := strings.IndexAny(h, "/?#"); j >= 0 {
+		h = h[:j]
+	}
+	h = strings.Trim(h, "[]")
+	if j := strings.LastIndex(h, ":"); j >= 0 && strings.Count(h, ":") == 1 {
+		h = h[:j]
+	}
+	if _, err := netip.ParseAddr(strings.Trim(h, "[]")); err == nil {
+		return h
+	}
+	return ""
+}
+
+// looksLikeFilename: a name directly followed by a path separator or
+// preceded by one is part of a path, not a domain.
+func looksLikeFilename(line, d string) bool {
+	i := strings.Index(line, d)
+	if i < 0 {
+		return false
+	}
+	if i > 0 && (line[i-1] == '/' || line[i-1] == '\\' || line[i-1] == '-' || line[i-1] == '_') {
+		return true
+	}
+	return false
+}
+
+// hexFromBase64 turns a base64 digest into hex (IODEF ds:DigestValue).
+func hexFromBase64(s string) string {
+	b, err := b64.DecodeString(strings.TrimSpace(s))
+	if err != nil {
+		return ""
+	}
+	return hex.EncodeToString(b)
+}

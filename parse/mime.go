@@ -1,0 +1,305 @@
+package parse
+
+import (
+	"bytes"
+	"encoding/base64"
+	"mime"
+	"regexp"
+	"strings"
+)
+
+// field is one header field, unfolded, value still RFC 2047-encoded.
+type field struct{ Name, Value string }
+
+type header []field
+
+func (h header) Get(name string) string {
+	for _, f := range h {
+		if strings.EqualFold(f.Name, name) {
+			return f.Value
+		}
+	}
+	return ""
+}
+
+func (h header) Values(name string) []string {
+	var out []string
+	for _, f := range h {
+		if strings.EqualFold(f.Name, name) {
+			out = append(out, f.Value)
+		}
+	}
+	return out
+}
+
+func (h header) Has(name string) bool {
+	for _, f := range h {
+		if strings.EqualFold(f.Name, name) {
+			return true
+		}
+	}
+	return false
+}
+
+// splitMessage separates the header block from the body. It accepts CRLF
+// and bare LF, and a message that is all header or all body.
+func splitMessage(raw []byte) (hdr, body []byte) {
+	if bytes.HasPrefix(raw, []byte("\n")) {
+		return nil, raw[1:]
+	}
+	if bytes.HasPrefix(raw, []byte("\r\n")) {
+		return nil, raw[2:]
+	}
+	for i := 0; i < len(raw); i++ {
+		if raw[i] != '\n' {
+			continue
+		}
+		j := i + 1
+		if j < len(raw) && raw[j] == '\r' {
+			j++
+		}
+		if j < len(raw) && raw[j] == '\n' {
+			return raw[:i+1], raw[j+1:]
+		}
+		if j >= len(raw) {
+			return raw, nil
+		}
+	}
+	return raw, nil
+}
+
+// parseHeader reads header fields leniently: continuation lines fold into
+// the previous field, a line without a colon is skipped with a warning
+// instead of ending the header (the fields after it are still real), and
+// at most maxBytes of header are read.
+func parseHeader(b []byte, maxBytes int, warn func(string)) header {
+	if len(b) > maxBytes {
+		warn("header larger than the limit; truncated")
+		b = b[:maxBytes]
+	}
+	var h header
+	lines := strings.Split(strings.ReplaceAll(string(b), "\r\n", "\n"), "\n")
+	for _, line := range lines {
+		if line == "" {
+			continue
+		}
+		if (line[0] == ' ' || line[0] == '\t') && len(h) > 0 {
+			h[len(h)-1].Value += " " + strings.TrimSpace(line)
+			continue
+		}
+		i := strings.IndexByte(line, ':')
+		if i <= 0 || strings.ContainsAny(line[:i], " \t") {
+			if strings.HasPrefix(line, "From ") && len(h) == 0 {
+				continue // mbox separator
+			}
+			warn("malformed header line skipped: " + clip(line, 60))
+			continue
+		}
+		if len(h) >= 2000 {
+			warn("too many header fields; the rest ignored")
+			break
+		}
+		h = append(h, field{Name: line[:i], Value: strings.TrimSpace(line[i+1:])})
+	}
+	return h
+}
+
+func clip(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n] + "…"
+}
+
+var paramRE = regexp.MustCompile(`(?i)([a-z0-9_*.-]+)\s*=\s*("((?:[^"\\]|\\.)*)"|[^;\s]+)`)
+
+// mediaType parses a Content-Type or Content-Disposition value. It tries
+// the standard parser (RFC 2045 and RFC 2231 continuations) and falls back
+// to a forgiving one.
+func mediaType(v, def string) (string, map[string]string) {
+	if strings.TrimSpace(v) == "" {
+		return def, map[string]string{}
+	}
+	mt, params, err := mime.ParseMediaType(v)
+	if err == nil {
+		return strings.ToLower(mt), params
+	}
+	parts := strings.SplitN(v, ";", 2)
+	mt = strings.ToLower(strings.TrimSpace(parts[0]))
+	if mt == "" || (!strings.Contains(mt, "/") && def != "") {
+		if strings.Contains(def, "/") {
+			mt = def
+		}
+	}
+	params = map[string]string{}
+	if len(parts) == 2 {
+		for _, m := range paramRE.FindAllStringSubmatch(parts[1], -1) {
+			val := m[2]
+			if strings.HasPrefix(val, `"`) {
+				val = m[3]
+			}
+			params[strings.ToLower(m[1])] = val
+		}
+	}
+	return mt, params
+}
+
+// decodeTransfer undoes Content-Transfer-Encoding, leniently: broken
+// base64 keeps what decodes, broken quoted-printable keeps the bytes.
+func decodeTransfer(body []byte, cte string, limit int) ([]byte, bool) {
+	switch strings.ToLower(strings.TrimSpace(cte)) {
+	case "base64":
+		return decodeBase64(body, limit)
+	case "quoted-printable":
+		return decodeQP(body, limit)
+	}
+	if len(body) > limit {
+		return body[:limit], false
+	}
+	return body, true
+}
+
+func decodeBase64(body []byte, limit int) ([]byte, bool) {
+	clean := make([]byte, 0, len(body))
+	ok := true
+	for _, c := range body {
+		switch {
+		case c >= 'A' && c <= 'Z', c >= 'a' && c <= 'z', c >= '0' && c <= '9', c == '+', c == '/':
+			clean = append(clean, c)
+		case c == '=', c == '\r', c == '\n', c == ' ', c == '\t':
+		default:
+			ok = false
+		}
+	}
+	if len(clean)%4 == 1 {
+		clean = clean[:len(clean)-1]
+		ok = false
+	}
+	if max := limit / 3 * 4; len(clean) > max {
+		clean = clean[:max]
+		ok = false
+	}
+	out := make([]byte, base64.RawStdEncoding.DecodedLen(len(clean)))
+	n, err := base64.RawStdEncoding.Decode(out, clean)
+	if err != nil {
+		ok = false
+	}
+	return out[:n], ok
+}
+
+func unhex(c byte) (byte, bool) {
+	switch {
+	case c >= '0' && c <= '9':
+		return c - '0', true
+	case c >= 'A' && c <= 'F':
+		return c - 'A' + 10, true
+	case c >= 'a' && c <= 'f':
+		return c - 'a' + 10, true
+	}
+	return 0, false
+}
+
+func decodeQP(body []byte, limit int) ([]byte, bool) {
+	out := make([]byte, 0, len(body))
+	ok := true
+	for i := 0; i < len(body) && len(out) < limit; i++ {
+		c := body[i]
+		if c != '=' {
+			out = append(out, c)
+			continue
+		}
+		// soft line break: "=" then optional whitespace then (CR)LF
+		j := i + 1
+		for j < len(body) && (body[j] == ' ' || body[j] == '\t') {
+			j++
+		}
+		if j < len(body) && body[j] == '\r' {
+			j++
+		}
+		if j < len(body) && body[j] == '\n' {
+			i = j
+			continue
+		}
+		if j >= len(body) {
+			break
+		}
+		if i+2 < len(body) {
+			h, ok1 := unhex(body[i+1])
+			l, ok2 := unhex(body[i+2])
+			if ok1 && ok2 {
+				out = append(out, h<<4|l)
+				i += 2
+				continue
+			}
+		}
+		ok = false
+		out = append(out, c)
+	}
+	return out, ok
+}
+
+// splitMultipart returns the parts between boundary delimiters. A missing
+// close delimiter ends the last part at the end of the body.
+func splitMultipart(body []byte, boundary string, maxParts int) (parts [][]byte, closed bool) {
+	delim := []byte("--" + boundary)
+	var start = -1
+	pos := 0
+	for pos <= len(body) {
+		end := bytes.IndexByte(body[pos:], '\n')
+		lineEnd := len(body)
+		next := len(body) + 1
+		if end >= 0 {
+			lineEnd = pos + end
+			next = lineEnd + 1
+		}
+		line := bytes.TrimRight(body[pos:lineEnd], " \t\r")
+		if bytes.HasPrefix(line, delim) {
+			rest := line[len(delim):]
+			if len(rest) == 0 || bytes.Equal(rest, []byte("--")) {
+				if start >= 0 {
+					p := body[start:pos]
+					p = bytes.TrimSuffix(p, []byte("\n"))
+					p = bytes.TrimSuffix(p, []byte("\r"))
+					parts = append(parts, p)
+					if len(parts) >= maxParts {
+						return parts, false
+					}
+				}
+				if len(rest) == 2 {
+					return parts, true
+				}
+				start = next
+			}
+		}
+		pos = next
+	}
+	if start >= 0 && start <= len(body) {
+		parts = append(parts, body[start:])
+	}
+	return parts, false
+}
+
+// SplitMessage separates header and body (exported for crypto).
+func SplitMessage(raw []byte) (hdr, body []byte) { return splitMessage(raw) }
+
+// HeaderValue returns the first value of a header field in a raw header
+// block, unfolded, or "".
+func HeaderValue(hdr []byte, name string) string {
+	return parseHeader(hdr, 1<<20, func(string) {}).Get(name)
+}
+
+// MediaType parses a Content-Type value leniently.
+func MediaType(v, def string) (string, map[string]string) { return mediaType(v, def) }
+
+// SplitMultipart splits a multipart body by its boundary, byte-exact: each
+// part is returned as the bytes between the delimiter lines.
+func SplitMultipart(body []byte, boundary string, maxParts int) [][]byte {
+	p, _ := splitMultipart(body, boundary, maxParts)
+	return p
+}
+
+// DecodeTransfer undoes a Content-Transfer-Encoding leniently.
+func DecodeTransfer(body []byte, cte string, limit int) []byte {
+	b, _ := decodeTransfer(body, cte, limit)
+	return b
+}

@@ -1,0 +1,416 @@
+package parse
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"net/mail"
+	"regexp"
+	"strings"
+)
+
+// Limits bound the work Parse does on hostile input. Zero means default.
+type Limits struct {
+	MaxDepth        int   // MIME and forward nesting; default 128
+	MaxParts        int   // parts in the whole tree; default 1000
+	MaxHeaderBytes  int   // per header block; default 256 KiB
+	MaxDecodedBytes int64 // total decoded bytes; default 64 MiB
+	MaxTextBytes    int   // text scanned for indicators; default 4 MiB
+}
+
+func (l Limits) withDefaults() Limits {
+	if l.MaxDepth <= 0 {
+		l.MaxDepth = 128
+	}
+	if l.MaxParts <= 0 {
+		l.MaxParts = 1000
+	}
+	if l.MaxHeaderBytes <= 0 {
+		l.MaxHeaderBytes = 256 << 10
+	}
+	if l.MaxDecodedBytes <= 0 {
+		l.MaxDecodedBytes = 64 << 20
+	}
+	if l.MaxTextBytes <= 0 {
+		l.MaxTextBytes = 4 << 20
+	}
+	return l
+}
+
+// PartnerTag is a partner's ticket-ID pattern.
+type PartnerTag struct {
+	Name    string
+	Pattern *regexp.Regexp
+}
+
+// Options carry what Parse needs to know about the team. The zero value
+// parses with no team knowledge and default limits.
+type Options struct {
+	TeamName     string
+	OwnAddresses []string // lower-case
+	OwnDomains   []string // lower-case; exactly these, not subdomains
+	TicketPrefix string   // default CSIRT
+	PartnerTags  []PartnerTag
+	Rules        *Rules // nil: the built-in rules
+	Limits       Limits
+	// MailFrom is the envelope sender when known ("<>" or "" for null
+	// when HasEnvelope is true).
+	MailFrom    string
+	HasEnvelope bool
+}
+
+// ErrEmpty is returned for an empty message.
+var ErrEmpty = errors.New("parse: empty message")
+
+// Parse parses one message. It always returns a usable report, with
+// warnings for whatever it could not read; err is non-nil only for input
+// that is not a message at all (empty).
+func Parse(raw []byte, opt Options) (rep *Report, err error) {
+	opt.Limits = opt.Limits.withDefaults()
+	if opt.TicketPrefix == "" {
+		opt.TicketPrefix = "CSIRT"
+	}
+	p := &parser{opt: opt, budget: opt.Limits.MaxDecodedBytes}
+	defer func() {
+		if r := recover(); r != nil { // a bug must not take the daemon down
+			if rep == nil {
+				rep = newReport()
+			}
+			rep.Warnings = append(rep.Warnings, fmt.Sprintf("parser failure: %v", r))
+			err = fmt.Errorf("parse: internal error: %v", r)
+		}
+	}()
+	sum := sha256.Sum256(raw)
+	if len(raw) == 0 {
+		rep = newReport()
+		rep.ReceivedSHA256 = hex.EncodeToString(sum[:])
+		return rep, ErrEmpty
+	}
+	var st *msgState
+	rep, st = p.message(raw, 0)
+	rep.ReceivedSHA256 = hex.EncodeToString(sum[:])
+	p.finish(rep, st)
+	return rep, nil
+}
+
+func newReport() *Report {
+	return &Report{
+		Decryption:  Decryption{Status: "none"},
+		Signature:   Signature{Status: "none"},
+		Attachments: []Attachment{},
+		Forwarded:   []*Report{},
+		Warnings:    []string{},
+		Thread:      Thread{References: []string{}},
+		Indicators:  emptyIndicators(),
+	}
+}
+
+type parser struct {
+	opt      Options
+	budget   int64
+	parts    int
+	lineMemo map[string][]found
+}
+
+// msgState collects one message's walk.
+type msgState struct {
+	rep        *Report
+	hdr        header
+	plain      []string // candidate main texts (text/plain)
+	plainCS    []string
+	html       []string
+	htmlCS     string
+	extra      []string // other text to scan for indicators (attachments)
+	structured *Structured
+	isDSN      bool
+	isARF      bool
+}
+
+// message parses one RFC 5322 message at the given nesting depth.
+func (p *parser) message(raw []byte, depth int) (*Report, *msgState) {
+	rep := newReport()
+	st := &msgState{rep: rep}
+	warn := func(s string) { rep.Warnings = append(rep.Warnings, s) }
+	hb, body := splitMessage(raw)
+	st.hdr = parseHeader(hb, p.opt.Limits.MaxHeaderBytes, warn)
+	h := st.hdr
+	rep.MessageID = normalizeMsgID(h.Get("Message-ID"))
+	rep.Subject = clip(strings.TrimSpace(decodeHeader(h.Get("Subject"))), 2000)
+	rep.From, rep.FromName = parseAddress(h.Get("From"))
+	rep.ReplyTo, _ = parseAddress(h.Get("Reply-To"))
+	rep.To = splitAddressList(h.Get("To"))
+	rep.Date = strings.TrimSpace(h.Get("Date"))
+	rep.Thread.InReplyTo = normalizeMsgID(h.Get("In-Reply-To"))
+	rep.Thread.References = msgIDList(h.Get("References"))
+	rep.ReceivedChain = h.Values("Received")
+	rep.OriginatingIP = originatingIP(rep.ReceivedChain)
+	p.entity(st, h, body, depth)
+	p.pickText(st)
+	if st.structured != nil {
+		rep.Structured = st.structured
+		if st.structured.Format == "arf" || st.structured.Format == "x-arf" {
+			rep.Text = strings.TrimRight(rep.Text, "\n") + "\n\n" + st.structured.text
+		}
+	}
+	// Inline forwards inside the main text.
+	if depth < p.opt.Limits.MaxDepth {
+		rep.Forwarded = append(rep.Forwarded, p.inlineForwards(p.stripOwn(rep.Text))...)
+	}
+	for _, fw := range rep.Forwarded {
+		if fw.Extra == nil || fw.Extra["inline"] == nil {
+			rep.Text = strings.TrimRight(rep.Text, "\n") + "\n\n---------- Attached message ----------\nFrom: " + fw.From +
+				"\nDate: " + fw.Date + "\nSubject: " + fw.Subject + "\n\n" + fw.Text
+		}
+	}
+	rep.Extra = map[string]any{}
+	if st.isDSN {
+		rep.Extra["dsn"] = true
+	}
+	if len(st.extra) > 0 {
+		rep.Extra["scanned_attachments"] = len(st.extra)
+	}
+	p.indicators(rep, st)
+	if len(rep.Extra) == 0 {
+		rep.Extra = nil
+	}
+	rep.Language = detectLanguage(rep.Subject + "\n" + rep.Text)
+	return rep, st
+}
+
+// entity walks one MIME entity.
+func (p *parser) entity(st *msgState, h header, body []byte, depth int) {
+	rep := st.rep
+	warn := func(s string) { rep.Warnings = append(rep.Warnings, s) }
+	p.parts++
+	if p.parts > p.opt.Limits.MaxParts {
+		if p.parts == p.opt.Limits.MaxParts+1 {
+			warn(fmt.Sprintf("more than %d MIME parts; the rest ignored", p.opt.Limits.MaxParts))
+		}
+		return
+	}
+	ct, params := mediaType(h.Get("Content-Type"), "text/plain")
+	disp, dparams := mediaType(h.Get("Content-Disposition"), "")
+	filename := dparams["filename"]
+	if filename == "" {
+		filename = params["name"]
+	}
+	filename = decodeHeader(filename)
+	if strings.HasPrefix(ct, "multipart/") {
+		if depth >= p.opt.Limits.MaxDepth {
+			warn(fmt.Sprintf("MIME nesting deeper than %d; inner parts ignored", p.opt.Limits.MaxDepth))
+			return
+		}
+		b := params["boundary"]
+		if b == "" {
+			warn("multipart without boundary; read as text")
+			p.leaf(st, "text/plain", params, "", "", h, body, depth)
+			return
+		}
+		if ct == "multipart/report" {
+			switch strings.ToLower(params["report-type"]) {
+			case "delivery-status", "disposition-notification":
+				st.isDSN = true
+			case "feedback-report":
+				st.isARF = true
+			}
+		}
+		parts, closed := splitMultipart(body, b, p.opt.Limits.MaxParts)
+		if !closed {
+			warn("multipart " + clip(b, 40) + " has no closing delimiter")
+		}
+		if len(parts) == 0 {
+			warn("multipart without parts; read as text")
+			p.leaf(st, "text/plain", map[string]string{}, "", "", h, body, depth)
+			return
+		}
+		for _, part := range parts {
+			ph, pb := splitMessage(part)
+			p.entity(st, parseHeader(ph, p.opt.Limits.MaxHeaderBytes, warn), pb, depth+1)
+		}
+		return
+	}
+	p.leaf(st, ct, params, disp, filename, h, body, depth)
+}
+
+func (p *parser) decoded(st *msgState, h header, body []byte) []byte {
+	limit := p.budget
+	if limit <= 0 {
+		st.rep.Warnings = append(st.rep.Warnings, "decoded-size limit reached; part skipped")
+		return nil
+	}
+	if limit > int64(len(body))+16 {
+		limit = int64(len(body)) + 16
+	}
+	out, ok := decodeTransfer(body, h.Get("Content-Transfer-Encoding"), int(limit))
+	if !ok {
+		st.rep.Warnings = append(st.rep.Warnings, "damaged "+strings.ToLower(h.Get("Content-Transfer-Encoding"))+" content decoded leniently")
+	}
+	p.budget -= int64(len(out))
+	return out
+}
+
+func (p *parser) leaf(st *msgState, ct string, params map[string]string, disp, filename string, h header, body []byte, depth int) {
+	rep := st.rep
+	data := p.decoded(st, h, body)
+	isAttachment := disp == "attachment" || (filename != "" && !strings.HasPrefix(ct, "text/"))
+	switch {
+	case ct == "message/rfc822" || ct == "message/global":
+		if depth >= p.opt.Limits.MaxDepth {
+			rep.Warnings = append(rep.Warnings, "forwarded message nested too deep; not parsed")
+			rep.Attachments = append(rep.Attachments, attachment(filename, ct, data))
+			return
+		}
+		fw, _ := p.message(data, depth+1)
+		rep.Forwarded = append(rep.Forwarded, fw)
+		rep.Attachments = append(rep.Attachments, attachment(filename, ct, data))
+		return
+	case ct == "text/rfc822-headers":
+		fw, _ := p.message(append(append([]byte{}, data...), '\n', '\n'), depth+1)
+		rep.Forwarded = append(rep.Forwarded, fw)
+		return
+	case ct == "message/feedback-report":
+		st.isARF = true
+		txt, _, _ := decodeCharset(data, "utf-8")
+		st.structured = parseARF(txt)
+		return
+	case ct == "message/delivery-status" || ct == "message/global-delivery-status":
+		st.isDSN = true
+		return
+	case ct == "text/plain" && !isAttachment:
+		txt, cs, w := decodeCharset(data, params["charset"])
+		if w != "" {
+			rep.Warnings = append(rep.Warnings, w)
+		}
+		if s := parseXARF(txt); s != nil && st.structured == nil && len(st.plain) > 0 {
+			st.structured = s
+			rep.Attachments = append(rep.Attachments, attachment(filename, ct, data))
+			return
+		}
+		if filename != "" && len(st.plain) > 0 {
+			st.extra = append(st.extra, txt)
+			rep.Attachments = append(rep.Attachments, attachment(filename, ct, data))
+			return
+		}
+		st.plain = append(st.plain, txt)
+		st.plainCS = append(st.plainCS, cs)
+		return
+	case ct == "text/html" && !isAttachment:
+		txt, cs, _ := decodeCharset(data, params["charset"])
+		st.html = append(st.html, htmlToText(txt))
+		if st.htmlCS == "" {
+			st.htmlCS = cs
+		}
+		return
+	}
+	rep.Attachments = append(rep.Attachments, attachment(filename, ct, data))
+	if isTextual(ct, filename) {
+		txt, _, _ := decodeCharset(data, params["charset"])
+		if s := parseXARF(txt); s != nil && st.structured == nil {
+			st.structured = s
+		} else if s := parseIODEF(data); s != nil {
+			st.structured = s
+			txt = "" // its indicators come from the parsed document, not namespaces
+		} else if s := parseCSVFeed(txt); s != nil && st.structured == nil {
+			st.structured = s
+		}
+		st.extra = append(st.extra, txt)
+	}
+}
+
+func isTextual(ct, filename string) bool {
+	if strings.HasPrefix(ct, "text/") {
+		return true
+	}
+	switch ct {
+	case "application/xml", "application/json", "application/csv", "application/x-iodef+xml", "application/iodef+xml", "application/yaml":
+		return true
+	}
+	f := strings.ToLower(filename)
+	for _, ext := range []string{".txt", ".csv", ".xml", ".json", ".log", ".yaml", ".yml"} {
+		if strings.HasSuffix(f, ext) {
+			return true
+		}
+	}
+	return false
+}
+
+func attachment(name, ct string, data []byte) Attachment {
+	sum := sha256.Sum256(data)
+	return Attachment{Filename: name, ContentType: ct, Size: int64(len(data)), SHA256: hex.EncodeToString(sum[:])}
+}
+
+// pickText chooses the main text: the first text/plain, else HTML as text.
+func (p *parser) pickText(st *msgState) {
+	rep := st.rep
+	switch {
+	case len(st.plain) > 0:
+		rep.Text, rep.Charset = st.plain[0], st.plainCS[0]
+		st.extra = append(st.extra, st.plain[1:]...)
+	case len(st.html) > 0:
+		rep.Text, rep.Charset = st.html[0], st.htmlCS
+	}
+	if len(rep.Text) > p.opt.Limits.MaxTextBytes {
+		rep.Text = rep.Text[:p.opt.Limits.MaxTextBytes]
+		rep.Warnings = append(rep.Warnings, "text longer than the limit; truncated")
+	}
+}
+
+func normalizeMsgID(v string) string {
+	v = strings.TrimSpace(v)
+	if i := strings.IndexByte(v, '<'); i >= 0 {
+		if j := strings.IndexByte(v[i:], '>'); j > 0 {
+			return v[i : i+j+1]
+		}
+	}
+	if v == "" || strings.ContainsAny(v, " \t") {
+		return ""
+	}
+	return "<" + v + ">"
+}
+
+var msgIDRE = regexp.MustCompile(`<[^<>\s]+>`)
+
+func msgIDList(v string) []string {
+	return append([]string{}, msgIDRE.FindAllString(v, 100)...)
+}
+
+// parseAddress returns the lower-cased address and the display name.
+func parseAddress(v string) (addr, name string) {
+	v = strings.TrimSpace(v)
+	if v == "" {
+		return "", ""
+	}
+	if a, err := mail.ParseAddress(v); err == nil {
+		return strings.ToLower(a.Address), decodeHeader(a.Name)
+	}
+	dec := decodeHeader(v)
+	if m := angleAddrRE.FindStringSubmatch(dec); m != nil {
+		return strings.ToLower(m[1]), strings.Trim(strings.TrimSpace(dec[:strings.Index(dec, "<")]), `"`)
+	}
+	if m := bareAddrRE.FindString(dec); m != "" {
+		return strings.ToLower(m), ""
+	}
+	return "", dec
+}
+
+var angleAddrRE = regexp.MustCompile(`<([^<>@\s]+@[^<>@\s]+)>`)
+var bareAddrRE = regexp.MustCompile(`[^<>@\s"]+@[^<>@\s"]+`)
+
+func splitAddressList(v string) []string {
+	if v == "" {
+		return nil
+	}
+	if l, err := mail.ParseAddressList(v); err == nil {
+		out := make([]string, 0, len(l))
+		for _, a := range l {
+			out = append(out, strings.ToLower(a.Address))
+		}
+		return out
+	}
+	var out []string
+	for _, m := range bareAddrRE.FindAllString(decodeHeader(v), 100) {
+		out = append(out, strings.ToLower(strings.Trim(m, "<>,;")))
+	}
+	return out
+}

@@ -1,0 +1,101 @@
+package parse
+
+// Report is the report JSON of shared/interface.md.
+type Report struct {
+	MessageID      string         `json:"message_id"`
+	From           string         `json:"from"`
+	FromName       string         `json:"from_name,omitempty"`
+	ReplyTo        string         `json:"reply_to,omitempty"`
+	To             []string       `json:"to,omitempty"`
+	Date           string         `json:"date,omitempty"`
+	Subject        string         `json:"subject"`
+	Text           string         `json:"text"`
+	Charset        string         `json:"charset"`
+	Language       string         `json:"language"`
+	ReceivedSHA256 string         `json:"received_sha256"`
+	Decryption     Decryption     `json:"decryption"`
+	Signature      Signature      `json:"signature"`
+	Classification Classification `json:"classification"`
+	Indicators     Indicators     `json:"indicators"`
+	Thread         Thread         `json:"thread"`
+	TLP            *string        `json:"tlp"`
+	Ack            Ack            `json:"ack"`
+	Attachments    []Attachment   `json:"attachments"`
+	Forwarded      []*Report      `json:"forwarded"`
+	Structured     *Structured    `json:"structured,omitempty"`
+	OriginatingIP  string         `json:"originating_ip,omitempty"`
+	ReceivedChain  []string       `json:"received_chain,omitempty"`
+	Warnings       []string       `json:"warnings"`
+	Trust          string         `json:"trust,omitempty"`
+	Extra          map[string]any `json:"extra,omitempty"`
+}
+
+// Decryption is the decryption verdict (filled by crypto).
+type Decryption struct {
+	Status string `json:"status"`
+	Detail string `json:"detail,omitempty"`
+}
+
+// Signature is the signature verdict (filled by crypto).
+type Signature struct {
+	Status            string `json:"status"`
+	SignerFingerprint string `json:"signer_fingerprint,omitempty"`
+	Signer            string `json:"signer,omitempty"`
+	SignerMismatch    bool   `json:"signer_mismatch,omitempty"`
+	Detail            string `json:"detail,omitempty"`
+}
+
+// Classification is an RSIT taxonomy/type with a confidence.
+type Classification struct {
+	Taxonomy   string  `json:"taxonomy"`
+	Type       string  `json:"type"`
+	Confidence float64 `json:"confidence"`
+	Rule       string  `json:"rule,omitempty"`
+}
+
+// Indicators by kind, each de-duplicated and sorted in order of appearance.
+type Indicators struct {
+	IPv4    []string `json:"ipv4"`
+	IPv6    []string `json:"ipv6"`
+	Domains []string `json:"domains"`
+	URLs    []string `json:"urls"`
+	Emails  []string `json:"emails"`
+	MD5     []string `json:"md5"`
+	SHA1    []string `json:"sha1"`
+	SHA256  []string `json:"sha256"`
+	CVEs    []string `json:"cves"`
+	CIDRs   []string `json:"cidrs,omitempty"`
+}
+
+// Thread holds what threads the message to an incident.
+type Thread struct {
+	Ticket        *string  `json:"ticket"`
+	InReplyTo     string   `json:"in_reply_to"`
+	References    []string `json:"references"`
+	PartnerTicket string   `json:"partner_ticket,omitempty"`
+	Partner       string   `json:"partner,omitempty"`
+}
+
+// Ack is the RFC 3834 decision.
+type Ack struct {
+	Send   bool   `json:"send"`
+	Reason string `json:"reason"`
+}
+
+// Attachment describes one non-text part.
+type Attachment struct {
+	Filename    string `json:"filename"`
+	ContentType string `json:"content_type"`
+	Size        int64  `json:"size"`
+	SHA256      string `json:"sha256"`
+}
+
+// Structured carries what a machine-readable report said.
+type Structured struct {
+	Format     string            `json:"format"` // arf | x-arf | iodef | csv
+	Fields     map[string]string `json:"fields"`
+	SourceIPs  []string          `json:"source_ips,omitempty"`
+	Timestamps []string          `json:"timestamps,omitempty"`
+	scan       string            // indicator-bearing fields, one per line
+	text       string            // the part as written, appended to the report text
+}

@@ -1,0 +1,359 @@
+package pipeline
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"os"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/madoguchi/madoguchi/crypto"
+	"github.com/madoguchi/madoguchi/parse"
+	"github.com/madoguchi/madoguchi/store"
+)
+
+// Processor turns one spooled message into a filed report.
+type Processor struct {
+	Store *store.Store
+	Keys  *crypto.Keys // nil: no OpenPGP processing
+	// KeySource, when set, is asked for the keys of each message instead
+	// of Keys (serve reloads them on SIGHUP).
+	KeySource   func() *crypto.Keys
+	CryptoLimit crypto.Limits
+	ParseOpts   parse.Options
+	AckDomain   string // right-hand side of our Message-IDs
+	NoAck       bool   // import --no-ack
+	MaxAttempts int
+	Lease       time.Duration
+	Log         *slog.Logger
+	Now         func() time.Time
+	// FollowUpNote queues a short note for messages joining an open ticket.
+	FollowUpNote bool
+	// AlertOn lists classifications ("taxonomy" or "taxonomy/type") whose
+	// new incidents alert staff at DutyAddress and/or WebhookURL.
+	AlertOn     []string
+	DutyAddress string
+	WebhookURL  string
+	// Observe, when set, is told each outcome (metrics).
+	Observe func(outcome string, d time.Duration)
+}
+
+// Analyze runs crypto and parse over raw bytes: what `madoguchi parse`
+// prints and what the pipeline files. Pure: no I/O.
+func Analyze(raw []byte, keys *crypto.Keys, cl crypto.Limits, opt parse.Options, now time.Time) (*parse.Report, error) {
+	rep, _, err := analyzeTimed(raw, keys, cl, opt, now)
+	return rep, err
+}
+
+// stageTimes are the durations of Analyze's two stages.
+type stageTimes struct{ unwrap, parse time.Duration }
+
+func analyzeTimed(raw []byte, keys *crypto.Keys, cl crypto.Limits, opt parse.Options, now time.Time) (*parse.Report, stageTimes, error) {
+	var st stageTimes
+	t0 := time.Now()
+	res := crypto.Unwrap(raw, keys, cl, now)
+	t1 := time.Now()
+	rep, err := parse.Parse(res.Cleartext, opt)
+	st.unwrap, st.parse = t1.Sub(t0), time.Since(t1)
+	if rep == nil {
+		return nil, st, err
+	}
+	// The evidence is the message as received, not the cleartext.
+	rep.ReceivedSHA256 = crypto.SHA256Hex(raw)
+	rep.Decryption = parse.Decryption{Status: string(res.Decryption), Detail: res.DecryptionDetail}
+	rep.Signature = parse.Signature{Status: string(res.Signature), SignerFingerprint: res.SignerFingerprint,
+		Signer: res.Signer, Detail: res.SignatureDetail}
+	if res.ProtectedSubject != "" {
+		rep.Subject = res.ProtectedSubject
+	}
+	if res.Signature == crypto.SigGood && rep.From != "" && !res.SignerHasAddress(rep.From) {
+		rep.Signature.SignerMismatch = true
+		rep.Warnings = append(rep.Warnings, "good signature, but the signing key does not carry the From address "+rep.From)
+	}
+	if res.Decryption != crypto.DecNone && res.Decryption != crypto.DecOK {
+		rep.Warnings = append(rep.Warnings, "decryption "+string(res.Decryption)+": "+res.DecryptionDetail)
+	}
+	return rep, st, err
+}
+
+// Process handles one claimed spool row. It returns the filing result; an
+// error means the row was failed (retried or quarantined).
+func (p *Processor) Process(ctx context.Context, spoolID int64) (store.FileResult, error) {
+	it, err := p.prepare(ctx, spoolID)
+	if err != nil {
+		return store.FileResult{}, err
+	}
+	t0 := time.Now()
+	res, err := p.Store.File(ctx, it.f)
+	metricStage.WithLabelValues("file").Observe(time.Since(t0).Seconds())
+	p.done(ctx, it, res, err)
+	return res, err
+}
+
+// item is one analysed message on its way to the store.
+type item struct {
+	msg   *store.Message
+	rep   *parse.Report
+	f     *store.Filing
+	start time.Time
+}
+
+// prepare loads and analyses one spooled message. A message that cannot be
+// analysed is failed here (retried or quarantined) and err says why.
+func (p *Processor) prepare(ctx context.Context, id int64) (*item, error) {
+	start := time.Now()
+	msg, err := p.Store.GetMessage(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	rep, st, perr := p.analyzeSafe(msg)
+	metricStage.WithLabelValues("unwrap").Observe(st.unwrap.Seconds())
+	metricStage.WithLabelValues("parse").Observe(st.parse.Seconds())
+	if rep == nil {
+		p.fail(ctx, id, "parse-error", perr)
+		if p.Observe != nil {
+			p.Observe("failed", time.Since(start))
+		}
+		return nil, perr
+	}
+	metricVerdicts.WithLabelValues("decryption", rep.Decryption.Status).Inc()
+	metricVerdicts.WithLabelValues("signature", rep.Signature.Status).Inc()
+	return &item{msg: msg, rep: rep, f: p.filing(msg, rep), start: start}, nil
+}
+
+// ProcessBatch handles several claimed rows: each is analysed alone, and
+// the filings go to the store in one transaction (one commit for all,
+// group commit for filing). If that transaction fails, each row is filed
+// alone, so one bad row cannot hold the others back.
+func (p *Processor) ProcessBatch(ctx context.Context, ids []int64) {
+	if len(ids) == 1 {
+		_, _ = p.Process(ctx, ids[0])
+		return
+	}
+	var items []*item
+	for _, id := range ids {
+		it, err := p.prepare(ctx, id)
+		if err != nil {
+			p.log().Warn("process", "spool", id, "err", err)
+			continue
+		}
+		items = append(items, it)
+	}
+	if len(items) == 0 {
+		return
+	}
+	fs := make([]*store.Filing, len(items))
+	for i, it := range items {
+		fs[i] = it.f
+	}
+	t0 := time.Now()
+	results, err := p.Store.FileBatch(ctx, fs)
+	d := time.Since(t0)
+	if err != nil {
+		p.log().Warn("batch filing failed; filing one by one", "rows", len(fs), "err", err)
+		for _, it := range items {
+			t1 := time.Now()
+			res, err := p.Store.File(ctx, it.f)
+			metricStage.WithLabelValues("file").Observe(time.Since(t1).Seconds())
+			p.done(ctx, it, res, err)
+		}
+		return
+	}
+	for i, it := range items {
+		metricStage.WithLabelValues("file").Observe(d.Seconds() / float64(len(items)))
+		p.done(ctx, it, results[i], nil)
+	}
+}
+
+// done records one message's end: metrics, log, or the failure.
+func (p *Processor) done(ctx context.Context, it *item, res store.FileResult, err error) {
+	o := res.Outcome
+	if err != nil {
+		o = "failed"
+		p.fail(ctx, it.msg.ID, "store-error", err)
+	} else {
+		metricEndToEnd.Observe(time.Since(it.msg.ReceivedAt).Seconds())
+		p.log().Info("filed", "spool", it.msg.ID, "ticket", res.Ticket, "outcome", res.Outcome, "message_id", it.rep.MessageID, "ack", res.AckID != 0)
+	}
+	if p.Observe != nil {
+		p.Observe(o, time.Since(it.start))
+	}
+}
+
+func (p *Processor) log() *slog.Logger {
+	if p.Log == nil {
+		return slog.New(slog.NewTextHandler(os.Stderr, nil))
+	}
+	return p.Log
+}
+
+// analyzeSafe runs Analyze, turning a panic into an error so one message
+// never takes the daemon down.
+func (p *Processor) analyzeSafe(msg *store.Message) (rep *parse.Report, st stageTimes, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			rep, err = nil, fmt.Errorf("panic: %v", r)
+		}
+	}()
+	opt := p.ParseOpts
+	opt.HasEnvelope = msg.Channel != store.ChannelImport
+	opt.MailFrom = msg.MailFrom
+	now := time.Now()
+	if p.Now != nil {
+		now = p.Now()
+	}
+	keys := p.Keys
+	if p.KeySource != nil {
+		keys = p.KeySource()
+	}
+	return analyzeTimed(msg.Raw, keys, p.CryptoLimit, opt, now)
+}
+
+func (p *Processor) fail(ctx context.Context, id int64, reason string, cause error) {
+	q, err := p.Store.Fail(ctx, id, reason, cause.Error(), p.MaxAttempts)
+	if err != nil {
+		p.log().Error("cannot record failure", "spool", id, "err", err)
+		return
+	}
+	if q {
+		p.log().Warn("quarantined", "spool", id, "reason", reason, "err", cause)
+	} else {
+		p.log().Warn("failed; will retry", "spool", id, "reason", reason, "err", cause)
+	}
+}
+
+func (p *Processor) filing(msg *store.Message, rep *parse.Report) *store.Filing {
+	js, _ := json.Marshal(rep)
+	f := &store.Filing{
+		SpoolID: msg.ID, MessageID: rep.MessageID, Sender: rep.From, Subject: rep.Subject,
+		Taxonomy: rep.Classification.Taxonomy, Type: rep.Classification.Type, ReportJSON: js,
+		References: append([]string{}, rep.Thread.References...),
+	}
+	if rep.Thread.InReplyTo != "" {
+		f.References = append([]string{rep.Thread.InReplyTo}, f.References...)
+	}
+	if rep.Thread.Ticket != nil {
+		f.Ticket = *rep.Thread.Ticket
+	}
+	if rep.TLP != nil {
+		f.TLP = *rep.TLP
+	}
+	for _, a := range p.ParseOpts.OwnAddresses {
+		if rep.From == a {
+			f.Trusted = true
+		}
+	}
+	if rep.Trust == "bounce-of-own-message" {
+		f.Trusted = true // a bounce is never answered, so attaching it risks nothing
+	}
+	if rep.Signature.Status == string(crypto.SigGood) && !rep.Signature.SignerMismatch {
+		f.Trusted = true
+	}
+	add := func(kind string, vs []string) {
+		for _, v := range vs {
+			f.Indicators = append(f.Indicators, store.Indicator{Kind: kind, Value: strings.ToLower(v)})
+		}
+	}
+	in := rep.Indicators
+	add("ipv4", in.IPv4)
+	add("ipv6", in.IPv6)
+	add("domain", in.Domains)
+	add("url", in.URLs)
+	add("email", in.Emails)
+	add("md5", in.MD5)
+	add("sha1", in.SHA1)
+	add("sha256", in.SHA256)
+	add("cve", in.CVEs)
+	if rep.Ack.Send && !p.NoAck {
+		rcpt := msg.MailFrom
+		if rcpt == "" || msg.Channel == store.ChannelImport {
+			rcpt = rep.ReplyTo
+			if rcpt == "" {
+				rcpt = rep.From
+			}
+		}
+		if rcpt != "" && !strings.ContainsAny(rcpt, "\r\n") {
+			f.Ack = &store.AckRequest{Recipient: strings.ToLower(strings.Trim(rcpt, "<>")), Domain: p.AckDomain, FollowUp: p.FollowUpNote}
+		}
+	}
+	for _, c := range p.AlertOn {
+		if c == rep.Classification.Taxonomy || c == rep.Classification.Taxonomy+"/"+rep.Classification.Type {
+			f.Alert = &store.AlertRequest{DutyAddress: p.DutyAddress, WebhookURL: p.WebhookURL, Domain: p.AckDomain}
+			break
+		}
+	}
+	return f
+}
+
+// batchSize is how many rows a worker claims and files in one transaction.
+// Under load it turns n commits into one; with a trickle a batch is one row
+// and nothing waits.
+const batchSize = 8
+
+// Run claims and processes rows with n workers until ctx ends. In-flight
+// messages finish (they are short); unclaimed rows stay for the next start.
+func (p *Processor) Run(ctx context.Context, worker string, n int, wake <-chan struct{}) {
+	var wg sync.WaitGroup
+	for i := 0; i < n; i++ {
+		wg.Add(1)
+		go func(i int) {
+			defer wg.Done()
+			id := fmt.Sprintf("%s/%d", worker, i)
+			for ctx.Err() == nil {
+				cl, err := p.Store.Claim(context.WithoutCancel(ctx), id, batchSize, p.Lease, p.MaxAttempts)
+				if err != nil {
+					p.log().Error("claim", "err", err)
+					sleep(ctx, time.Second, nil)
+					continue
+				}
+				if len(cl) == 0 {
+					sleep(ctx, 500*time.Millisecond, wake)
+					continue
+				}
+				// Finish the batch even when asked to stop: it is short, and
+				// its result is committed in one transaction.
+				ids := make([]int64, len(cl))
+				for i, c := range cl {
+					ids[i] = c.SpoolID
+				}
+				p.ProcessBatch(context.WithoutCancel(ctx), ids)
+			}
+		}(i)
+	}
+	wg.Wait()
+}
+
+// Drain processes until the queue has nothing ready (import, tests).
+func (p *Processor) Drain(ctx context.Context, worker string) (map[string]int, error) {
+	out := map[string]int{}
+	for {
+		cl, err := p.Store.Claim(ctx, worker, 16, p.Lease, p.MaxAttempts)
+		if err != nil {
+			return out, err
+		}
+		if len(cl) == 0 {
+			return out, nil
+		}
+		for _, c := range cl {
+			res, err := p.Process(ctx, c.SpoolID)
+			if err != nil {
+				out["failed"]++
+				continue
+			}
+			out[res.Outcome]++
+		}
+	}
+}
+
+func sleep(ctx context.Context, d time.Duration, wake <-chan struct{}) {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+	case <-t.C:
+	case <-wake:
+	}
+}

@@ -1,0 +1,639 @@
+package store
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"database/sql"
+	"encoding/hex"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// The conformance suite: every test here runs against both drivers.
+// PostgreSQL runs when MADOGUCHI_TEST_POSTGRES is set (a DSN, or "1" for
+// postgres://postgres@127.0.0.1:5432/postgres) and always when CI is set.
+
+var (
+	pgOnce    sync.Once
+	pgBaseDSN string
+	pgErr     error
+	schemaN   atomic.Int64
+)
+
+// PostgresDSN returns the DSN of a fresh database for this test run, or
+// skips the test when PostgreSQL is not asked for.
+func postgresDSN(t testing.TB) string {
+	t.Helper()
+	env := os.Getenv("MADOGUCHI_TEST_POSTGRES")
+	if env == "" && os.Getenv("CI") == "" {
+		t.Skip("PostgreSQL: set MADOGUCHI_TEST_POSTGRES=1 (CI always runs it)")
+	}
+	pgOnce.Do(func() {
+		admin := env
+		if admin == "" || admin == "1" {
+			admin = "postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable"
+		}
+		db, err := sql.Open("pgx", admin)
+		if err != nil {
+			pgErr = err
+			return
+		}
+		defer db.Close()
+		name := fmt.Sprintf("madoguchi_test_%d_%d", os.Getpid(), time.Now().UnixNano()%1e6)
+		if _, err := db.Exec("CREATE DATABASE " + name); err != nil {
+			pgErr = err
+			return
+		}
+		pgBaseDSN = regexp.MustCompile(`/[^/?]*(\?|$)`).ReplaceAllString(strings.TrimPrefix(admin, ""), "/"+name+"$1")
+		if !strings.Contains(admin, "/postgres") {
+			pgBaseDSN = admin
+		}
+	})
+	if pgErr != nil {
+		t.Fatalf("PostgreSQL: %v", pgErr)
+	}
+	// A scratch schema per test keeps tests isolated and parallel.
+	schema := fmt.Sprintf("t%d", schemaN.Add(1))
+	db, err := sql.Open("pgx", pgBaseDSN)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	if _, err := db.Exec("CREATE SCHEMA " + schema); err != nil {
+		t.Fatal(err)
+	}
+	sep := "?"
+	if strings.Contains(pgBaseDSN, "?") {
+		sep = "&"
+	}
+	return pgBaseDSN + sep + "search_path=" + schema
+}
+
+type clock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func (c *clock) Now() time.Time      { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
+func (c *clock) Add(d time.Duration) { c.mu.Lock(); c.t = c.t.Add(d); c.mu.Unlock() }
+
+// eachDriver runs fn as a subtest against SQLite and PostgreSQL.
+func eachDriver(t *testing.T, fn func(t *testing.T, s *Store, c *clock)) {
+	for _, drv := range []string{SQLite, Postgres} {
+		t.Run(drv, func(t *testing.T) {
+			t.Parallel()
+			c := &clock{t: time.Date(2026, 3, 1, 10, 0, 0, 0, time.UTC)}
+			s := openTest(t, drv, c)
+			fn(t, s, c)
+		})
+	}
+}
+
+func openTest(t testing.TB, drv string, c *clock) *Store {
+	t.Helper()
+	dsn := filepath.Join(t.TempDir(), "m.db")
+	if drv == Postgres {
+		dsn = postgresDSN(t)
+	}
+	s, err := Open(context.Background(), drv, dsn, Options{Now: c.Now, TicketPrefix: "CSIRT"})
+	if err != nil {
+		t.Fatalf("open %s: %v", drv, err)
+	}
+	t.Cleanup(func() {
+		if err := s.Close(); err != nil {
+			t.Errorf("close: %v", err)
+		}
+	})
+	return s
+}
+
+func spool(t testing.TB, s *Store, raw string) int64 {
+	t.Helper()
+	id, err := s.Spool(context.Background(), &Message{Channel: ChannelImport, MailFrom: "a@example.net", RcptTo: []string{"csirt@example.org"}, Peer: "test", Raw: []byte(raw)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return id
+}
+
+func filing(id int64, mid, sender string) *Filing {
+	return &Filing{SpoolID: id, MessageID: mid, Sender: sender, Subject: "s", ReportJSON: []byte(`{"k":1}`),
+		Indicators: []Indicator{{"ipv4", "198.51.100.1"}}, Ack: &AckRequest{Recipient: sender, Domain: "csirt.example.org"}}
+}
+
+var ticketRE = regexp.MustCompile(`^CSIRT#2026-\d{6}$`)
+
+func TestSpoolKeepsBytesExactly(t *testing.T) {
+	eachDriver(t, func(t *testing.T, s *Store, c *clock) {
+		raw := "From: x\r\nSubject: \xff\x00bin\r\n\r\nbody\n\x00\x01"
+		id := spool(t, s, raw)
+		m, err := s.GetMessage(context.Background(), id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if string(m.Raw) != raw || m.Size != int64(len(raw)) || len(m.SHA256) != 64 || m.RcptTo[0] != "csirt@example.org" {
+			t.Fatalf("spool round trip changed the message: %+v", m)
+		}
+		if _, err := s.GetMessage(context.Background(), id+100); err != ErrNotFound {
+			t.Fatalf("missing row: %v", err)
+		}
+	})
+}
+
+func TestFileNewDuplicateReprocess(t *testing.T) {
+	eachDriver(t, func(t *testing.T, s *Store, c *clock) {
+		ctx := context.Background()
+		a := spool(t, s, "m1")
+		r1, err := s.File(ctx, filing(a, "<one@x>", "r@example.net"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if r1.Outcome != OutcomeNew || r1.Ticket != "CSIRT#2026-000001" || r1.AckID == 0 {
+			t.Fatalf("first filing: %+v", r1)
+		}
+		// Same Message-ID, other bytes: duplicate, nothing new, no ack.
+		b := spool(t, s, "m1 resent")
+		r2, err := s.File(ctx, filing(b, "<ONE@x>", "r@example.net"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if r2.Outcome != OutcomeDuplicate || r2.Ticket != r1.Ticket || r2.AckID != 0 {
+			t.Fatalf("duplicate: %+v", r2)
+		}
+		// The same spool row again (crash re-run, reprocess): same incident.
+		r3, err := s.File(ctx, filing(a, "<one@x>", "r@example.net"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if r3.Outcome != OutcomeReprocessed || r3.Ticket != r1.Ticket || r3.ReportID != r1.ReportID {
+			t.Fatalf("re-run: %+v", r3)
+		}
+		list, err := s.ListIncidents(ctx, Filter{})
+		if err != nil || len(list) != 1 {
+			t.Fatalf("want 1 incident, got %d (%v)", len(list), err)
+		}
+		d, err := s.GetIncident(ctx, r1.Ticket)
+		if err != nil {
+			t.Fatal(err)
+		}
+		kinds := []string{}
+		for _, e := range d.Events {
+			kinds = append(kinds, e.Kind)
+		}
+		if strings.Join(kinds, ",") != "created,duplicate,reprocessed" {
+			t.Fatalf("events %v", kinds)
+		}
+		if len(d.ReportList) != 1 || len(d.ReportList[0].Indicators) != 1 || len(d.Outbox) != 1 {
+			t.Fatalf("detail: %+v", d)
+		}
+		// No Message-ID: the raw SHA-256 is the key.
+		n1 := spool(t, s, "no mid")
+		n2 := spool(t, s, "no mid")
+		rn1, _ := s.File(ctx, filing(n1, "", "q@example.net"))
+		rn2, _ := s.File(ctx, filing(n2, "", "q@example.net"))
+		if rn1.Outcome != OutcomeNew || rn2.Outcome != OutcomeDuplicate {
+			t.Fatalf("sha dedup: %v %v", rn1.Outcome, rn2.Outcome)
+		}
+		if got, _ := s.ListIncidents(ctx, Filter{Indicator: "198.51.100.1"}); len(got) != 2 {
+			t.Fatalf("indicator search: %d", len(got))
+		}
+	})
+}
+
+func TestThreading(t *testing.T) {
+	eachDriver(t, func(t *testing.T, s *Store, c *clock) {
+		ctx := context.Background()
+		if err := s.ImportIncident(ctx, "CSIRT#2026-000123", "Phishing", "Erik@Northwind.example.net", c.Now()); err != nil {
+			t.Fatal(err)
+		}
+		// The requester, by tag: attached, no ack.
+		f := filing(spool(t, s, "a"), "<a@x>", "erik@northwind.example.net")
+		f.Ticket = "CSIRT#2026-000123"
+		r, err := s.File(ctx, f)
+		if err != nil || r.Outcome != OutcomeAttached || r.Ticket != "CSIRT#2026-000123" || r.AckID != 0 {
+			t.Fatalf("requester by tag: %+v %v", r, err)
+		}
+		// A stranger with the tag only: filed separately.
+		f = filing(spool(t, s, "b"), "<b@x>", "mallory@evil.example")
+		f.Ticket = "CSIRT#2026-000123"
+		r, err = s.File(ctx, f)
+		if err != nil || r.Outcome != OutcomeNew || r.Ticket != "CSIRT#2026-000124" {
+			t.Fatalf("stranger: %+v %v", r, err)
+		}
+		// A stranger that is a valid signer: attached.
+		f = filing(spool(t, s, "c"), "<c@x>", "partner@cert.example")
+		f.Ticket, f.Trusted = "CSIRT#2026-000123", true
+		if r, _ = s.File(ctx, f); r.Outcome != OutcomeAttached {
+			t.Fatalf("trusted: %+v", r)
+		}
+		// A reply to our acknowledgement by References only.
+		d, _ := s.GetIncident(ctx, "CSIRT#2026-000124")
+		f = filing(spool(t, s, "d"), "<d@x>", "mallory@evil.example")
+		f.References = []string{"<unknown@x>", d.Outbox[0].MessageID}
+		if r, _ = s.File(ctx, f); r.Outcome != OutcomeAttached || r.Ticket != "CSIRT#2026-000124" {
+			t.Fatalf("by references: %+v", r)
+		}
+		// Unknown references: new.
+		f = filing(spool(t, s, "e"), "<e@x>", "x@y.example")
+		f.References = []string{"<never-seen@x>"}
+		if r, _ = s.File(ctx, f); r.Outcome != OutcomeNew || r.Ticket != "CSIRT#2026-000125" {
+			t.Fatalf("unknown refs: %+v", r)
+		}
+	})
+}
+
+func TestClaimLeaseFailQuarantine(t *testing.T) {
+	eachDriver(t, func(t *testing.T, s *Store, c *clock) {
+		ctx := context.Background()
+		a := spool(t, s, "a")
+		b := spool(t, s, "b")
+		cl, err := s.Claim(ctx, "w1", 10, time.Minute, 3)
+		if err != nil || len(cl) != 2 || cl[0].SpoolID != a || cl[1].SpoolID != b || cl[0].Attempts != 1 {
+			t.Fatalf("claim: %+v %v", cl, err)
+		}
+		if again, _ := s.Claim(ctx, "w2", 10, time.Minute, 3); len(again) != 0 {
+			t.Fatalf("claimed twice: %+v", again)
+		}
+		// The worker dies: after the lease, another worker gets them.
+		c.Add(2 * time.Minute)
+		cl, _ = s.Claim(ctx, "w2", 10, time.Minute, 3)
+		if len(cl) != 2 || cl[0].Attempts != 2 {
+			t.Fatalf("after lease: %+v", cl)
+		}
+		// b fails: back-off, then quarantine at the last attempt.
+		if q, err := s.Fail(ctx, b, "parse-error", "boom", 3); q || err != nil {
+			t.Fatalf("fail 2: %v %v", q, err)
+		}
+		if _, err := s.File(ctx, filing(a, "<a@x>", "r@x.example")); err != nil {
+			t.Fatal(err)
+		}
+		if cl, _ = s.Claim(ctx, "w3", 10, time.Minute, 3); len(cl) != 0 {
+			t.Fatalf("claimed during back-off: %+v", cl)
+		}
+		c.Add(time.Hour)
+		cl, _ = s.Claim(ctx, "w3", 10, time.Minute, 3)
+		if len(cl) != 1 || cl[0].SpoolID != b || cl[0].Attempts != 3 {
+			t.Fatalf("retry: %+v", cl)
+		}
+		if q, _ := s.Fail(ctx, b, "parse-error", "boom", 3); !q {
+			t.Fatal("not quarantined at the last attempt")
+		}
+		qs, _ := s.ListQueue(ctx, StateQuarantined, 10)
+		if len(qs) != 1 || qs[0].Reason != "parse-error" {
+			t.Fatalf("quarantine list: %+v", qs)
+		}
+		counts, _ := s.QueueCounts(ctx)
+		if counts[StateDone] != 1 || counts[StateQuarantined] != 1 {
+			t.Fatalf("counts %v", counts)
+		}
+		// reprocess --quarantined
+		if n, err := s.Requeue(ctx, 0, true, time.Time{}); n != 1 || err != nil {
+			t.Fatalf("requeue: %d %v", n, err)
+		}
+		if cl, _ = s.Claim(ctx, "w4", 10, time.Minute, 3); len(cl) != 1 || cl[0].Attempts != 1 {
+			t.Fatalf("after requeue: %+v", cl)
+		}
+		if _, err := s.Requeue(ctx, 9999, false, time.Time{}); err != ErrNotFound {
+			t.Fatalf("requeue missing: %v", err)
+		}
+		// since: everything
+		if n, _ := s.Requeue(ctx, 0, false, time.Date(2000, 1, 1, 0, 0, 0, 0, time.UTC)); n != 1 {
+			t.Fatalf("requeue since: %d", n)
+		}
+	})
+}
+
+func TestClaimCrashedRepeatedlyIsQuarantined(t *testing.T) {
+	eachDriver(t, func(t *testing.T, s *Store, c *clock) {
+		ctx := context.Background()
+		spool(t, s, "poison")
+		for i := 0; i < 2; i++ {
+			if cl, _ := s.Claim(ctx, "w", 1, time.Second, 2); len(cl) != 1 {
+				t.Fatalf("attempt %d: %+v", i, cl)
+			}
+			c.Add(time.Minute)
+		}
+		if cl, _ := s.Claim(ctx, "w", 1, time.Second, 2); len(cl) != 0 {
+			t.Fatalf("third claim: %+v", cl)
+		}
+		qs, _ := s.ListQueue(ctx, StateQuarantined, 10)
+		if len(qs) != 1 || qs[0].Reason != "crashed" {
+			t.Fatalf("%+v", qs)
+		}
+	})
+}
+
+func TestConcurrentWorkersNeverShareOrCollide(t *testing.T) {
+	eachDriver(t, func(t *testing.T, s *Store, c *clock) {
+		ctx := context.Background()
+		const n = 60
+		var wg sync.WaitGroup
+		for w := 0; w < 8; w++ {
+			wg.Add(1)
+			go func(w int) {
+				defer wg.Done()
+				for i := 0; i < n/8+1; i++ {
+					if _, err := s.Spool(ctx, &Message{Channel: ChannelSMTP, Raw: []byte(fmt.Sprintf("w%d-%d", w, i))}); err != nil {
+						t.Error(err)
+					}
+				}
+			}(w)
+		}
+		wg.Wait()
+		var mu sync.Mutex
+		seen := map[int64]bool{}
+		tickets := map[string]bool{}
+		for w := 0; w < 4; w++ {
+			wg.Add(1)
+			go func(w int) {
+				defer wg.Done()
+				for {
+					cl, err := s.Claim(ctx, fmt.Sprint("w", w), 3, time.Minute, 5)
+					if err != nil {
+						t.Error(err)
+						return
+					}
+					if len(cl) == 0 {
+						return
+					}
+					for _, x := range cl {
+						r, err := s.File(ctx, filing(x.SpoolID, fmt.Sprintf("<%d@x>", x.SpoolID), "r@x.example"))
+						if err != nil {
+							t.Error(err)
+							return
+						}
+						mu.Lock()
+						if seen[x.SpoolID] || tickets[r.Ticket] {
+							t.Errorf("spool %d or ticket %s twice", x.SpoolID, r.Ticket)
+						}
+						seen[x.SpoolID], tickets[r.Ticket] = true, true
+						mu.Unlock()
+					}
+				}
+			}(w)
+		}
+		wg.Wait()
+		if len(seen) != 8*(n/8+1) {
+			t.Fatalf("processed %d", len(seen))
+		}
+		for tk := range tickets {
+			if !ticketRE.MatchString(tk) {
+				t.Fatalf("ticket %q", tk)
+			}
+		}
+	})
+}
+
+func TestOutboxClaimSentDead(t *testing.T) {
+	eachDriver(t, func(t *testing.T, s *Store, c *clock) {
+		ctx := context.Background()
+		for i := 0; i < 2; i++ {
+			id := spool(t, s, fmt.Sprint(i))
+			if _, err := s.File(ctx, filing(id, fmt.Sprintf("<%d@x>", i), "r@x.example")); err != nil {
+				t.Fatal(err)
+			}
+		}
+		ob, err := s.ClaimOutbox(ctx, 10, time.Minute)
+		if err != nil || len(ob) != 2 {
+			t.Fatalf("%+v %v", ob, err)
+		}
+		if again, _ := s.ClaimOutbox(ctx, 10, time.Minute); len(again) != 0 {
+			t.Fatal("outbox claimed twice")
+		}
+		if err := s.MarkSent(ctx, ob[0].ID); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.MarkOutboxFailed(ctx, ob[1].ID, "550 no", true, 0); err != nil {
+			t.Fatal(err)
+		}
+		counts, _ := s.OutboxCounts(ctx)
+		if counts[OutboxSent] != 1 || counts[OutboxDead] != 1 {
+			t.Fatalf("%v", counts)
+		}
+	})
+}
+
+func TestMigrationsIdempotentAndStatus(t *testing.T) {
+	eachDriver(t, func(t *testing.T, s *Store, c *clock) {
+		ctx := context.Background()
+		if err := s.migrate(ctx); err != nil {
+			t.Fatal(err)
+		}
+		v, err := s.SchemaVersion(ctx)
+		if err != nil || v != LatestMigration() || v < 1 {
+			t.Fatalf("version %d %v", v, err)
+		}
+		if err := s.SetStatus(ctx, "CSIRT#2026-999999", "open", "", "t"); err != ErrNotFound {
+			t.Fatalf("missing: %v", err)
+		}
+		f := filing(spool(t, s, "x"), "<x@x>", "r@x.example")
+		r, _ := s.File(ctx, f)
+		if err := s.SetStatus(ctx, r.Ticket, "open", "alice", "bob"); err != nil {
+			t.Fatal(err)
+		}
+		d, _ := s.GetIncident(ctx, r.Ticket)
+		if d.Status != "open" || d.Assignee != "alice" || d.Events[len(d.Events)-1].Actor != "bob" {
+			t.Fatalf("%+v", d)
+		}
+	})
+}
+
+func TestOpenUnreachablePostgres(t *testing.T) {
+	_, err := Open(context.Background(), Postgres, "postgres://nobody@127.0.0.1:1/x?connect_timeout=2", Options{})
+	if err == nil || !strings.Contains(err.Error(), "unavailable") || strings.Contains(err.Error(), "\n") {
+		t.Fatalf("want one-line unavailable error, got %v", err)
+	}
+}
+
+// TestIMAPStateAndLock: state advances with the spool in one transaction,
+// and only one holder of a mailbox lock at a time, until it is released.
+func TestIMAPStateAndLock(t *testing.T) {
+	eachDriver(t, func(t *testing.T, s *Store, c *clock) {
+		ctx := context.Background()
+		st, err := s.GetIMAPState(ctx, "csirt@imap/INBOX")
+		if err != nil || st != (IMAPState{}) {
+			t.Fatalf("fresh state: %+v %v", st, err)
+		}
+		id, err := s.SpoolIMAP(ctx, &Message{Channel: ChannelIMAP, Raw: []byte("Subject: x\r\n\r\nx")}, "csirt@imap/INBOX", IMAPState{UIDValidity: 7, LastUID: 3})
+		if err != nil || id == 0 {
+			t.Fatal(err)
+		}
+		if st, _ = s.GetIMAPState(ctx, "csirt@imap/INBOX"); st != (IMAPState{7, 3}) {
+			t.Fatalf("after spool: %+v", st)
+		}
+		if err := s.SetIMAPState(ctx, "csirt@imap/INBOX", IMAPState{UIDValidity: 9}); err != nil {
+			t.Fatal(err)
+		}
+		if st, _ = s.GetIMAPState(ctx, "csirt@imap/INBOX"); st != (IMAPState{9, 0}) {
+			t.Fatalf("after reset: %+v", st)
+		}
+		release, ok, err := s.LockMailbox(ctx, "m1")
+		if err != nil || !ok {
+			t.Fatalf("first lock: %v %v", ok, err)
+		}
+		if _, ok2, err := s.LockMailbox(ctx, "m1"); err != nil || ok2 {
+			t.Fatalf("second holder: %v %v", ok2, err)
+		}
+		if r, ok3, _ := s.LockMailbox(ctx, "m2"); !ok3 {
+			t.Fatal("another mailbox is free")
+		} else {
+			r()
+		}
+		release()
+		r, ok, err := s.LockMailbox(ctx, "m1")
+		if err != nil || !ok {
+			t.Fatalf("after release: %v %v", ok, err)
+		}
+		r()
+	})
+}
+
+// TestFileBatchSameAsOneByOne: a batch files exactly what one-by-one
+// filing would (a duplicate and a reply inside the batch see the earlier
+// rows), tickets stay sequential, and a failing batch files nothing.
+func TestFileBatchSameAsOneByOne(t *testing.T) {
+	eachDriver(t, func(t *testing.T, s *Store, c *clock) {
+		ctx := context.Background()
+		a, b, d, e := spool(t, s, "a"), spool(t, s, "b"), spool(t, s, "d"), spool(t, s, "e")
+		reply := filing(d, "<r@x.example>", "x@x.example")
+		reply.References = []string{"<a@x.example>"}
+		res, err := s.FileBatch(ctx, []*Filing{filing(a, "<a@x.example>", "x@x.example"), filing(b, "<a@x.example>", "y@x.example"), reply, filing(e, "<e@x.example>", "z@x.example")})
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := []string{OutcomeNew, OutcomeDuplicate, OutcomeAttached, OutcomeNew}
+		for i, r := range res {
+			if r.Outcome != want[i] {
+				t.Fatalf("row %d: %s, want %s", i, r.Outcome, want[i])
+			}
+		}
+		if res[0].Ticket != "CSIRT#2026-000001" || res[2].Ticket != res[0].Ticket || res[3].Ticket != "CSIRT#2026-000002" {
+			t.Fatalf("tickets: %s %s %s", res[0].Ticket, res[2].Ticket, res[3].Ticket)
+		}
+		// A batch with a row that cannot be filed (no such spool row) files
+		// nothing at all.
+		f1, f2 := spool(t, s, "f1"), int64(99999)
+		if _, err := s.FileBatch(ctx, []*Filing{filing(f1, "<f1@x.example>", "q@x.example"), filing(f2, "<f2@x.example>", "q@x.example")}); err == nil {
+			t.Fatal("a batch with a missing spool row succeeded")
+		}
+		list, _ := s.ListIncidents(ctx, Filter{Limit: 100})
+		if len(list) != 2 {
+			t.Fatalf("%d incidents after a failed batch, want 2", len(list))
+		}
+		if r, err := s.File(ctx, filing(f1, "<f1@x.example>", "q@x.example")); err != nil || r.Ticket != "CSIRT#2026-000003" {
+			t.Fatalf("after the failed batch: %+v %v (the counter must not have moved)", r, err)
+		}
+	})
+}
+
+// TestSpoolChunked: a message given as a Source is stored in chunks and
+// read back byte for byte, with the SHA-256 and size of the whole, through
+// Spool and through the group committer; a retried spool reads the source
+// from its start again.
+func TestSpoolChunked(t *testing.T) {
+	eachDriver(t, func(t *testing.T, s *Store, c *clock) {
+		ctx := context.Background()
+		big := make([]byte, 3*ChunkSize+12345)
+		for i := range big {
+			big[i] = byte(i*7 + i/ChunkSize)
+		}
+		m := &Message{Channel: ChannelSMTP, Source: bytes.NewReader(big)}
+		id, err := s.Spool(ctx, m)
+		if err != nil {
+			t.Fatal(err)
+		}
+		gc := s.NewCommitter(4)
+		defer gc.Close()
+		src := bytes.NewReader(big)
+		_, _ = src.Seek(100, io.SeekStart) // a half-read source is read from its start
+		id2, err := gc.Spool(ctx, &Message{Channel: ChannelSMTP, Source: src})
+		if err != nil {
+			t.Fatal(err)
+		}
+		sum := sha256.Sum256(big)
+		for _, i := range []int64{id, id2} {
+			got, err := s.GetMessage(ctx, i)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !bytes.Equal(got.Raw, big) || got.Size != int64(len(big)) || got.SHA256 != hex.EncodeToString(sum[:]) {
+				t.Fatalf("spool %d: %d bytes, size %d, sha %s", i, len(got.Raw), got.Size, got.SHA256)
+			}
+		}
+	})
+}
+
+// TestOutboxConcurrentClaimsNeverShare: several senders (as several
+// daemons would) claiming at once never get the same row.
+func TestOutboxConcurrentClaimsNeverShare(t *testing.T) {
+	eachDriver(t, func(t *testing.T, s *Store, c *clock) {
+		ctx := context.Background()
+		const n = 60
+		for i := 0; i < n; i++ {
+			id := spool(t, s, fmt.Sprint(i))
+			if _, err := s.File(ctx, filing(id, fmt.Sprintf("<c%d@x>", i), fmt.Sprintf("r%d@x.example", i))); err != nil {
+				t.Fatal(err)
+			}
+		}
+		var mu sync.Mutex
+		seen := map[int64]int{}
+		var wg sync.WaitGroup
+		for range 6 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for {
+					rows, err := s.ClaimOutbox(ctx, 3, time.Minute)
+					if err != nil {
+						t.Error(err)
+						return
+					}
+					if len(rows) == 0 {
+						return
+					}
+					mu.Lock()
+					for _, r := range rows {
+						seen[r.ID]++
+					}
+					mu.Unlock()
+				}
+			}()
+		}
+		wg.Wait()
+		if len(seen) != n {
+			t.Fatalf("%d rows claimed, want %d", len(seen), n)
+		}
+		for id, k := range seen {
+			if k != 1 {
+				t.Fatalf("row %d claimed %d times", id, k)
+			}
+		}
+	})
+}
+
+// TestLeaseTxLeavesCommitsDurable: after a claim (committed without an
+// fsync on SQLite), the connection is back to synchronous=FULL, so the
+// next spool commit is durable as before.
+func TestLeaseTxLeavesCommitsDurable(t *testing.T) {
+	s := openTest(t, SQLite, &clock{t: time.Now()})
+	spool(t, s, "x")
+	if _, err := s.Claim(context.Background(), "w", 1, time.Minute, 5); err != nil {
+		t.Fatal(err)
+	}
+	var sync int
+	if err := s.DB().QueryRow(`PRAGMA synchronous`).Scan(&sync); err != nil {
+		t.Fatal(err)
+	}
+	if sync != 2 { // FULL
+		t.Fatalf("synchronous = %d after a claim, want 2 (FULL)", sync)
+	}
+}

@@ -1,0 +1,147 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"sync"
+)
+
+// Committer spools messages with group commit: one goroutine takes every
+// message that arrived while the previous commit was running and commits
+// them together in one transaction, so one fsync covers many arrivals. Each
+// caller's Spool returns only after the commit that holds its message, so
+// "nil means durable" holds exactly as for Store.Spool.
+//
+// There is no timer: a lone message is committed at once (no added latency
+// at low load), and batches form by themselves under load, as long as the
+// previous commit took.
+type Committer struct {
+	s        *Store
+	reqs     chan *spoolReq
+	maxBatch int
+	wg       sync.WaitGroup
+	closeMu  sync.RWMutex
+	closed   bool
+}
+
+type spoolReq struct {
+	m   *Message
+	res chan spoolRes
+}
+
+type spoolRes struct {
+	id  int64
+	err error
+}
+
+// ErrClosed is returned by a Committer after Close.
+var ErrClosed = errors.New("store: committer closed")
+
+// NewCommitter starts a group committer of at most maxBatch messages (or
+// bytes beyond 16 MiB, whichever comes first) per transaction.
+//
+// On SQLite one loop commits (there is one writer connection anyway). On
+// PostgreSQL, which flushes concurrent commits of several connections
+// together itself, a single loop would serialise what the server can
+// overlap, so four loops share the arrivals.
+func (s *Store) NewCommitter(maxBatch int) *Committer {
+	if maxBatch < 1 {
+		maxBatch = 64
+	}
+	loops := 1
+	if s.driver == Postgres {
+		loops = 4
+	}
+	c := &Committer{s: s, reqs: make(chan *spoolReq, maxBatch*4), maxBatch: maxBatch}
+	for range loops {
+		c.wg.Add(1)
+		go c.loop()
+	}
+	return c
+}
+
+// maxBatchBytes keeps one transaction from holding an unbounded amount of
+// message data in memory and in the WAL.
+const maxBatchBytes = 16 << 20
+
+// Spool hands m to the committer and waits for the commit that holds it.
+// ctx bounds only the wait to be taken in; once taken, the message is
+// committed or fails as a whole, and Spool reports which.
+func (c *Committer) Spool(ctx context.Context, m *Message) (int64, error) {
+	r := &spoolReq{m: m, res: make(chan spoolRes, 1)}
+	c.closeMu.RLock()
+	if c.closed {
+		c.closeMu.RUnlock()
+		return 0, ErrClosed
+	}
+	select {
+	case c.reqs <- r:
+	case <-ctx.Done():
+		c.closeMu.RUnlock()
+		return 0, ctx.Err()
+	}
+	c.closeMu.RUnlock()
+	res := <-r.res
+	return res.id, res.err
+}
+
+// Close commits what was handed in and stops the committer.
+func (c *Committer) Close() {
+	c.closeMu.Lock()
+	if !c.closed {
+		c.closed = true
+		close(c.reqs)
+	}
+	c.closeMu.Unlock()
+	c.wg.Wait()
+}
+
+func (c *Committer) loop() {
+	defer c.wg.Done()
+	for first := range c.reqs {
+		batch := []*spoolReq{first}
+		size := len(first.m.Raw)
+	drain:
+		for len(batch) < c.maxBatch && size < maxBatchBytes {
+			select {
+			case r, ok := <-c.reqs:
+				if !ok {
+					break drain
+				}
+				batch = append(batch, r)
+				size += len(r.m.Raw)
+			default:
+				break drain
+			}
+		}
+		c.commit(batch)
+	}
+}
+
+// commit spools a batch in one transaction. If that fails, each message is
+// tried alone, so that one message the store refuses cannot turn away the
+// others that happened to arrive with it.
+func (c *Committer) commit(batch []*spoolReq) {
+	ms := make([]*Message, len(batch))
+	for i, r := range batch {
+		ms[i] = r.m
+	}
+	// The committer outlives any one caller, so it does not take a caller's
+	// context: a commit in flight is finished, not abandoned.
+	ctx := context.Background()
+	ids, err := c.s.SpoolBatch(ctx, ms)
+	if err == nil {
+		for i, r := range batch {
+			r.res <- spoolRes{id: ids[i]}
+		}
+		return
+	}
+	if len(batch) == 1 {
+		batch[0].res <- spoolRes{err: err}
+		return
+	}
+	for _, r := range batch {
+		id, err := c.s.Spool(ctx, r.m)
+		r.res <- spoolRes{id: id, err: err}
+	}
+}

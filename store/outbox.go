@@ -1,0 +1,144 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"time"
+)
+
+// Outbox states.
+const (
+	OutboxPending = "pending"
+	OutboxSending = "sending"
+	OutboxSent    = "sent"
+	OutboxDead    = "dead"
+	// OutboxSkipped: not sent on purpose (a rate limit), with the reason.
+	OutboxSkipped = "skipped"
+)
+
+// Outbox row kinds.
+const (
+	OutboxAck      = "ack"      // acknowledgement of a new report
+	OutboxFollowUp = "followup" // "added to TICKET" note for a follow-up
+	OutboxAlert    = "alert"    // staff alert mail to the duty address
+	OutboxWebhook  = "webhook"  // staff alert as an HMAC-signed JSON POST
+)
+
+// OutboxEntry is one outbound message.
+type OutboxEntry struct {
+	ID         int64     `json:"id"`
+	IncidentID int64     `json:"-"`
+	ReportID   int64     `json:"report_id"`
+	Kind       string    `json:"kind"`
+	Recipient  string    `json:"recipient"`
+	MessageID  string    `json:"message_id"`
+	State      string    `json:"state"`
+	Attempts   int       `json:"attempts"`
+	LastError  string    `json:"last_error,omitempty"`
+	CreatedAt  time.Time `json:"created_at"`
+}
+
+const outboxCols = `id, incident_id, COALESCE(report_id, 0), kind, recipient, message_id, state, attempts, last_error, created_at`
+
+func scanOutbox(rows *sql.Rows) ([]OutboxEntry, error) {
+	defer rows.Close()
+	out := []OutboxEntry{}
+	for rows.Next() {
+		var e OutboxEntry
+		var at int64
+		if err := rows.Scan(&e.ID, &e.IncidentID, &e.ReportID, &e.Kind, &e.Recipient, &e.MessageID, &e.State, &e.Attempts, &e.LastError, &at); err != nil {
+			return nil, err
+		}
+		e.CreatedAt = fromMicros(at)
+		out = append(out, e)
+	}
+	return out, rows.Err()
+}
+
+func (s *Store) outboxOf(ctx context.Context, incidentID int64) ([]OutboxEntry, error) {
+	rows, err := s.db.QueryContext(ctx, s.q(`SELECT `+outboxCols+` FROM outbox WHERE incident_id = ? ORDER BY id`), incidentID)
+	if err != nil {
+		return nil, err
+	}
+	return scanOutbox(rows)
+}
+
+// ClaimOutbox leases up to n pending (or lease-expired sending) rows.
+func (s *Store) ClaimOutbox(ctx context.Context, n int, lease time.Duration) ([]OutboxEntry, error) {
+	now := micros(s.now())
+	skip := ""
+	if s.driver == Postgres {
+		skip = " FOR UPDATE SKIP LOCKED"
+	}
+	var out []OutboxEntry
+	err := s.leaseTx(ctx, func(tx *sql.Tx) error {
+		rows, err := tx.QueryContext(ctx, s.q(`UPDATE outbox SET state = ?, lease_until = ?, attempts = attempts + 1, updated_at = ?
+			WHERE id IN (SELECT id FROM outbox WHERE (state = ? AND not_before <= ?) OR (state = ? AND lease_until <= ?) ORDER BY id LIMIT ?`+skip+`)
+			RETURNING `+outboxCols),
+			OutboxSending, now+lease.Microseconds(), now, OutboxPending, now, OutboxSending, now, n)
+		if err != nil {
+			return err
+		}
+		out, err = scanOutbox(rows)
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("%w: claim outbox: %v", ErrUnavailable, err)
+	}
+	return out, nil
+}
+
+// MarkSent records a delivered outbox row.
+func (s *Store) MarkSent(ctx context.Context, id int64) error {
+	_, err := s.db.ExecContext(ctx, s.q(`UPDATE outbox SET state = ?, last_error = '', updated_at = ? WHERE id = ?`), OutboxSent, micros(s.now()), id)
+	return err
+}
+
+// MarkOutboxFailed records a failed delivery: retried after backoff, or dead.
+func (s *Store) MarkOutboxFailed(ctx context.Context, id int64, detail string, dead bool, backoff time.Duration) error {
+	state := OutboxPending
+	if dead {
+		state = OutboxDead
+	}
+	now := s.now()
+	_, err := s.db.ExecContext(ctx, s.q(`UPDATE outbox SET state = ?, last_error = ?, not_before = ?, lease_until = 0, updated_at = ? WHERE id = ?`),
+		state, detail, micros(now.Add(backoff)), micros(now), id)
+	return err
+}
+
+// MarkOutboxSkipped records a row that is not sent on purpose.
+func (s *Store) MarkOutboxSkipped(ctx context.Context, id int64, reason string) error {
+	_, err := s.db.ExecContext(ctx, s.q(`UPDATE outbox SET state = ?, last_error = ?, lease_until = 0, updated_at = ? WHERE id = ?`),
+		OutboxSkipped, reason, micros(s.now()), id)
+	return err
+}
+
+// RecentTo counts the rows to recipient created since, sent or being sent,
+// other than the row except: the count behind the per-correspondent rate
+// limit. It is read from the store, so the limit holds across daemons.
+func (s *Store) RecentTo(ctx context.Context, recipient string, since time.Time, except int64) (int, error) {
+	var n int
+	err := s.db.QueryRowContext(ctx, s.q(`SELECT COUNT(*) FROM outbox WHERE recipient = ? AND created_at >= ? AND state IN (?, ?) AND id <> ?`),
+		recipient, micros(since), OutboxSent, OutboxSending, except).Scan(&n)
+	return n, err
+}
+
+// OutboxCounts returns outbox rows per state.
+func (s *Store) OutboxCounts(ctx context.Context) (map[string]int, error) {
+	rows, err := s.db.QueryContext(ctx, `SELECT state, COUNT(*) FROM outbox GROUP BY state`)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	out := map[string]int{}
+	for rows.Next() {
+		var st string
+		var n int
+		if err := rows.Scan(&st, &n); err != nil {
+			return nil, err
+		}
+		out[st] = n
+	}
+	return out, rows.Err()
+}

@@ -1,0 +1,352 @@
+package store
+
+import (
+	"context"
+	"crypto/sha256"
+	"database/sql"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"time"
+)
+
+// Channels a message can arrive on.
+const (
+	ChannelSMTP   = "smtp"
+	ChannelLMTP   = "lmtp"
+	ChannelIMAP   = "imap"
+	ChannelImport = "import"
+)
+
+// Queue states.
+const (
+	StateReady       = "ready"
+	StateClaimed     = "claimed"
+	StateDone        = "done"
+	StateQuarantined = "quarantined"
+)
+
+// Message is a spooled message, byte for byte as received.
+type Message struct {
+	ID         int64
+	SHA256     string
+	Channel    string
+	MailFrom   string
+	RcptTo     []string
+	Peer       string
+	ReceivedAt time.Time
+	Size       int64
+	Raw        []byte
+	// Source, when Raw is nil, supplies a large message (a temporary file):
+	// it is read in chunks of ChunkSize inside the spool transaction, from
+	// its start each time it is spooled, so it is never held whole.
+	Source io.ReadSeeker
+}
+
+// ChunkSize is the size of one spool chunk.
+const ChunkSize = 1 << 20
+
+// Spool commits a message and its queue row. It is the acceptance point:
+// nil means durable.
+func (s *Store) Spool(ctx context.Context, m *Message) (int64, error) {
+	ids, err := s.SpoolBatch(ctx, []*Message{m})
+	if err != nil {
+		return 0, err
+	}
+	return ids[0], nil
+}
+
+// SpoolBatch commits several messages in one transaction (group commit): one
+// durable commit covers them all, and none is durable before it.
+func (s *Store) SpoolBatch(ctx context.Context, ms []*Message) ([]int64, error) {
+	now := s.now()
+	ids := make([]int64, len(ms))
+	err := s.tx(ctx, func(tx *sql.Tx) error {
+		for i, m := range ms {
+			id, err := s.spoolTx(ctx, tx, m, now)
+			if err != nil {
+				return err
+			}
+			ids[i] = id
+		}
+		return nil
+	})
+	return ids, err
+}
+
+// spoolTx inserts one message and its queue row inside tx.
+func (s *Store) spoolTx(ctx context.Context, tx *sql.Tx, m *Message, now time.Time) (int64, error) {
+	raw := m.Raw
+	if raw == nil {
+		raw = []byte{}
+	}
+	if m.Source == nil {
+		sum := sha256.Sum256(raw)
+		m.SHA256 = hex.EncodeToString(sum[:])
+		m.Size = int64(len(raw))
+	}
+	if m.ReceivedAt.IsZero() {
+		m.ReceivedAt = now
+	}
+	rcpt, _ := json.Marshal(nonNil(m.RcptTo))
+	var id int64
+	err := tx.QueryRowContext(ctx, s.q(`INSERT INTO spool (sha256, channel, mail_from, rcpt_to, peer, received_at, size, raw)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?) RETURNING id`),
+		m.SHA256, m.Channel, m.MailFrom, string(rcpt), m.Peer, micros(m.ReceivedAt), m.Size, raw).Scan(&id)
+	if err != nil {
+		return 0, fmt.Errorf("%w: spool insert: %v", ErrUnavailable, err)
+	}
+	if m.Source != nil {
+		if err := s.spoolChunks(ctx, tx, id, m); err != nil {
+			return 0, err
+		}
+	}
+	if _, err := tx.ExecContext(ctx, s.q(`INSERT INTO queue (spool_id, state, not_before, updated_at) VALUES (?, ?, ?, ?)`),
+		id, StateReady, micros(now), micros(now)); err != nil {
+		return 0, fmt.Errorf("%w: queue insert: %v", ErrUnavailable, err)
+	}
+	m.ID = id
+	return id, nil
+}
+
+// spoolChunks copies m.Source into spool_chunks, hashing as it goes, and
+// records the size and SHA-256 of the whole on the spool row.
+func (s *Store) spoolChunks(ctx context.Context, tx *sql.Tx, id int64, m *Message) error {
+	if _, err := m.Source.Seek(0, io.SeekStart); err != nil {
+		return fmt.Errorf("spool source: %w", err)
+	}
+	h := sha256.New()
+	buf := make([]byte, ChunkSize)
+	var size int64
+	for seq := 0; ; seq++ {
+		n, err := io.ReadFull(m.Source, buf)
+		if n > 0 {
+			h.Write(buf[:n])
+			size += int64(n)
+			if _, err := tx.ExecContext(ctx, s.q(`INSERT INTO spool_chunks (spool_id, seq, data) VALUES (?, ?, ?)`), id, seq, buf[:n]); err != nil {
+				return fmt.Errorf("%w: spool chunk: %v", ErrUnavailable, err)
+			}
+		}
+		if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
+			break
+		}
+		if err != nil {
+			return fmt.Errorf("spool source: %w", err)
+		}
+	}
+	m.SHA256, m.Size = hex.EncodeToString(h.Sum(nil)), size
+	_, err := tx.ExecContext(ctx, s.q(`UPDATE spool SET sha256 = ?, size = ? WHERE id = ?`), m.SHA256, size, id)
+	return err
+}
+
+func nonNil(s []string) []string {
+	if s == nil {
+		return []string{}
+	}
+	return s
+}
+
+// GetMessage loads one spooled message.
+func (s *Store) GetMessage(ctx context.Context, id int64) (*Message, error) {
+	var m Message
+	var rcpt string
+	var at int64
+	err := s.db.QueryRowContext(ctx, s.q(`SELECT id, sha256, channel, mail_from, rcpt_to, peer, received_at, size, raw FROM spool WHERE id = ?`), id).
+		Scan(&m.ID, &m.SHA256, &m.Channel, &m.MailFrom, &rcpt, &m.Peer, &at, &m.Size, &m.Raw)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, ErrNotFound
+	}
+	if err != nil {
+		return nil, err
+	}
+	_ = json.Unmarshal([]byte(rcpt), &m.RcptTo)
+	m.ReceivedAt = fromMicros(at)
+	if len(m.Raw) == 0 && m.Size > 0 {
+		// A chunked message: the pipeline needs it whole to parse it.
+		rows, err := s.db.QueryContext(ctx, s.q(`SELECT data FROM spool_chunks WHERE spool_id = ? ORDER BY seq`), id)
+		if err != nil {
+			return nil, err
+		}
+		defer rows.Close()
+		raw := make([]byte, 0, m.Size)
+		for rows.Next() {
+			var chunk []byte
+			if err := rows.Scan(&chunk); err != nil {
+				return nil, err
+			}
+			raw = append(raw, chunk...)
+		}
+		if err := rows.Err(); err != nil {
+			return nil, err
+		}
+		m.Raw = raw
+	}
+	return &m, nil
+}
+
+// Claim is a leased queue row.
+type Claim struct {
+	SpoolID  int64
+	Attempts int // including this one
+}
+
+// Claim leases up to n ready (or lease-expired) queue rows for worker. Rows
+// whose attempts would exceed maxAttempts are quarantined ("crashed": a
+// worker died on them each time) instead of returned.
+func (s *Store) Claim(ctx context.Context, worker string, n int, lease time.Duration, maxAttempts int) ([]Claim, error) {
+	now := micros(s.now())
+	skip := ""
+	if s.driver == Postgres {
+		skip = " FOR UPDATE SKIP LOCKED"
+	}
+	var out []Claim
+	err := s.leaseTx(ctx, func(tx *sql.Tx) error {
+		rows, err := tx.QueryContext(ctx, s.q(`UPDATE queue SET state = ?, lease_until = ?, worker = ?, attempts = attempts + 1, updated_at = ?
+			WHERE spool_id IN (SELECT spool_id FROM queue
+				WHERE (state = ? AND not_before <= ?) OR (state = ? AND lease_until <= ?)
+				ORDER BY spool_id LIMIT ?`+skip+`)
+			RETURNING spool_id, attempts`),
+			StateClaimed, now+lease.Microseconds(), worker, now, StateReady, now, StateClaimed, now, n)
+		if err != nil {
+			return err
+		}
+		var over []int64
+		for rows.Next() {
+			var c Claim
+			if err := rows.Scan(&c.SpoolID, &c.Attempts); err != nil {
+				_ = rows.Close()
+				return err
+			}
+			if c.Attempts > maxAttempts {
+				over = append(over, c.SpoolID)
+				continue
+			}
+			out = append(out, c)
+		}
+		if err := rows.Close(); err != nil {
+			return err
+		}
+		for _, id := range over {
+			if _, err := tx.ExecContext(ctx, s.q(`UPDATE queue SET state = ?, reason = ?, last_error = ?, updated_at = ? WHERE spool_id = ?`),
+				StateQuarantined, "crashed", "the worker stopped while processing it on every attempt", now, id); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("%w: claim: %v", ErrUnavailable, err)
+	}
+	return out, nil
+}
+
+// Fail records a failed attempt. Before maxAttempts the row returns to ready
+// after an exponential back-off; at maxAttempts it is quarantined with the
+// reason code, never retried on its own and never blocking others.
+func (s *Store) Fail(ctx context.Context, spoolID int64, reason, detail string, maxAttempts int) (quarantined bool, err error) {
+	now := s.now()
+	err = s.tx(ctx, func(tx *sql.Tx) error {
+		var attempts int
+		if err := tx.QueryRowContext(ctx, s.q(`SELECT attempts FROM queue WHERE spool_id = ?`), spoolID).Scan(&attempts); err != nil {
+			return err
+		}
+		state := StateReady
+		if attempts >= maxAttempts {
+			state = StateQuarantined
+			quarantined = true
+		}
+		backoff := time.Duration(1<<min(attempts, 10)) * time.Second
+		_, err := tx.ExecContext(ctx, s.q(`UPDATE queue SET state = ?, reason = ?, last_error = ?, not_before = ?, lease_until = 0, updated_at = ? WHERE spool_id = ?`),
+			state, reason, detail, micros(now.Add(backoff)), micros(now), spoolID)
+		return err
+	})
+	return quarantined, err
+}
+
+// QueueItem is a queue row for listings.
+type QueueItem struct {
+	SpoolID    int64     `json:"spool_id"`
+	State      string    `json:"state"`
+	Attempts   int       `json:"attempts"`
+	Reason     string    `json:"reason,omitempty"`
+	LastError  string    `json:"last_error,omitempty"`
+	Outcome    string    `json:"outcome,omitempty"`
+	ReceivedAt time.Time `json:"received_at"`
+	Channel    string    `json:"channel"`
+	Size       int64     `json:"size"`
+}
+
+// ListQueue lists queue rows in a state ("" for all), oldest first.
+func (s *Store) ListQueue(ctx context.Context, state string, limit int) ([]QueueItem, error) {
+	rows, err := s.db.QueryContext(ctx, s.q(`SELECT q.spool_id, q.state, q.attempts, q.reason, q.last_error, q.outcome, s.received_at, s.channel, s.size
+		FROM queue q JOIN spool s ON s.id = q.spool_id WHERE (? = '' OR q.state = ?) ORDER BY q.spool_id LIMIT ?`), state, state, limit)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []QueueItem
+	for rows.Next() {
+		var it QueueItem
+		var at int64
+		if err := rows.Scan(&it.SpoolID, &it.State, &it.Attempts, &it.Reason, &it.LastError, &it.Outcome, &at, &it.Channel, &it.Size); err != nil {
+			return nil, err
+		}
+		it.ReceivedAt = fromMicros(at)
+		out = append(out, it)
+	}
+	return out, rows.Err()
+}
+
+// QueueCounts returns the number of queue rows per state.
+func (s *Store) QueueCounts(ctx context.Context) (map[string]int, error) {
+	rows, err := s.db.QueryContext(ctx, `SELECT state, COUNT(*) FROM queue GROUP BY state`)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	out := map[string]int{}
+	for rows.Next() {
+		var st string
+		var n int
+		if err := rows.Scan(&st, &n); err != nil {
+			return nil, err
+		}
+		out[st] = n
+	}
+	return out, rows.Err()
+}
+
+// Requeue selects spooled messages to run again (madoguchi reprocess): one
+// id (>0), all quarantined ones, or everything received since a time. It
+// returns how many rows were made ready. Re-running never files a duplicate:
+// File updates the report of a spool row that was filed before.
+func (s *Store) Requeue(ctx context.Context, id int64, quarantined bool, since time.Time) (int, error) {
+	now := micros(s.now())
+	var res sql.Result
+	var err error
+	switch {
+	case id > 0:
+		res, err = s.db.ExecContext(ctx, s.q(`UPDATE queue SET state = ?, attempts = 0, not_before = ?, lease_until = 0, updated_at = ? WHERE spool_id = ? AND state <> ?`),
+			StateReady, now, now, id, StateClaimed)
+	case quarantined:
+		res, err = s.db.ExecContext(ctx, s.q(`UPDATE queue SET state = ?, attempts = 0, not_before = ?, lease_until = 0, updated_at = ? WHERE state = ?`),
+			StateReady, now, now, StateQuarantined)
+	default:
+		res, err = s.db.ExecContext(ctx, s.q(`UPDATE queue SET state = ?, attempts = 0, not_before = ?, lease_until = 0, updated_at = ?
+			WHERE state <> ? AND spool_id IN (SELECT id FROM spool WHERE received_at >= ?)`),
+			StateReady, now, now, StateClaimed, micros(since))
+	}
+	if err != nil {
+		return 0, err
+	}
+	n, _ := res.RowsAffected()
+	if id > 0 && n == 0 {
+		var c int
+		if err := s.db.QueryRowContext(ctx, s.q(`SELECT COUNT(*) FROM queue WHERE spool_id = ?`), id).Scan(&c); err == nil && c == 0 {
+			return 0, ErrNotFound
+		}
+	}
+	return int(n), nil
+}

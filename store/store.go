@@ -1,0 +1,335 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"database/sql/driver"
+	"embed"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	_ "github.com/jackc/pgx/v5/stdlib" // database/sql driver "pgx"
+	_ "modernc.org/sqlite"             // database/sql driver "sqlite"
+)
+
+//go:embed migrations/*.sql
+var migrationFS embed.FS
+
+// Sentinel errors for callers' branch points.
+var (
+	ErrNotFound    = errors.New("store: not found")
+	ErrUnavailable = errors.New("store: unavailable")
+)
+
+// Driver names.
+const (
+	SQLite   = "sqlite"
+	Postgres = "postgres"
+)
+
+// Options tune a Store; zero values mean defaults.
+type Options struct {
+	// Now is the clock (tests inject one). Default time.Now.
+	Now func() time.Time
+	// TicketPrefix is the PREFIX of PREFIX#YYYY-NNNNNN. Default "CSIRT".
+	TicketPrefix string
+}
+
+// Store is a madoguchi store on either driver.
+type Store struct {
+	db     *sql.DB
+	driver string
+	now    func() time.Time
+	prefix string
+	dsn    string
+}
+
+// Open connects, applies pending migrations and returns the store. An
+// unreachable database is reported as ErrUnavailable.
+func Open(ctx context.Context, driver, dsn string, opt Options) (*Store, error) {
+	s := &Store{driver: driver, now: opt.Now, prefix: opt.TicketPrefix, dsn: dsn}
+	if s.now == nil {
+		s.now = time.Now
+	}
+	if s.prefix == "" {
+		s.prefix = "CSIRT"
+	}
+	var err error
+	switch driver {
+	case SQLite:
+		if dir := filepath.Dir(dsn); dir != "" && !strings.HasPrefix(dsn, "file:") {
+			if err := os.MkdirAll(dir, 0o750); err != nil {
+				return nil, fmt.Errorf("%w: %v", ErrUnavailable, err)
+			}
+		}
+		// One connection: SQLite has one writer anyway, and a single
+		// connection serialises transactions without SQLITE_BUSY spinning.
+		// synchronous=FULL makes every commit durable (the acceptance point).
+		s.db, err = sql.Open("sqlite", "file:"+strings.TrimPrefix(dsn, "file:")+
+			"?_pragma=journal_mode(WAL)&_pragma=busy_timeout(10000)&_pragma=foreign_keys(1)&_pragma=synchronous(FULL)&_pragma=temp_store(MEMORY)&_txlock=immediate")
+		if err == nil {
+			s.db.SetMaxOpenConns(1)
+		}
+	case Postgres:
+		s.db, err = sql.Open("pgx", dsn)
+		if err == nil {
+			s.db.SetMaxOpenConns(16)
+			s.db.SetMaxIdleConns(8)
+		}
+	default:
+		return nil, fmt.Errorf("store: unknown driver %q", driver)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrUnavailable, err)
+	}
+	pctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	if err := s.db.PingContext(pctx); err != nil {
+		_ = s.db.Close()
+		return nil, fmt.Errorf("%w: %s", ErrUnavailable, oneLine(err))
+	}
+	if err := s.migrate(ctx); err != nil {
+		_ = s.db.Close()
+		return nil, err
+	}
+	return s, nil
+}
+
+// oneLine folds a (pgconn, multi-address) error into one line, dropping
+// repeats, so the CLI can print one clear line.
+func oneLine(err error) string {
+	var parts []string
+	seen := map[string]bool{}
+	for _, l := range strings.Split(err.Error(), "\n") {
+		l = strings.TrimSpace(l)
+		if l != "" && !seen[l] {
+			seen[l] = true
+			parts = append(parts, l)
+		}
+	}
+	return strings.Join(parts, " ")
+}
+
+// Close closes the database.
+func (s *Store) Close() error { return s.db.Close() }
+
+// Driver returns the driver name.
+func (s *Store) Driver() string { return s.driver }
+
+// Ping reports whether the database answers.
+func (s *Store) Ping(ctx context.Context) error { return s.db.PingContext(ctx) }
+
+// DB exposes the handle for driver-specific features (advisory locks).
+func (s *Store) DB() *sql.DB { return s.db }
+
+func (s *Store) q(query string) string {
+	if s.driver != Postgres {
+		return query
+	}
+	var b strings.Builder
+	n := 0
+	for _, r := range query {
+		if r == '?' {
+			n++
+			b.WriteString("$" + strconv.Itoa(n))
+			continue
+		}
+		b.WriteRune(r)
+	}
+	return b.String()
+}
+
+func micros(t time.Time) int64 { return t.UnixMicro() }
+func fromMicros(v int64) time.Time {
+	if v == 0 {
+		return time.Time{}
+	}
+	return time.UnixMicro(v).UTC()
+}
+
+type migration struct {
+	version int
+	name    string
+	sql     string
+}
+
+func migrations() ([]migration, error) {
+	ents, err := fs.ReadDir(migrationFS, "migrations")
+	if err != nil {
+		return nil, err
+	}
+	var ms []migration
+	for _, e := range ents {
+		v, err := strconv.Atoi(strings.SplitN(e.Name(), "_", 2)[0])
+		if err != nil {
+			return nil, fmt.Errorf("store: bad migration name %s", e.Name())
+		}
+		b, err := migrationFS.ReadFile("migrations/" + e.Name())
+		if err != nil {
+			return nil, err
+		}
+		ms = append(ms, migration{v, e.Name(), string(b)})
+	}
+	sort.Slice(ms, func(i, j int) bool { return ms[i].version < ms[j].version })
+	return ms, nil
+}
+
+// LatestMigration is the schema version this build expects.
+func LatestMigration() int {
+	ms, _ := migrations()
+	if len(ms) == 0 {
+		return 0
+	}
+	return ms[len(ms)-1].version
+}
+
+func (s *Store) dialect(sqlText string) string {
+	id, blob := "INTEGER PRIMARY KEY AUTOINCREMENT", "BLOB"
+	if s.driver == Postgres {
+		id, blob = "BIGINT GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY", "BYTEA"
+	}
+	return strings.NewReplacer("{{ID}}", id, "{{BLOB}}", blob).Replace(sqlText)
+}
+
+// migrate applies pending migrations, each in its own transaction. On
+// PostgreSQL an advisory transaction lock keeps two daemons starting at once
+// from applying the same migration twice.
+func (s *Store) migrate(ctx context.Context) error {
+	ms, err := migrations()
+	if err != nil {
+		return err
+	}
+	if _, err := s.db.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS schema_migrations (
+		version INTEGER NOT NULL PRIMARY KEY, name TEXT NOT NULL, applied_at BIGINT NOT NULL)`); err != nil {
+		return fmt.Errorf("store: migrations table: %w", err)
+	}
+	for _, m := range ms {
+		err := s.tx(ctx, func(tx *sql.Tx) error {
+			if s.driver == Postgres {
+				if _, err := tx.ExecContext(ctx, `SELECT pg_advisory_xact_lock(727001)`); err != nil {
+					return err
+				}
+			}
+			var n int
+			if err := tx.QueryRowContext(ctx, s.q(`SELECT COUNT(*) FROM schema_migrations WHERE version = ?`), m.version).Scan(&n); err != nil {
+				return err
+			}
+			if n > 0 {
+				return nil
+			}
+			for _, stmt := range splitSQL(s.dialect(m.sql)) {
+				if _, err := tx.ExecContext(ctx, stmt); err != nil {
+					return fmt.Errorf("%s: %w", m.name, err)
+				}
+			}
+			_, err := tx.ExecContext(ctx, s.q(`INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)`),
+				m.version, m.name, micros(s.now()))
+			return err
+		})
+		if err != nil {
+			return fmt.Errorf("store: migration: %w", err)
+		}
+	}
+	return nil
+}
+
+// SchemaVersion returns the highest applied migration.
+func (s *Store) SchemaVersion(ctx context.Context) (int, error) {
+	var v sql.NullInt64
+	err := s.db.QueryRowContext(ctx, `SELECT MAX(version) FROM schema_migrations`).Scan(&v)
+	return int(v.Int64), err
+}
+
+func splitSQL(text string) []string {
+	var out []string
+	var cur strings.Builder
+	for _, line := range strings.Split(text, "\n") {
+		t := strings.TrimSpace(line)
+		if strings.HasPrefix(t, "--") || t == "" {
+			continue
+		}
+		cur.WriteString(line + "\n")
+		if strings.HasSuffix(t, ";") {
+			out = append(out, strings.TrimSpace(cur.String()))
+			cur.Reset()
+		}
+	}
+	if strings.TrimSpace(cur.String()) != "" {
+		out = append(out, cur.String())
+	}
+	return out
+}
+
+// tx runs fn in a transaction, committing on nil and rolling back otherwise.
+// leaseTx runs fn in a transaction whose commit need not reach the disk
+// before it returns (PostgreSQL's synchronous_commit off): for claims and
+// leases only. A claim lost in a crash leaves its row ready, to be claimed
+// again, which is what a crashed worker's claim comes to anyway; every
+// stage after a claim is idempotent. It saves a WAL flush per claim.
+//
+// On SQLite the one connection is switched to synchronous=NORMAL for the
+// transaction and back to FULL after it: in WAL mode the commit then skips
+// its fsync, and the next FULL commit (a spool or a filing) makes it
+// durable with its own. If switching back fails, the connection is thrown
+// away rather than left undurable.
+func (s *Store) leaseTx(ctx context.Context, fn func(*sql.Tx) error) error {
+	if s.driver == Postgres {
+		return s.tx(ctx, func(tx *sql.Tx) error {
+			if _, err := tx.ExecContext(ctx, `SET LOCAL synchronous_commit = off`); err != nil {
+				return err
+			}
+			return fn(tx)
+		})
+	}
+	conn, err := s.db.Conn(ctx)
+	if err != nil {
+		return fmt.Errorf("%w: %v", ErrUnavailable, err)
+	}
+	defer conn.Close()
+	if _, err := conn.ExecContext(ctx, `PRAGMA synchronous = NORMAL`); err != nil {
+		return fmt.Errorf("%w: %v", ErrUnavailable, err)
+	}
+	defer func() {
+		if _, err := conn.ExecContext(context.WithoutCancel(ctx), `PRAGMA synchronous = FULL`); err != nil {
+			_ = conn.Raw(func(any) error { return driver.ErrBadConn })
+		}
+	}()
+	tx, err := conn.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("%w: begin: %v", ErrUnavailable, err)
+	}
+	if err := fn(tx); err != nil {
+		_ = tx.Rollback()
+		return err
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("%w: commit: %v", ErrUnavailable, err)
+	}
+	return nil
+}
+
+func (s *Store) tx(ctx context.Context, fn func(*sql.Tx) error) (err error) {
+	tx, err := s.db.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("%w: begin: %v", ErrUnavailable, err)
+	}
+	defer func() {
+		if err != nil {
+			_ = tx.Rollback()
+		}
+	}()
+	if err = fn(tx); err != nil {
+		return err
+	}
+	if err = tx.Commit(); err != nil {
+		return fmt.Errorf("%w: commit: %v", ErrUnavailable, err)
+	}
+	return nil
+}
