@@ -4,6 +4,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"testing"
@@ -188,6 +189,39 @@ func FuzzMIMEWalk(f *testing.F) {
 		out, _ := decodeTransfer(body, h.Get("Content-Transfer-Encoding"), 1<<20)
 		if len(out) > 1<<20 {
 			t.Fatalf("decoded %d bytes past a 1 MiB limit", len(out))
+		}
+	})
+}
+
+// findInRuns must find exactly what the regular expression finds over the
+// whole line: it is only a faster way to run it.
+func FuzzFindInRuns(f *testing.F) {
+	for _, s := range []string{
+		"see evil.example.com and 192.0.2.1/24 now", "foo_bar.com x.y", "a.b.c.d 1.2.3.4.5 10.0.0.1.",
+		"paypa\u017f.com \u212aey.example", "-a.example.-b.example", "v1.2.3.4 x1.2.3.4 1.2.3.4x",
+		"日本語.example.jp の 203.0.113.5", "...a..b.c", "http://x.example/a.b/c.d",
+	} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		if len(s) > 4096 {
+			return
+		}
+		for _, c := range []struct {
+			re    *regexp.Regexp
+			run   func(byte) bool
+			shape func(string) bool
+		}{{domainRE, isDomainRunByte, hasDomainShape}, {ipv4RE, isIPv4RunByte, hasDottedQuadShape}} {
+			want := c.re.FindAllStringIndex(s, -1)
+			got := findInRuns(s, c.re, c.run, c.shape)
+			if len(want) != len(got) {
+				t.Fatalf("%s on %q: %v, want %v", c.re, s, got, want)
+			}
+			for i := range want {
+				if want[i][0] != got[i][0] || want[i][1] != got[i][1] {
+					t.Fatalf("%s on %q: %v, want %v", c.re, s, got, want)
+				}
+			}
 		}
 	})
 }

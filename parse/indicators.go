@@ -332,7 +332,7 @@ func (c *collector) scanLine(line string) {
 	hasDot := strings.IndexByte(rest, '.') >= 0
 	var v4 [][]int
 	if hasDot && strings.Count(rest, ".") >= 3 {
-		v4 = ipv4RE.FindAllStringIndex(rest, -1)
+		v4 = findInRuns(rest, ipv4RE, isIPv4RunByte, hasDottedQuadShape)
 	}
 	for _, m := range v4 {
 		s := rest[m[0]:m[1]]
@@ -390,7 +390,8 @@ func (c *collector) scanLine(line string) {
 	if !hasDot {
 		return
 	}
-	for _, d := range domainRE.FindAllString(rest, -1) {
+	for _, m := range findInRuns(rest, domainRE, isDomainRunByte, hasDomainShape) {
+		d := rest[m[0]:m[1]]
 		if looksLikeFilename(rest, d) {
 			continue
 		}
@@ -399,6 +400,66 @@ func (c *collector) scanLine(line string) {
 }
 
 func isDigit(b byte) bool { return b >= '0' && b <= '9' }
+
+// findInRuns is re.FindAllStringIndex(s, -1) for a pattern that matches only
+// bytes for which inRun holds, run over each maximal run of such bytes alone
+// and only where shape says a match is possible. It gives the same matches:
+// a run ends at an ASCII byte that is neither a word character nor one the
+// pattern can match, so a match cannot cross it and \b sees the same on
+// both sides of it as at the start or end of text. (Non-ASCII bytes stay in
+// the runs: (?i) lets k and s match the Kelvin and long-s signs.) On a long
+// line the backtracking matcher then works on a few short words instead of
+// the whole line, which was most of the time parse spent on plain text.
+func findInRuns(s string, re *regexp.Regexp, inRun func(byte) bool, shape func(string) bool) [][]int {
+	var out [][]int
+	for i := 0; i < len(s); {
+		if !inRun(s[i]) {
+			i++
+			continue
+		}
+		j := i + 1
+		for j < len(s) && inRun(s[j]) {
+			j++
+		}
+		if run := s[i:j]; shape(run) {
+			for _, m := range re.FindAllStringIndex(run, -1) {
+				out = append(out, []int{i + m[0], i + m[1]})
+			}
+		}
+		i = j
+	}
+	return out
+}
+
+func isWordASCII(b byte) bool {
+	return b >= 'a' && b <= 'z' || b >= 'A' && b <= 'Z' || b >= '0' && b <= '9' || b == '_'
+}
+
+// isDomainRunByte: word characters (for \b), the '.' and '-' of host names,
+// and non-ASCII bytes.
+func isDomainRunByte(b byte) bool { return isWordASCII(b) || b == '.' || b == '-' || b >= 0x80 }
+
+// isIPv4RunByte: word characters (for \b), '.', '/' of a prefix length, and
+// non-ASCII bytes.
+func isIPv4RunByte(b byte) bool { return isWordASCII(b) || b == '.' || b == '/' || b >= 0x80 }
+
+// hasDomainShape: a domain needs a label's last character, a dot and a
+// letter (or a byte that may fold to one) that starts the top-level label.
+func hasDomainShape(run string) bool {
+	for k := 1; k+1 < len(run); k++ {
+		if run[k] == '.' && run[k-1] != '.' && run[k-1] != '-' {
+			if c := run[k+1] | 0x20; c >= 'a' && c <= 'z' || run[k+1] >= 0x80 {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// hasDottedQuadShape: three dots and a digit at least.
+func hasDottedQuadShape(run string) bool {
+	return strings.Count(run, ".") >= 3 && strings.ContainsAny(run, "0123456789")
+}
 
 // containsFoldASCII reports whether s holds lower (ASCII, lower-case) in
 // any letter case, without allocating.
