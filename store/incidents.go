@@ -106,9 +106,16 @@ func (s *Store) File(ctx context.Context, f *Filing) (FileResult, error) {
 // sees what the earlier ones filed): one commit, and one wait for the
 // year's ticket counter, for the whole batch. On error nothing is filed;
 // the caller can file the rows one by one to find the bad one.
+//
+// The commit does not wait for the disk (see lazyTx): a filing is derived
+// from the spool and is done again from the queue, in the same transaction
+// as the queue row it finishes, if a power loss takes it. Nothing outside
+// the store learns of a filing before it is durable: the acknowledgement
+// that carries its ticket ID is taken from the outbox by ClaimOutbox, whose
+// durable commit flushes every commit before it.
 func (s *Store) FileBatch(ctx context.Context, fs []*Filing) ([]FileResult, error) {
 	out := make([]FileResult, len(fs))
-	err := s.tx(ctx, func(tx *sql.Tx) error {
+	err := s.lazyTx(ctx, func(tx *sql.Tx) error {
 		for i, f := range fs {
 			res, err := s.file(ctx, tx, f)
 			if err != nil {

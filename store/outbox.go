@@ -72,7 +72,11 @@ func (s *Store) ClaimOutbox(ctx context.Context, n int, lease time.Duration) ([]
 		skip = " FOR UPDATE SKIP LOCKED"
 	}
 	var out []OutboxEntry
-	err := s.leaseTx(ctx, func(tx *sql.Tx) error {
+	// A durable commit although it is only a lease: filings commit without
+	// waiting for the disk (FileBatch), and this flush (SQLite's WAL fsync,
+	// PostgreSQL's WAL flush up to this commit) covers every one of them
+	// before any acknowledgement naming their tickets leaves.
+	err := s.tx(ctx, func(tx *sql.Tx) error {
 		rows, err := tx.QueryContext(ctx, s.q(`UPDATE outbox SET state = ?, lease_until = ?, attempts = attempts + 1, updated_at = ?
 			WHERE id IN (SELECT id FROM outbox WHERE (state = ? AND not_before <= ?) OR (state = ? AND lease_until <= ?) ORDER BY id LIMIT ?`+skip+`)
 			RETURNING `+outboxCols),

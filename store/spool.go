@@ -63,7 +63,7 @@ func (s *Store) Spool(ctx context.Context, m *Message) (int64, error) {
 func (s *Store) SpoolBatch(ctx context.Context, ms []*Message) ([]int64, error) {
 	now := s.now()
 	ids := make([]int64, len(ms))
-	err := s.tx(ctx, func(tx *sql.Tx) error {
+	err := s.txPriority(ctx, true, func(tx *sql.Tx) error {
 		for i, m := range ms {
 			id, err := s.spoolTx(ctx, tx, m, now)
 			if err != nil {
@@ -202,7 +202,7 @@ func (s *Store) Claim(ctx context.Context, worker string, n int, lease time.Dura
 		skip = " FOR UPDATE SKIP LOCKED"
 	}
 	var out []Claim
-	err := s.leaseTx(ctx, func(tx *sql.Tx) error {
+	err := s.lazyTx(ctx, func(tx *sql.Tx) error {
 		rows, err := tx.QueryContext(ctx, s.q(`UPDATE queue SET state = ?, lease_until = ?, worker = ?, attempts = attempts + 1, updated_at = ?
 			WHERE spool_id IN (SELECT spool_id FROM queue
 				WHERE (state = ? AND not_before <= ?) OR (state = ? AND lease_until <= ?)

@@ -49,6 +49,7 @@ type Store struct {
 	now    func() time.Time
 	prefix string
 	dsn    string
+	gate   *writeGate // SQLite only
 }
 
 // Open connects, applies pending migrations and returns the store. An
@@ -76,6 +77,7 @@ func Open(ctx context.Context, driver, dsn string, opt Options) (*Store, error) 
 			"?_pragma=journal_mode(WAL)&_pragma=busy_timeout(10000)&_pragma=foreign_keys(1)&_pragma=synchronous(FULL)&_pragma=temp_store(MEMORY)&_txlock=immediate")
 		if err == nil {
 			s.db.SetMaxOpenConns(1)
+			s.gate = newWriteGate()
 		}
 	case Postgres:
 		s.db, err = sql.Open("pgx", dsn)
@@ -267,19 +269,22 @@ func splitSQL(text string) []string {
 	return out
 }
 
-// tx runs fn in a transaction, committing on nil and rolling back otherwise.
-// leaseTx runs fn in a transaction whose commit need not reach the disk
-// before it returns (PostgreSQL's synchronous_commit off): for claims and
-// leases only. A claim lost in a crash leaves its row ready, to be claimed
-// again, which is what a crashed worker's claim comes to anyway; every
-// stage after a claim is idempotent. It saves a WAL flush per claim.
+// lazyTx runs fn in a transaction whose commit need not reach the disk
+// before it returns (PostgreSQL's synchronous_commit off): for claims,
+// leases and filings, never for the spool. A claim lost in a power loss
+// leaves its row ready, to be claimed again, which is what a crashed
+// worker's claim comes to anyway; a filing lost with it is redone from the
+// queue; every stage after a claim is idempotent. Commits are flushed in
+// order, so the next durable commit (a spool, an outbox claim) makes every
+// lazy one before it durable too. It saves a WAL flush per claim and filing,
+// and a spool waiting for the connection waits that much less.
 //
 // On SQLite the one connection is switched to synchronous=NORMAL for the
 // transaction and back to FULL after it: in WAL mode the commit then skips
 // its fsync, and the next FULL commit (a spool or a filing) makes it
 // durable with its own. If switching back fails, the connection is thrown
 // away rather than left undurable.
-func (s *Store) leaseTx(ctx context.Context, fn func(*sql.Tx) error) error {
+func (s *Store) lazyTx(ctx context.Context, fn func(*sql.Tx) error) error {
 	if s.driver == Postgres {
 		return s.tx(ctx, func(tx *sql.Tx) error {
 			if _, err := tx.ExecContext(ctx, `SET LOCAL synchronous_commit = off`); err != nil {
@@ -288,6 +293,8 @@ func (s *Store) leaseTx(ctx context.Context, fn func(*sql.Tx) error) error {
 			return fn(tx)
 		})
 	}
+	s.gate.enter(false)
+	defer s.gate.leave()
 	conn, err := s.db.Conn(ctx)
 	if err != nil {
 		return fmt.Errorf("%w: %v", ErrUnavailable, err)
@@ -315,7 +322,18 @@ func (s *Store) leaseTx(ctx context.Context, fn func(*sql.Tx) error) error {
 	return nil
 }
 
+// tx runs fn in a transaction, committing on nil and rolling back otherwise.
 func (s *Store) tx(ctx context.Context, fn func(*sql.Tx) error) (err error) {
+	return s.txPriority(ctx, false, fn)
+}
+
+// txPriority is tx; on SQLite a high-priority transaction (a spool commit)
+// goes before the low-priority ones waiting for the connection.
+func (s *Store) txPriority(ctx context.Context, high bool, fn func(*sql.Tx) error) (err error) {
+	if s.gate != nil {
+		s.gate.enter(high)
+		defer s.gate.leave()
+	}
 	tx, err := s.db.BeginTx(ctx, nil)
 	if err != nil {
 		return fmt.Errorf("%w: begin: %v", ErrUnavailable, err)
