@@ -192,9 +192,14 @@ type PartnerTag struct {
 
 // Pipeline tunes the processing workers.
 type Pipeline struct {
-	Workers     int           `yaml:"workers"`
-	MaxAttempts int           `yaml:"max_attempts"`
-	Lease       time.Duration `yaml:"lease"`
+	Workers int `yaml:"workers"`
+	// ParseConcurrency bounds how many workers decrypt and parse at once
+	// (CPU-bound work); 0 means one less than the cores Go uses (at least
+	// one), so that intake always finds a core free: a 250 must not wait
+	// behind parsing, which can wait.
+	ParseConcurrency int           `yaml:"parse_concurrency"`
+	MaxAttempts      int           `yaml:"max_attempts"`
+	Lease            time.Duration `yaml:"lease"`
 }
 
 // Notify configures acknowledgements.
@@ -544,6 +549,9 @@ func (c *Config) Validate() []Problem {
 	}
 	for _, k := range c.Team.MissingRFC2350() {
 		bad(k, "missing (the RFC 2350 profile needs it)")
+	}
+	if c.Pipeline.ParseConcurrency < 0 {
+		bad("pipeline.parse_concurrency", "must be 0 (automatic) or more")
 	}
 	if c.Pipeline.Workers < 1 {
 		bad("pipeline.workers", "must be at least 1")

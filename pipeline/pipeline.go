@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"runtime"
 	"strings"
 	"sync"
 	"time"
@@ -30,6 +31,10 @@ type Processor struct {
 	Lease       time.Duration
 	Log         *slog.Logger
 	Now         func() time.Time
+	// ParseSlots, when set, is a semaphore that bounds how many workers
+	// unwrap and parse at once (its capacity). Workers beyond it still
+	// overlap their store round trips with others' parsing.
+	ParseSlots chan struct{}
 	// FollowUpNote queues a short note for messages joining an open ticket.
 	FollowUpNote bool
 	// AlertOn lists classifications ("taxonomy" or "taxonomy/type") whose
@@ -209,7 +214,20 @@ func (p *Processor) analyzeSafe(msg *store.Message) (rep *parse.Report, st stage
 	if p.KeySource != nil {
 		keys = p.KeySource()
 	}
+	if p.ParseSlots != nil {
+		p.ParseSlots <- struct{}{}
+		defer func() { <-p.ParseSlots }()
+	}
 	return analyzeTimed(msg.Raw, keys, p.CryptoLimit, opt, now)
+}
+
+// ParseSlotsFor returns a semaphore for ParseSlots of n slots; n < 1 means
+// one less than GOMAXPROCS, at least one.
+func ParseSlotsFor(n int) chan struct{} {
+	if n < 1 {
+		n = max(1, runtime.GOMAXPROCS(0)-1)
+	}
+	return make(chan struct{}, n)
 }
 
 func (p *Processor) fail(ctx context.Context, id int64, reason string, cause error) {

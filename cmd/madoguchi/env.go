@@ -191,7 +191,8 @@ func (e *env) processor(s *store.Store, keys *crypto.Keys, noAck bool) *pipeline
 	return &pipeline.Processor{Store: s, Keys: keys, CryptoLimit: e.cryptoLimits(), ParseOpts: e.parseOpts,
 		AckDomain: domain, NoAck: noAck, MaxAttempts: e.cfg.Pipeline.MaxAttempts, Lease: e.cfg.Pipeline.Lease, Log: e.log,
 		FollowUpNote: e.cfg.Notify.FollowUp == "note", AlertOn: e.cfg.Notify.Alert.Classifications,
-		DutyAddress: e.cfg.Notify.Alert.DutyAddress, WebhookURL: e.cfg.Notify.Alert.WebhookURL}
+		DutyAddress: e.cfg.Notify.Alert.DutyAddress, WebhookURL: e.cfg.Notify.Alert.WebhookURL,
+		ParseSlots: pipeline.ParseSlotsFor(e.cfg.Pipeline.ParseConcurrency)}
 }
 
 var version = "dev"

@@ -1,0 +1,67 @@
+package pipeline
+
+import (
+	"context"
+	"path/filepath"
+	"runtime"
+	"testing"
+	"time"
+
+	"github.com/madoguchi/madoguchi/store"
+)
+
+// While every parse slot is taken, no worker parses (so none files), however
+// many workers run; once a slot is free, the work goes on.
+func TestParseSlotsBoundParsing(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	s, err := store.Open(ctx, store.SQLite, filepath.Join(t.TempDir(), "m.db"), store.Options{TicketPrefix: "CSIRT"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	slots := ParseSlotsFor(1)
+	proc := &Processor{Store: s, ParseSlots: slots, MaxAttempts: 3, Lease: time.Minute, Log: quietLogger(), NoAck: true}
+	slots <- struct{}{} // the only slot, held by the test
+	for i := range 3 {
+		raw := []byte("From: a@example.net\r\nTo: csirt@example.org\r\nSubject: phishing " + string(rune('a'+i)) +
+			"\r\nMessage-ID: <slot" + string(rune('a'+i)) + "@example.net>\r\n\r\nhttp://bad.example.com/login\r\n")
+		if _, err := s.Spool(ctx, &store.Message{Channel: store.ChannelSMTP, Raw: raw}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	wake := make(chan struct{}, 1)
+	done := make(chan struct{})
+	go func() { proc.Run(ctx, "t", 4, wake); close(done) }()
+	filed := func() int {
+		incs, err := s.ListIncidents(ctx, store.Filter{Limit: 10})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return len(incs)
+	}
+	time.Sleep(300 * time.Millisecond)
+	if n := filed(); n != 0 {
+		t.Fatalf("%d incidents filed while the only parse slot was held", n)
+	}
+	<-slots
+	deadline := time.Now().Add(10 * time.Second)
+	for filed() < 3 && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+	}
+	if n := filed(); n != 3 {
+		t.Fatalf("%d incidents filed after the slot was freed, want 3", n)
+	}
+	cancel()
+	<-done
+}
+
+func TestParseSlotsForDefault(t *testing.T) {
+	want := max(1, runtime.GOMAXPROCS(0)-1)
+	if got := cap(ParseSlotsFor(0)); got != want {
+		t.Fatalf("automatic parse slots %d, want %d", got, want)
+	}
+	if got := cap(ParseSlotsFor(3)); got != 3 {
+		t.Fatalf("parse slots %d, want 3", got)
+	}
+}
