@@ -225,3 +225,20 @@ func FuzzFindInRuns(f *testing.F) {
 		}
 	})
 }
+
+// HeaderValue is a faster parseHeader(...).Get: it must agree with it.
+func FuzzHeaderValue(f *testing.F) {
+	for _, s := range []string{
+		"Subject: a\r\n b\r\nContent-Type: text/plain\r\n", "From x\nSubject: y\n", "bad line\n folded\nSubject: z\n\tmore\n",
+		"subject: one\nSUBJECT: two\n", "Subject:\n  \n x\n", ":x\nSubject : no\nSubject:yes\r\n\r\n",
+		"Scanning from 198.51.100.7 against our hosts\nSubject: q\n", "X: 1\r \r\nSubject: \r\n\tv\r\n",
+	} {
+		f.Add(s, "Subject")
+	}
+	f.Fuzz(func(t *testing.T, hdr, name string) {
+		want := parseHeader([]byte(hdr), 1<<20, func(string) {}).Get(name)
+		if got := HeaderValue([]byte(hdr), name); got != want {
+			t.Fatalf("HeaderValue(%q, %q) = %q, want %q", hdr, name, got, want)
+		}
+	})
+}

@@ -284,8 +284,68 @@ func SplitMessage(raw []byte) (hdr, body []byte) { return splitMessage(raw) }
 
 // HeaderValue returns the first value of a header field in a raw header
 // block, unfolded, or "".
+//
+// It gives what parseHeader(hdr, 1<<20, ...).Get(name) gives, without
+// building the whole header: crypto asks for one or two fields of every
+// part it looks at, and a decrypted text without a header (its lines all
+// "malformed header lines") cost a copy and a split of the whole text.
 func HeaderValue(hdr []byte, name string) string {
-	return parseHeader(hdr, 1<<20, func(string) {}).Get(name)
+	if len(hdr) > 1<<20 {
+		hdr = hdr[:1<<20]
+	}
+	var (
+		value      []byte // the field's unfolded value, built only if folded
+		first      string
+		found      bool
+		collecting bool // the last valid field is the one asked for
+		fields     int
+		folded     bool
+	)
+	for rest := hdr; len(rest) > 0; {
+		var line []byte
+		if i := bytes.IndexByte(rest, '\n'); i >= 0 {
+			line, rest = rest[:i], rest[i+1:]
+		} else {
+			line, rest = rest, nil
+		}
+		if n := len(line); n > 0 && line[n-1] == '\r' {
+			line = line[:n-1]
+		}
+		if len(line) == 0 {
+			continue
+		}
+		if (line[0] == ' ' || line[0] == '\t') && fields > 0 {
+			if collecting {
+				if !folded {
+					value, folded = append(value[:0], first...), true
+				}
+				value = append(append(value, ' '), bytes.TrimSpace(line)...)
+			}
+			continue
+		}
+		i := bytes.IndexByte(line, ':')
+		if i <= 0 || bytes.ContainsAny(line[:i], " \t") {
+			continue // a malformed line (or an mbox "From "): skipped, as parseHeader does
+		}
+		if fields >= 2000 {
+			break
+		}
+		fields++
+		if found {
+			if collecting {
+				collecting = false
+			}
+			continue
+		}
+		if strings.EqualFold(string(line[:i]), name) {
+			found, collecting = true, true
+			first = string(bytes.TrimSpace(line[i+1:]))
+		}
+	}
+	if folded {
+		return string(value)
+	}
+	return first
 }
 
 // MediaType parses a Content-Type value leniently.
