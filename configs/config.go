@@ -240,6 +240,11 @@ type HTTP struct {
 	// "NAME sha256:HEX" (madoguchi token new) or "NAME $2y$..." per line.
 	// Without it every staff request is refused (401).
 	StaffTokensFile string `yaml:"staff_tokens_file"`
+	// Pprof serves Go's profiler at /debug/pprof/ (to loopback clients or
+	// with a staff token, like /metrics). Off by default: behind a reverse
+	// proxy on the same host every client looks like loopback, and a
+	// profile costs CPU on demand.
+	Pprof bool `yaml:"pprof"`
 }
 
 //go:embed default.yaml

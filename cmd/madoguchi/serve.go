@@ -134,11 +134,13 @@ func (e *env) cmdServe(ctx context.Context, args []string) error {
 	}
 	(&web.Server{Store: s, Tokens: tokens, Team: e.cfg.Team.Name, Log: e.log}).Register(mux)
 	mux.Handle("/metrics", web.LoopbackOrToken(tokens, promhttp.Handler()))
-	// Go's profiler, under the same rule as /metrics (loopback or a staff
-	// token): what an operator needs to say where a busy daemon's CPU goes.
-	mux.Handle("/debug/pprof/", web.LoopbackOrToken(tokens, http.HandlerFunc(pprof.Index)))
-	mux.Handle("/debug/pprof/profile", web.LoopbackOrToken(tokens, http.HandlerFunc(pprof.Profile)))
-	mux.Handle("/debug/pprof/trace", web.LoopbackOrToken(tokens, http.HandlerFunc(pprof.Trace)))
+	if e.cfg.HTTP.Pprof {
+		// Go's profiler, when asked for, under the same rule as /metrics
+		// (loopback or a staff token): where a busy daemon's CPU goes.
+		mux.Handle("/debug/pprof/", web.LoopbackOrToken(tokens, http.HandlerFunc(pprof.Index)))
+		mux.Handle("/debug/pprof/profile", web.LoopbackOrToken(tokens, http.HandlerFunc(pprof.Profile)))
+		mux.Handle("/debug/pprof/trace", web.LoopbackOrToken(tokens, http.HandlerFunc(pprof.Trace)))
+	}
 	hl, err := net.Listen("tcp", e.cfg.HTTP.Listen)
 	if err != nil {
 		return runErr("http listen %s: %v", e.cfg.HTTP.Listen, err)

@@ -704,3 +704,23 @@ func TestIMAPTakeoverAfterKill(t *testing.T) {
 		t.Fatalf("%d messages in Processed, want 4", n)
 	}
 }
+
+// http.pprof: true serves Go's profiler to a loopback client (off, the
+// end-to-end test above finds 404).
+func TestServePprofWhenAskedFor(t *testing.T) {
+	dir := t.TempDir()
+	cfg := serveConfig(t, dir)
+	b, _ := os.ReadFile(cfg)
+	if err := os.WriteFile(cfg, []byte(strings.Replace(string(b), "http:\n", "http:\n  pprof: true\n", 1)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	d := startDaemon(t, cfg)
+	resp, err := http.Get("http://" + d.http + "/debug/pprof/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = resp.Body.Close()
+	if resp.StatusCode != 200 {
+		t.Fatalf("GET /debug/pprof/ from loopback with http.pprof: %d, want 200", resp.StatusCode)
+	}
+}
