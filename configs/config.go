@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"runtime"
 	"strconv"
 	"strings"
 	"time"
@@ -192,6 +193,10 @@ type PartnerTag struct {
 
 // Pipeline tunes the processing workers.
 type Pipeline struct {
+	// Workers claim, parse and file; 0 means automatic: as many as the
+	// cores Go uses, at least two (one parses while another is in the
+	// store). More workers than that only contend for the store and the
+	// CPU that intake needs (docs/benchmarks.md).
 	Workers int `yaml:"workers"`
 	// ParseConcurrency bounds how many workers decrypt and parse at once
 	// (CPU-bound work); 0 means one less than the cores Go uses (at least
@@ -200,6 +205,14 @@ type Pipeline struct {
 	ParseConcurrency int           `yaml:"parse_concurrency"`
 	MaxAttempts      int           `yaml:"max_attempts"`
 	Lease            time.Duration `yaml:"lease"`
+}
+
+// WorkerCount is Workers, with 0 resolved for this machine.
+func (p Pipeline) WorkerCount() int {
+	if p.Workers > 0 {
+		return p.Workers
+	}
+	return max(2, runtime.GOMAXPROCS(0))
 }
 
 // Notify configures acknowledgements.
@@ -558,8 +571,8 @@ func (c *Config) Validate() []Problem {
 	if c.Pipeline.ParseConcurrency < 0 {
 		bad("pipeline.parse_concurrency", "must be 0 (automatic) or more")
 	}
-	if c.Pipeline.Workers < 1 {
-		bad("pipeline.workers", "must be at least 1")
+	if c.Pipeline.Workers < 0 {
+		bad("pipeline.workers", "must be 0 (automatic) or more")
 	}
 	if c.Pipeline.MaxAttempts < 1 {
 		bad("pipeline.max_attempts", "must be at least 1")

@@ -3,6 +3,7 @@ package configs
 import (
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -167,5 +168,23 @@ func TestPathsRelativeToWorkingDirWhenNothingBesideFile(t *testing.T) {
 	}
 	if want := filepath.Join("work", "keys/known.asc"); c.Crypto.KeyringFile != want {
 		t.Errorf("keyring %s, want %s", c.Crypto.KeyringFile, want)
+	}
+}
+
+func TestWorkerCount(t *testing.T) {
+	if got, want := (Pipeline{}).WorkerCount(), max(2, runtime.GOMAXPROCS(0)); got != want {
+		t.Errorf("automatic workers %d, want %d", got, want)
+	}
+	if got := (Pipeline{Workers: 5}).WorkerCount(); got != 5 {
+		t.Errorf("workers 5 gave %d", got)
+	}
+	c := Defaults()
+	c.Pipeline.Workers = -1
+	found := false
+	for _, p := range c.Validate() {
+		found = found || (p.Key == "pipeline.workers" && !p.Warning)
+	}
+	if !found {
+		t.Errorf("workers -1 not refused: %v", c.Validate())
 	}
 }

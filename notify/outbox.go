@@ -333,7 +333,7 @@ func (w *Writer) Once(ctx context.Context) (int, error) {
 		staff := e.Kind == store.OutboxAlert || e.Kind == store.OutboxWebhook
 		n := 0
 		if !staff {
-			if n, err = w.Store.RecentTo(ctx, e.Recipient, now.Add(-time.Hour), e.ID); err != nil {
+			if n, err = w.Store.RecentTo(ctx, e.Recipient, now.Add(-time.Hour), e.ID, rate); err != nil {
 				return 0, err
 			}
 		}

@@ -51,8 +51,6 @@ notify:
   outbox_dir: $work/data/outbox
 http:
   listen: 127.0.0.1:$http
-pipeline:
-  workers: 2
 EOF
   "$work/madoguchi" --config "$work/m.yaml" serve 2>"$work/daemon.log" &
   dpid=$!

@@ -506,6 +506,7 @@ func TestFileBatchSameAsOneByOne(t *testing.T) {
 		a, b, d, e := spool(t, s, "a"), spool(t, s, "b"), spool(t, s, "d"), spool(t, s, "e")
 		reply := filing(d, "<r@x.example>", "x@x.example")
 		reply.References = []string{"<a@x.example>"}
+		reply.Ack.FollowUp = true
 		res, err := s.FileBatch(ctx, []*Filing{filing(a, "<a@x.example>", "x@x.example"), filing(b, "<a@x.example>", "y@x.example"), reply, filing(e, "<e@x.example>", "z@x.example")})
 		if err != nil {
 			t.Fatal(err)
@@ -518,6 +519,20 @@ func TestFileBatchSameAsOneByOne(t *testing.T) {
 		}
 		if res[0].Ticket != "CSIRT#2026-000001" || res[2].Ticket != res[0].Ticket || res[3].Ticket != "CSIRT#2026-000002" {
 			t.Fatalf("tickets: %s %s %s", res[0].Ticket, res[2].Ticket, res[3].Ticket)
+		}
+		// Tickets are taken at the end of the batch: what is queued names
+		// the final ticket, also for a row attached to an incident that the
+		// same batch opened.
+		ob, err := s.outboxOf(ctx, res[0].IncidentID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		kinds := map[string]string{}
+		for _, o := range ob {
+			kinds[o.Kind] = o.MessageID
+		}
+		if !strings.HasPrefix(kinds[OutboxAck], "<csirt-2026-000001.ack.") || !strings.HasPrefix(kinds[OutboxFollowUp], "<csirt-2026-000001.followup.") {
+			t.Fatalf("outbox Message-IDs %v, want them to name csirt-2026-000001", kinds)
 		}
 		// A batch with a row that cannot be filed (no such spool row) files
 		// nothing at all.
@@ -636,4 +651,47 @@ func TestLeaseTxLeavesCommitsDurable(t *testing.T) {
 	if sync != 2 { // FULL
 		t.Fatalf("synchronous = %d after a claim, want 2 (FULL)", sync)
 	}
+}
+
+// RecentTo counts a correspondent's acknowledgements of the last hour that
+// were sent or are being sent, other than the one asked about, and stops
+// counting at the limit it is given.
+func TestRecentToCountsUpToTheLimit(t *testing.T) {
+	eachDriver(t, func(t *testing.T, s *Store, c *clock) {
+		ctx := context.Background()
+		var acks []int64
+		for i := range 5 {
+			id := spool(t, s, fmt.Sprintf("m%d", i))
+			res, err := s.File(ctx, filing(id, fmt.Sprintf("<m%d@x.example>", i), "busy@x.example"))
+			if err != nil || res.AckID == 0 {
+				t.Fatalf("file: %+v %v", res, err)
+			}
+			acks = append(acks, res.AckID)
+		}
+		for _, id := range acks[:4] {
+			if err := s.MarkSent(ctx, id); err != nil {
+				t.Fatal(err)
+			}
+		}
+		since := c.Now().Add(-time.Hour)
+		for _, tc := range []struct {
+			recipient string
+			except    int64
+			upTo      int
+			want      int
+		}{
+			{"busy@x.example", acks[4], 10, 4}, // the fifth is still pending
+			{"busy@x.example", acks[0], 10, 3},
+			{"busy@x.example", acks[4], 2, 2},
+			{"other@x.example", 0, 10, 0},
+		} {
+			n, err := s.RecentTo(ctx, tc.recipient, since, tc.except, tc.upTo)
+			if err != nil || n != tc.want {
+				t.Errorf("RecentTo(%s, except %d, up to %d) = %d, %v; want %d", tc.recipient, tc.except, tc.upTo, n, err, tc.want)
+			}
+		}
+		if n, _ := s.RecentTo(ctx, "busy@x.example", c.Now().Add(time.Minute), 0, 10); n != 0 {
+			t.Errorf("rows before since counted: %d", n)
+		}
+	})
 }

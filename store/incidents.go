@@ -116,16 +116,39 @@ func (s *Store) File(ctx context.Context, f *Filing) (FileResult, error) {
 func (s *Store) FileBatch(ctx context.Context, fs []*Filing) ([]FileResult, error) {
 	out := make([]FileResult, len(fs))
 	err := s.lazyTx(ctx, func(tx *sql.Tx) error {
+		var created []int64
 		for i, f := range fs {
 			res, err := s.file(ctx, tx, f)
 			if err != nil {
 				return err
 			}
+			if res.Outcome == OutcomeNew {
+				created = append(created, res.IncidentID)
+			}
+			out[i] = res
+		}
+		// Ticket numbers are taken once for the whole batch, after every
+		// filing in it: the year's counter row stays locked from here to
+		// the commit, so concurrent filings (other workers, other daemons)
+		// wait on it for the last few statements, not for the batch.
+		tickets, err := s.assignTickets(ctx, tx, created, s.now())
+		if err != nil {
+			return err
+		}
+		for i, f := range fs {
+			res := &out[i]
+			if t, ok := tickets[res.IncidentID]; ok {
+				res.Ticket = t // new, or attached to one created earlier in the batch
+			}
+			if res.Outcome == OutcomeNew || res.Outcome == OutcomeAttached {
+				if err := s.queueOutbound(ctx, tx, f, res); err != nil {
+					return err
+				}
+			}
 			if _, err = tx.ExecContext(ctx, s.q(`UPDATE queue SET state = ?, outcome = ?, reason = '', last_error = '', lease_until = 0, updated_at = ? WHERE spool_id = ?`),
 				StateDone, res.Outcome, micros(s.now()), f.SpoolID); err != nil {
 				return err
 			}
-			out[i] = res
 		}
 		return nil
 	})
@@ -218,16 +241,16 @@ func (s *Store) file(ctx context.Context, tx *sql.Tx, f *Filing) (FileResult, er
 	if err := s.event(ctx, tx, incidentID, kind, detail); err != nil {
 		return res, err
 	}
-	if outcome == OutcomeNew {
-		// The ticket number is taken last, just before the outbound rows
-		// that name it: the year's counter row stays locked from here to
-		// the commit, so concurrent filings wait on it for as short a time
-		// as possible.
-		if res.Ticket, err = s.assignTicket(ctx, tx, incidentID, now); err != nil {
-			return res, err
-		}
-	}
 	res.Outcome, res.IncidentID, res.ReportID, res.Note = outcome, incidentID, reportID, note
+	return res, nil
+}
+
+// queueOutbound queues what a filing sends (acknowledgement or follow-up,
+// alerts), once res.Ticket is final: the Message-IDs name the ticket.
+func (s *Store) queueOutbound(ctx context.Context, tx *sql.Tx, f *Filing, res *FileResult) error {
+	now := s.now()
+	incidentID, reportID, outcome := res.IncidentID, res.ReportID, res.Outcome
+	var err error
 	queue := func(kind, recipient, domain string) (int64, error) {
 		mid := fmt.Sprintf("<%s.%s.%d@%s>", ticketSlug(res.Ticket), kind, reportID, domain)
 		payload, _ := json.Marshal(map[string]any{"report_id": reportID})
@@ -245,27 +268,27 @@ func (s *Store) file(ctx context.Context, tx *sql.Tx, f *Filing) (FileResult, er
 		switch {
 		case outcome == OutcomeNew:
 			if res.AckID, err = queue(OutboxAck, f.Ack.Recipient, f.Ack.Domain); err != nil {
-				return res, err
+				return err
 			}
 		case f.Ack.FollowUp:
 			if res.AckID, err = queue(OutboxFollowUp, f.Ack.Recipient, f.Ack.Domain); err != nil {
-				return res, err
+				return err
 			}
 		}
 	}
 	if a := f.Alert; a != nil && outcome == OutcomeNew {
 		if a.DutyAddress != "" {
 			if _, err := queue(OutboxAlert, a.DutyAddress, a.Domain); err != nil {
-				return res, err
+				return err
 			}
 		}
 		if a.WebhookURL != "" {
 			if _, err := queue(OutboxWebhook, a.WebhookURL, a.Domain); err != nil {
-				return res, err
+				return err
 			}
 		}
 	}
-	return res, nil
+	return nil
 }
 
 // ticketSlug turns CSIRT#2026-000123 into csirt-2026-000123 for Message-IDs.
@@ -328,21 +351,31 @@ func (s *Store) newIncident(ctx context.Context, tx *sql.Tx, f *Filing, now time
 	return id, provisional, err
 }
 
-// assignTicket takes the year's next number (PREFIX#YYYY-NNNNNN) for the
-// incident: sequential per year and unique across daemons, since the
-// counter row is locked until this transaction commits.
-func (s *Store) assignTicket(ctx context.Context, tx *sql.Tx, incidentID int64, now time.Time) (string, error) {
+// assignTickets takes the year's next numbers (PREFIX#YYYY-NNNNNN) for the
+// incidents, in order, with one update of the counter: sequential per year
+// and unique across daemons, since the counter row is locked until this
+// transaction commits. It returns each incident's ticket.
+func (s *Store) assignTickets(ctx context.Context, tx *sql.Tx, incidentIDs []int64, now time.Time) (map[int64]string, error) {
+	if len(incidentIDs) == 0 {
+		return nil, nil
+	}
 	year := now.UTC().Year()
 	if _, err := tx.ExecContext(ctx, s.q(`INSERT INTO ticket_counters (year, last) VALUES (?, 0) ON CONFLICT (year) DO NOTHING`), year); err != nil {
-		return "", err
+		return nil, err
 	}
-	var seq int
-	if err := tx.QueryRowContext(ctx, s.q(`UPDATE ticket_counters SET last = last + 1 WHERE year = ? RETURNING last`), year).Scan(&seq); err != nil {
-		return "", err
+	var last int
+	if err := tx.QueryRowContext(ctx, s.q(`UPDATE ticket_counters SET last = last + ? WHERE year = ? RETURNING last`), len(incidentIDs), year).Scan(&last); err != nil {
+		return nil, err
 	}
-	ticket := fmt.Sprintf("%s#%d-%06d", s.prefix, year, seq)
-	_, err := tx.ExecContext(ctx, s.q(`UPDATE incidents SET ticket = ? WHERE id = ?`), ticket, incidentID)
-	return ticket, err
+	out := make(map[int64]string, len(incidentIDs))
+	for i, id := range incidentIDs {
+		ticket := fmt.Sprintf("%s#%d-%06d", s.prefix, year, last-len(incidentIDs)+1+i)
+		if _, err := tx.ExecContext(ctx, s.q(`UPDATE incidents SET ticket = ? WHERE id = ?`), ticket, id); err != nil {
+			return nil, err
+		}
+		out[id] = ticket
+	}
+	return out, nil
 }
 
 func truncate(s string, n int) string {

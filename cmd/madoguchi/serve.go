@@ -248,7 +248,7 @@ func (e *env) cmdServe(ctx context.Context, args []string) error {
 	wg.Add(2)
 	go func() {
 		defer wg.Done()
-		proc.Run(workCtx, fmt.Sprintf("%s/%d", host, os.Getpid()), e.cfg.Pipeline.Workers, wake)
+		proc.Run(workCtx, fmt.Sprintf("%s/%d", host, os.Getpid()), e.cfg.Pipeline.WorkerCount(), wake)
 	}()
 	ow := &notify.Writer{Store: s, Dir: e.cfg.Notify.OutboxDir, Log: e.log, KeySource: keySource,
 		Team:        notify.Team{Name: e.cfg.Team.Name, Address: e.cfg.Team.Address, Hours: e.cfg.Team.Hours, Timezone: e.cfg.Team.Timezone},
