@@ -205,6 +205,12 @@ type Pipeline struct {
 	ParseConcurrency int           `yaml:"parse_concurrency"`
 	MaxAttempts      int           `yaml:"max_attempts"`
 	Lease            time.Duration `yaml:"lease"`
+	// Enabled false makes `serve` an intake-only daemon: it spools and
+	// acknowledges with 250 as always but files nothing, leaving the
+	// shared queue to daemons that run workers (several daemons on one
+	// PostgreSQL: intake at the edge, filing inside). It is also how
+	// intake alone is measured (docs/benchmarks.md).
+	Enabled bool `yaml:"enabled"`
 }
 
 // WorkerCount is Workers, with 0 resolved for this machine.

@@ -248,6 +248,11 @@ func (e *env) cmdServe(ctx context.Context, args []string) error {
 	wg.Add(2)
 	go func() {
 		defer wg.Done()
+		if !e.cfg.Pipeline.Enabled {
+			e.log.Info("pipeline disabled: intake only, filing left to other daemons")
+			<-workCtx.Done()
+			return
+		}
 		proc.Run(workCtx, fmt.Sprintf("%s/%d", host, os.Getpid()), e.cfg.Pipeline.WorkerCount(), wake)
 	}()
 	ow := &notify.Writer{Store: s, Dir: e.cfg.Notify.OutboxDir, Log: e.log, KeySource: keySource,

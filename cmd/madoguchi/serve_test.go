@@ -724,3 +724,53 @@ func TestServePprofWhenAskedFor(t *testing.T) {
 		t.Fatalf("GET /debug/pprof/ from loopback with http.pprof: %d, want 200", resp.StatusCode)
 	}
 }
+
+// pipeline.enabled: false is an intake-only daemon: the message gets its
+// 250 and is spooled, and stays in the queue, unfiled, for a daemon that
+// runs workers, which files it.
+func TestServeIntakeOnly(t *testing.T) {
+	dir := t.TempDir()
+	cfg := serveConfig(t, dir)
+	b, _ := os.ReadFile(cfg)
+	if err := os.WriteFile(cfg, []byte(strings.Replace(string(b), "pipeline:\n", "pipeline:\n  enabled: false\n", 1)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	d := startDaemon(t, cfg)
+	if err := sendMail(d.smtp, "reporter@example.net", "csirt@example.org", 1); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(1500 * time.Millisecond) // workers, were they running, file within the lease of 1s
+	_ = d.cmd.Process.Signal(syscall.SIGTERM)
+	_ = d.cmd.Wait()
+	counts := func() map[string]int {
+		s, err := store.Open(context.Background(), store.SQLite, filepath.Join(dir, "m.db"), store.Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer s.Close()
+		c, err := s.QueueCounts(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		return c
+	}
+	if c := counts(); c[store.StateReady] != 1 || c[store.StateDone] != 0 {
+		t.Fatalf("intake-only daemon: queue %v, want the message ready and nothing done", c)
+	}
+	if err := os.WriteFile(cfg, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	d = startDaemon(t, cfg)
+	deadline := time.Now().Add(15 * time.Second)
+	for time.Now().Before(deadline) {
+		if ents, _ := os.ReadDir(filepath.Join(dir, "outbox")); len(ents) > 0 {
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	_ = d.cmd.Process.Signal(syscall.SIGTERM)
+	_ = d.cmd.Wait()
+	if c := counts(); c[store.StateDone] != 1 {
+		t.Fatalf("after a daemon with workers: queue %v, want the message done", c)
+	}
+}
