@@ -33,8 +33,9 @@ echo "messages: $N per run, $SIZE bytes each"
 free_port() { python3 -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1])'; }
 
 # --- madoguchi -----------------------------------------------------------
-run_madoguchi() { # driver dsn conns
-  local driver=$1 dsn=$2 conns=$3 smtp http
+run_madoguchi() { # driver dsn conns [intake-only]
+  local driver=$1 dsn=$2 conns=$3 only=${4:-} smtp http label=$1 enabled=true
+  if [ -n "$only" ]; then label="$driver-in"; enabled=false; fi
   smtp=$(free_port); http=$(free_port)
   rm -rf "$work/data"; mkdir -p "$work/data"
   cat > "$work/m.yaml" <<EOF
@@ -51,17 +52,28 @@ notify:
   outbox_dir: $work/data/outbox
 http:
   listen: 127.0.0.1:$http
+pipeline:
+  enabled: $enabled
 EOF
   "$work/madoguchi" --config "$work/m.yaml" serve 2>"$work/daemon.log" &
   dpid=$!
   for _ in $(seq 1 100); do grep -q "serving smtp=" "$work/daemon.log" && break; sleep 0.1; done
-  "$work/madoguchi-bench" --smtp 127.0.0.1:$smtp --http 127.0.0.1:$http -n "$N" -c "$conns" --size $SIZE --per-conn 1000 --json > "$work/r.json"
+  if [ -n "$only" ]; then
+    # Intake alone (pipeline.enabled: false): nothing is filed to wait for.
+    "$work/madoguchi-bench" --smtp 127.0.0.1:$smtp --http "" -n "$N" -c "$conns" --size $SIZE --per-conn 1000 --json > "$work/r.json"
+  else
+    "$work/madoguchi-bench" --smtp 127.0.0.1:$smtp --http 127.0.0.1:$http -n "$N" -c "$conns" --size $SIZE --per-conn 1000 --json > "$work/r.json"
+  fi
   kill "$dpid"; wait "$dpid" 2>/dev/null || true; dpid=""
-  python3 - "$work/r.json" "$driver" "$conns" <<'PY'
+  python3 - "$work/r.json" "$label" "$conns" <<'PY'
 import json, sys
 r = json.load(open(sys.argv[1]))
-print(f"madoguchi/{sys.argv[2]:<8} c={sys.argv[3]}  {r['send_msgs_per_s']:7.0f} msg/s  MAIL→250 p50 {r['smtp_p50_ms']:6.2f} ms p99 {r['smtp_p99_ms']:6.2f} ms"
-      f"  | filed end-to-end {r['end_to_end_msgs_per_s']:6.0f} msg/s, 250→filed p99 {r['received_to_filed_p99_ms']:6.1f} ms, peak RSS {r['daemon_peak_rss_mib']:.0f} MiB")
+line = f"madoguchi/{sys.argv[2]:<11} c={sys.argv[3]}  {r['send_msgs_per_s']:7.0f} msg/s  MAIL→250 p50 {r['smtp_p50_ms']:6.2f} ms p99 {r['smtp_p99_ms']:6.2f} ms"
+if sys.argv[2].endswith("-in"):
+    line += "  | intake only (pipeline.enabled: false)"
+else:
+    line += f"  | filed end-to-end {r['end_to_end_msgs_per_s']:6.0f} msg/s, 250→filed p99 {r['received_to_filed_p99_ms']:6.1f} ms, peak RSS {r['daemon_peak_rss_mib']:.0f} MiB"
+print(line)
 open(f"/tmp/madoguchi-bench-{sys.argv[2]}-{sys.argv[3]}.rate", "w").write(str(r['send_msgs_per_s']))
 PY
 }
@@ -161,6 +173,9 @@ for c in 1 8; do
   run_madoguchi sqlite "$work/data/m.db" "$c"
   psql -h 127.0.0.1 -U postgres -d "$db" -qc "SET client_min_messages=warning; DROP SCHEMA public CASCADE; CREATE SCHEMA public" >/dev/null
   run_madoguchi postgres "postgres://postgres@127.0.0.1:5432/$db?sslmode=disable" "$c"
+  run_madoguchi sqlite "$work/data/m.db" "$c" intake-only
+  psql -h 127.0.0.1 -U postgres -d "$db" -qc "SET client_min_messages=warning; DROP SCHEMA public CASCADE; CREATE SCHEMA public" >/dev/null
+  run_madoguchi postgres "postgres://postgres@127.0.0.1:5432/$db?sslmode=disable" "$c" intake-only
 done
 python3 - <<'PY'
 r = lambda k: float(open(f"/tmp/madoguchi-bench-{k}.rate").read())
