@@ -34,19 +34,27 @@ type Rules struct {
 // text that is not pure ASCII when they are not ASCII themselves.
 type keywordIndex struct {
 	all      []keyword
-	byPrefix map[[2]byte][]int
+	// byPrefix[slot[a<<8|b]-1] lists the keywords that start with the
+	// bytes a, b (slot 0: none): a table, not a map, since a look-up is
+	// made at every word start of every text.
+	slot     []uint16
+	byPrefix [][]int
 	direct   []int
 }
 
 func buildIndex(list []Rule) keywordIndex {
-	ix := keywordIndex{byPrefix: map[[2]byte][]int{}}
+	ix := keywordIndex{slot: make([]uint16, 1<<16)}
 	for i := range list {
 		for _, kw := range list[i].res {
 			n := len(ix.all)
 			ix.all = append(ix.all, kw)
 			if kw.startBound && len(kw.lower) >= 2 && isWordByte(kw.lower[0]) {
-				k := [2]byte{kw.lower[0], kw.lower[1]}
-				ix.byPrefix[k] = append(ix.byPrefix[k], n)
+				k := int(kw.lower[0])<<8 | int(kw.lower[1])
+				if ix.slot[k] == 0 {
+					ix.byPrefix = append(ix.byPrefix, nil)
+					ix.slot[k] = uint16(len(ix.byPrefix))
+				}
+				ix.byPrefix[ix.slot[k]-1] = append(ix.byPrefix[ix.slot[k]-1], n)
 			} else {
 				ix.direct = append(ix.direct, n)
 			}
@@ -61,7 +69,11 @@ func (ix *keywordIndex) hits(lower string, out []bool) {
 		if !isWordByte(lower[i]) || (i > 0 && isWordByte(lower[i-1])) {
 			continue
 		}
-		for _, n := range ix.byPrefix[[2]byte{lower[i], lower[i+1]}] {
+		sl := ix.slot[int(lower[i])<<8|int(lower[i+1])]
+		if sl == 0 {
+			continue
+		}
+		for _, n := range ix.byPrefix[sl-1] {
 			kw := ix.all[n]
 			end := i + len(kw.lower)
 			if !out[n] && strings.HasPrefix(lower[i:], kw.lower) && (!kw.endBound || end == len(lower) || !isWordByte(lower[end])) {

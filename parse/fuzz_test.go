@@ -242,3 +242,33 @@ func FuzzHeaderValue(f *testing.F) {
 		}
 	})
 }
+
+// containsFoldASCII must agree with lower-casing and searching.
+func FuzzContainsFoldASCII(f *testing.F) {
+	for _, c := range [][2]string{{"TLP:AMBER here", "tlp"}, {"hXXp://x", "hxxp"}, {"see Cve-2024-1", "cve-"}, {"tl", "tlp"},
+		{"ttttlp", "tlp"}, {"TLPtlp", "tlp:"}, {"a key id here", "key id"}, {"", "x"}, {"Fingerprint", "fingerprint"}} {
+		f.Add(c[0], c[1])
+	}
+	f.Fuzz(func(t *testing.T, s, needle string) {
+		lower := strings.ToLower(needle)
+		for i := 0; i < len(lower); i++ {
+			if lower[i] >= 0x80 || lower[i] >= 'A' && lower[i] <= 'Z' {
+				return // the function takes an ASCII lower-case needle
+			}
+		}
+		want := strings.Contains(asciiLower(s), lower)
+		if got := containsFoldASCII(s, lower); got != want {
+			t.Fatalf("containsFoldASCII(%q, %q) = %v, want %v", s, lower, got, want)
+		}
+	})
+}
+
+func asciiLower(s string) string {
+	b := []byte(s)
+	for i, c := range b {
+		if c >= 'A' && c <= 'Z' {
+			b[i] = c + 'a' - 'A'
+		}
+	}
+	return string(b)
+}

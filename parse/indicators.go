@@ -463,23 +463,101 @@ func hasDottedQuadShape(run string) bool {
 
 // containsFoldASCII reports whether s holds lower (ASCII, lower-case) in
 // any letter case, without allocating.
+//
+// It looks for the needle's rarest byte (by English letter frequency) in
+// both cases with strings.IndexByte, which scans many bytes at a time, and
+// compares around each hit: a byte-by-byte fold over a 20 KiB text for
+// "tlp" was 8 % of parsing.
 func containsFoldASCII(s, lower string) bool {
-	for i := 0; i+len(lower) <= len(s); i++ {
-		j := 0
-		for ; j < len(lower); j++ {
-			c := s[i+j]
-			if c >= 'A' && c <= 'Z' {
-				c += 'a' - 'A'
-			}
-			if c != lower[j] {
-				break
+	n := len(lower)
+	if n == 0 {
+		return true
+	}
+	if len(s) < n {
+		return false
+	}
+	k := rarestByte(lower)
+	lo, up := lower[k], lower[k]
+	if lo >= 'a' && lo <= 'z' {
+		up = lo - ('a' - 'A')
+	}
+	// hits of s[start+k] for a match starting at start lie in [k, end)
+	end := len(s) - (n - 1 - k)
+	nextLo, nextUp := -1, -1 // cached next positions (absolute), -2: none left
+	for i := k; i < end; {
+		if nextLo != -2 && nextLo < i {
+			if j := strings.IndexByte(s[i:end], lo); j >= 0 {
+				nextLo = i + j
+			} else {
+				nextLo = -2
 			}
 		}
-		if j == len(lower) {
+		if up == lo {
+			nextUp = -2
+		} else if nextUp != -2 && nextUp < i {
+			if j := strings.IndexByte(s[i:end], up); j >= 0 {
+				nextUp = i + j
+			} else {
+				nextUp = -2
+			}
+		}
+		var p int
+		switch {
+		case nextLo == -2 && nextUp == -2:
+			return false
+		case nextLo == -2:
+			p = nextUp
+		case nextUp == -2:
+			p = nextLo
+		default:
+			p = min(nextLo, nextUp)
+		}
+		if equalFoldASCII(s[p-k:p-k+n], lower) {
 			return true
 		}
+		i = p + 1
 	}
 	return false
+}
+
+// equalFoldASCII reports whether t equals lower (ASCII, lower-case) but
+// for the case of its letters.
+func equalFoldASCII(t, lower string) bool {
+	for j := 0; j < len(lower); j++ {
+		c := t[j]
+		if c >= 'A' && c <= 'Z' {
+			c += 'a' - 'A'
+		}
+		if c != lower[j] {
+			return false
+		}
+	}
+	return true
+}
+
+// letterFrequency orders the letters from the most to the least frequent
+// in English text.
+const letterFrequency = "etaoinshrdlcumwfgypbvkjxqz"
+
+// rarestByte returns the index of lower's byte least likely in a text:
+// a letter late in letterFrequency, or any other byte but a space or a
+// digit (which are common).
+func rarestByte(lower string) int {
+	best, bestRank := 0, -1
+	for i := 0; i < len(lower); i++ {
+		c := lower[i]
+		rank := 10 // punctuation and the like: rarer than most letters
+		switch {
+		case c >= 'a' && c <= 'z':
+			rank = strings.IndexByte(letterFrequency, c)
+		case c == ' ' || c >= '0' && c <= '9':
+			rank = -1
+		}
+		if rank > bestRank {
+			best, bestRank = i, rank
+		}
+	}
+	return best
 }
 
 // fingerprintContext reports whether a line speaks of OpenPGP keys, where a
