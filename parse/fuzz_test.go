@@ -272,3 +272,26 @@ func asciiLower(s string) string {
 	}
 	return string(b)
 }
+
+// hasHexRun skips ahead; it must agree with counting every byte.
+func FuzzHasHexRun(f *testing.F) {
+	for _, s := range []string{"deadbeef", "d41d8cd98f00b204e9800998ecf8427e", "x d41d8cd98f00b204e9800998ecf8427", "abcdefabcdefabcdefabcdefabcdefab!", "cafe babe face"} {
+		f.Add(s, uint8(32))
+		f.Add(s, uint8(4))
+	}
+	f.Fuzz(func(t *testing.T, s string, n uint8) {
+		want, run := n == 0, 0
+		for i := 0; i < len(s) && !want; i++ {
+			c := s[i]
+			if c >= '0' && c <= '9' || c >= 'a' && c <= 'f' || c >= 'A' && c <= 'F' {
+				run++
+				want = run >= int(n)
+			} else {
+				run = 0
+			}
+		}
+		if got := hasHexRun(s, int(n)); got != want {
+			t.Fatalf("hasHexRun(%q, %d) = %v, want %v", s, n, got, want)
+		}
+	})
+}

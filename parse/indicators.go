@@ -573,20 +573,39 @@ func fingerprintContext(line string) bool {
 
 // hasHexRun reports whether s holds n hex digits in a row.
 func hasHexRun(s string, n int) bool {
-	run := 0
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if isDigit(c) || c >= 'a' && c <= 'f' || c >= 'A' && c <= 'F' {
-			run++
-			if run >= n {
-				return true
-			}
-		} else {
-			run = 0
+	if n < 1 {
+		return true
+	}
+	// Probe the last byte of the earliest run that could still fit: if it
+	// is not a hex digit, no run of n covers it, and the next n bytes need
+	// no look. Prose is full of a-f, so this is what keeps the check cheap.
+	for i := n - 1; i < len(s); {
+		if !isHexDigit[s[i]] {
+			i += n
+			continue
 		}
+		j := i // the run through i starts at j
+		for j > 0 && isHexDigit[s[j-1]] && i-j+1 < n {
+			j--
+		}
+		k := i + 1 // and ends before k
+		for k < len(s) && k-j < n && isHexDigit[s[k]] {
+			k++
+		}
+		if k-j >= n {
+			return true
+		}
+		i = k + n // s[k] is not a hex digit: a run starts after it
 	}
 	return false
 }
+
+var isHexDigit = func() (t [256]bool) {
+	for _, c := range []byte("0123456789abcdefABCDEF") {
+		t[c] = true
+	}
+	return t
+}()
 
 func hostOnlyIP(u string) string {
 	i := strings.Index(u, "://")

@@ -127,12 +127,27 @@ func detectLanguage(s string) string {
 	}
 	count := map[string]int{}
 	words := 0
+	var buf [12]byte
 	countWord := func(w string) {
 		words++
-		if len(w) > 12 {
+		if len(w) > len(buf) {
 			return
 		}
-		for _, lang := range languageOfWord[strings.ToLower(w)] {
+		// The listed words are lower-case ASCII: fold into a buffer, and
+		// the map look-up of string(buf) does not allocate.
+		key := buf[:len(w)]
+		for i := 0; i < len(w); i++ {
+			c := w[i]
+			if c >= 0x80 {
+				key = append(buf[:0], strings.ToLower(w)...) // für, Für, FÜR
+				break
+			}
+			if c >= 'A' && c <= 'Z' {
+				c += 'a' - 'A'
+			}
+			buf[i] = c
+		}
+		for _, lang := range languageOfWord[string(key)] {
 			count[lang]++
 		}
 	}
@@ -140,7 +155,7 @@ func detectLanguage(s string) string {
 	// plenty to tell the languages apart.
 	start := -1
 	for i, r := range s {
-		if unicode.IsLetter(r) {
+		if r < 0x80 && (r|0x20 >= 'a' && r|0x20 <= 'z') || r >= 0x80 && unicode.IsLetter(r) {
 			if start < 0 {
 				start = i
 			}
