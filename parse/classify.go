@@ -33,7 +33,7 @@ type Rules struct {
 // no word boundaries, and odd ones) are searched for directly, and only in
 // text that is not pure ASCII when they are not ASCII themselves.
 type keywordIndex struct {
-	all      []keyword
+	all []keyword
 	// byPrefix[slot[a<<8|b]-1] lists the keywords that start with the
 	// bytes a, b (slot 0: none): a table, not a map, since a look-up is
 	// made at every word start of every text.
