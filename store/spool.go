@@ -62,6 +62,10 @@ func (s *Store) Spool(ctx context.Context, m *Message) (int64, error) {
 // durable commit covers them all, and none is durable before it.
 func (s *Store) SpoolBatch(ctx context.Context, ms []*Message) ([]int64, error) {
 	now := s.now()
+	if s.driver == Postgres && len(ms) == 1 && ms[0].Source == nil {
+		id, err := s.spoolOnePostgres(ctx, ms[0], now)
+		return []int64{id}, err
+	}
 	ids := make([]int64, len(ms))
 	err := s.txPriority(ctx, true, func(tx *sql.Tx) error {
 		for i, m := range ms {
@@ -76,25 +80,57 @@ func (s *Store) SpoolBatch(ctx context.Context, ms []*Message) ([]int64, error) 
 	return ids, err
 }
 
-// spoolTx inserts one message and its queue row inside tx.
-func (s *Store) spoolTx(ctx context.Context, tx *sql.Tx, m *Message, now time.Time) (int64, error) {
-	raw := m.Raw
-	if raw == nil {
-		raw = []byte{}
+// spoolOnePostgres spools a lone message with one statement in autocommit:
+// the spool row and its queue row are inserted together by a data-modifying
+// CTE, atomic as one statement is, and durable when it returns
+// (synchronous_commit on). One round trip instead of four (BEGIN, two
+// INSERTs, COMMIT): with one SMTP client each message is a lone commit,
+// and the round trips were a third of its 250's wait.
+func (s *Store) spoolOnePostgres(ctx context.Context, m *Message, now time.Time) (int64, error) {
+	rcpt := prepareSpool(m, now)
+	var id int64
+	err := s.db.QueryRowContext(ctx, `WITH s AS (
+			INSERT INTO spool (sha256, channel, mail_from, rcpt_to, peer, received_at, size, raw)
+			VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING id)
+		INSERT INTO queue (spool_id, state, not_before, updated_at) SELECT id, $9, $10, $10 FROM s RETURNING spool_id`,
+		m.SHA256, m.Channel, m.MailFrom, rcpt, m.Peer, micros(m.ReceivedAt), m.Size, nonNilBytes(m.Raw), StateReady, micros(now)).Scan(&id)
+	if err != nil {
+		return 0, fmt.Errorf("%w: spool insert: %v", ErrUnavailable, err)
 	}
+	m.ID = id
+	return id, nil
+}
+
+// prepareSpool fills in what the spool row records about m (hash, size,
+// received time) and returns its recipients as JSON.
+func prepareSpool(m *Message, now time.Time) string {
 	if m.Source == nil {
-		sum := sha256.Sum256(raw)
+		sum := sha256.Sum256(m.Raw)
 		m.SHA256 = hex.EncodeToString(sum[:])
-		m.Size = int64(len(raw))
+		m.Size = int64(len(m.Raw))
 	}
 	if m.ReceivedAt.IsZero() {
 		m.ReceivedAt = now
 	}
 	rcpt, _ := json.Marshal(nonNil(m.RcptTo))
+	return string(rcpt)
+}
+
+func nonNilBytes(b []byte) []byte {
+	if b == nil {
+		return []byte{}
+	}
+	return b
+}
+
+// spoolTx inserts one message and its queue row inside tx.
+func (s *Store) spoolTx(ctx context.Context, tx *sql.Tx, m *Message, now time.Time) (int64, error) {
+	raw := nonNilBytes(m.Raw)
+	rcpt := prepareSpool(m, now)
 	var id int64
 	err := tx.QueryRowContext(ctx, s.q(`INSERT INTO spool (sha256, channel, mail_from, rcpt_to, peer, received_at, size, raw)
 		VALUES (?, ?, ?, ?, ?, ?, ?, ?) RETURNING id`),
-		m.SHA256, m.Channel, m.MailFrom, string(rcpt), m.Peer, micros(m.ReceivedAt), m.Size, raw).Scan(&id)
+		m.SHA256, m.Channel, m.MailFrom, rcpt, m.Peer, micros(m.ReceivedAt), m.Size, raw).Scan(&id)
 	if err != nil {
 		return 0, fmt.Errorf("%w: spool insert: %v", ErrUnavailable, err)
 	}
