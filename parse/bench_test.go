@@ -82,3 +82,29 @@ func BenchmarkParseCorpusMix(b *testing.B) {
 	}
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "reports/s")
 }
+
+// loadToolReport is what cmd/madoguchi-bench sends with -size 20480: a
+// phishing note and ~260 log lines, each with an IPv4 address, so the
+// daemon benchmarks' parse stage can be looked at alone.
+var loadToolReport = func() []byte {
+	var b strings.Builder
+	b.WriteString("From: Reporter <reporter@reporter.example>\r\nTo: csirt@example.org\r\nSubject: Phishing site impersonating our bank\r\n" +
+		"Date: Mon, 30 Nov 2026 10:00:00 +0000\r\nMIME-Version: 1.0\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n" +
+		"Hello, the phishing page hxxps://login-bank-example[.]com/verify is live, hosted at 203.0.113.50.\r\n\r\n")
+	for i := 0; b.Len() < 20480; i++ {
+		fmt.Fprintf(&b, "Line %d of the logs: GET /verify?session=%08x from 198.51.100.%d, status 200.\r\n", i, i*2654435761, i%16+1)
+	}
+	return []byte(b.String())
+}()
+
+func BenchmarkParseLoadToolMessage(b *testing.B) {
+	opt := Options{TeamName: "Example CSIRT", OwnAddresses: []string{"csirt@example.org"}, OwnDomains: []string{"example.org"}}
+	b.SetBytes(int64(len(loadToolReport)))
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := Parse(loadToolReport, opt); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "reports/s")
+}

@@ -193,12 +193,13 @@ func FuzzMIMEWalk(f *testing.F) {
 	})
 }
 
-// findInRuns must find exactly what the regular expression finds over the
-// whole line: it is only a faster way to run it.
+// findInRuns and findIPv4 must find exactly what the regular expressions
+// find over the whole line: they are only faster ways to run them.
 func FuzzFindInRuns(f *testing.F) {
 	for _, s := range []string{
 		"see evil.example.com and 192.0.2.1/24 now", "foo_bar.com x.y", "a.b.c.d 1.2.3.4.5 10.0.0.1.",
 		"paypa\u017f.com \u212aey.example", "-a.example.-b.example", "v1.2.3.4 x1.2.3.4 1.2.3.4x",
+		"1234.5.6.7.8 01.02.003.0004/333 9.9.9.9/1x 1.2.3.4/ _1.2.3.4 é1.2.3.4", "10.0.0.0/8, 192.168.1.1/24.",
 		"日本語.example.jp の 203.0.113.5", "...a..b.c", "http://x.example/a.b/c.d",
 	} {
 		f.Add(s)
@@ -208,12 +209,14 @@ func FuzzFindInRuns(f *testing.F) {
 			return
 		}
 		for _, c := range []struct {
-			re    *regexp.Regexp
-			run   func(byte) bool
-			shape func(string) bool
-		}{{domainRE, isDomainRunByte, hasDomainShape}, {ipv4RE, isIPv4RunByte, hasDottedQuadShape}} {
+			re   *regexp.Regexp
+			find func(string) [][]int
+		}{
+			{domainRE, func(s string) [][]int { return findInRuns(s, domainRE, &domainRunBytes, hasDomainShape) }},
+			{ipv4RE, findIPv4},
+		} {
 			want := c.re.FindAllStringIndex(s, -1)
-			got := findInRuns(s, c.re, c.run, c.shape)
+			got := c.find(s)
 			if len(want) != len(got) {
 				t.Fatalf("%s on %q: %v, want %v", c.re, s, got, want)
 			}

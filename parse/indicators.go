@@ -332,7 +332,7 @@ func (c *collector) scanLine(line string) {
 	hasDot := strings.IndexByte(rest, '.') >= 0
 	var v4 [][]int
 	if hasDot && strings.Count(rest, ".") >= 3 {
-		v4 = findInRuns(rest, ipv4RE, isIPv4RunByte, hasDottedQuadShape)
+		v4 = findIPv4(rest)
 	}
 	for _, m := range v4 {
 		s := rest[m[0]:m[1]]
@@ -390,7 +390,7 @@ func (c *collector) scanLine(line string) {
 	if !hasDot {
 		return
 	}
-	for _, m := range findInRuns(rest, domainRE, isDomainRunByte, hasDomainShape) {
+	for _, m := range findInRuns(rest, domainRE, &domainRunBytes, hasDomainShape) {
 		d := rest[m[0]:m[1]]
 		if looksLikeFilename(rest, d) {
 			continue
@@ -410,15 +410,15 @@ func isDigit(b byte) bool { return b >= '0' && b <= '9' }
 // the runs: (?i) lets k and s match the Kelvin and long-s signs.) On a long
 // line the backtracking matcher then works on a few short words instead of
 // the whole line, which was most of the time parse spent on plain text.
-func findInRuns(s string, re *regexp.Regexp, inRun func(byte) bool, shape func(string) bool) [][]int {
+func findInRuns(s string, re *regexp.Regexp, inRun *[256]bool, shape func(string) bool) [][]int {
 	var out [][]int
 	for i := 0; i < len(s); {
-		if !inRun(s[i]) {
+		if !inRun[s[i]] {
 			i++
 			continue
 		}
 		j := i + 1
-		for j < len(s) && inRun(s[j]) {
+		for j < len(s) && inRun[s[j]] {
 			j++
 		}
 		if run := s[i:j]; shape(run) {
@@ -435,13 +435,65 @@ func isWordASCII(b byte) bool {
 	return b >= 'a' && b <= 'z' || b >= 'A' && b <= 'Z' || b >= '0' && b <= '9' || b == '_'
 }
 
-// isDomainRunByte: word characters (for \b), the '.' and '-' of host names,
+// domainRunBytes: word characters (for \b), the '.' and '-' of host names,
 // and non-ASCII bytes.
-func isDomainRunByte(b byte) bool { return isWordASCII(b) || b == '.' || b == '-' || b >= 0x80 }
+var domainRunBytes = func() (t [256]bool) {
+	for c := 0; c < 256; c++ {
+		t[c] = isWordASCII(byte(c)) || c == '.' || c == '-' || c >= 0x80
+	}
+	return t
+}()
 
-// isIPv4RunByte: word characters (for \b), '.', '/' of a prefix length, and
-// non-ASCII bytes.
-func isIPv4RunByte(b byte) bool { return isWordASCII(b) || b == '.' || b == '/' || b >= 0x80 }
+// findIPv4 is ipv4RE.FindAllStringIndex(s, -1) without the regexp engine:
+// \b, one to three digits and a dot three times, one to three digits, and
+// an optional "/" with one or two digits. A run of more than three digits
+// before a dot cannot match (the backtracker finds no dot after fewer), and
+// \b before a digit means the byte before is no word character. FuzzFindIPv4
+// holds it to the regexp.
+func findIPv4(s string) [][]int {
+	var out [][]int
+	for i := 0; i < len(s); {
+		if !isDigit(s[i]) || i > 0 && isWordASCII(s[i-1]) {
+			i++
+			continue
+		}
+		if end := matchIPv4At(s, i); end > 0 {
+			out = append(out, []int{i, end})
+			i = end
+			continue
+		}
+		i++
+	}
+	return out
+}
+
+// matchIPv4At returns the end of the dotted quad starting at i, or 0.
+func matchIPv4At(s string, i int) int {
+	j := i
+	for octet := 0; octet < 4; octet++ {
+		k := j
+		for k < len(s) && k-j < 3 && isDigit(s[k]) {
+			k++
+		}
+		if k == j {
+			return 0
+		}
+		if octet < 3 {
+			if k >= len(s) || s[k] != '.' {
+				return 0
+			}
+			k++
+		}
+		j = k
+	}
+	if j+1 < len(s) && s[j] == '/' && isDigit(s[j+1]) {
+		j += 2
+		if j < len(s) && isDigit(s[j]) {
+			j++
+		}
+	}
+	return j
+}
 
 // hasDomainShape: a domain needs a label's last character, a dot and a
 // letter (or a byte that may fold to one) that starts the top-level label.
@@ -456,10 +508,7 @@ func hasDomainShape(run string) bool {
 	return false
 }
 
-// hasDottedQuadShape: three dots and a digit at least.
-func hasDottedQuadShape(run string) bool {
-	return strings.Count(run, ".") >= 3 && strings.ContainsAny(run, "0123456789")
-}
+
 
 // containsFoldASCII reports whether s holds lower (ASCII, lower-case) in
 // any letter case, without allocating.
