@@ -508,8 +508,6 @@ func hasDomainShape(run string) bool {
 	return false
 }
 
-
-
 // containsFoldASCII reports whether s holds lower (ASCII, lower-case) in
 // any letter case, without allocating.
 //
