@@ -2,13 +2,14 @@ package crypto
 
 import (
 	"bytes"
-
 	"os"
 	"os/exec"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/madoguchi/madoguchi/internal/testenv"
 )
 
 // Decrypt+verify of a 4 KiB report, in process, beside `gpg --decrypt` run
@@ -78,6 +79,19 @@ func benchSetup(b *testing.B, algo string) *benchKeys {
 	bk := &benchKeys{home: home, keys: k, msg: msg, enc: enc}
 	benchOnce.Store(algo, bk)
 	return bk
+}
+
+// TestMain removes the GnuPG homes the benchmarks made, and stops their
+// agents, once every test and benchmark has run.
+func TestMain(m *testing.M) {
+	code := m.Run()
+	benchOnce.Range(func(_, v any) bool {
+		home := v.(*benchKeys).home
+		testenv.KillGPGAgent(home)
+		_ = os.RemoveAll(home)
+		return true
+	})
+	os.Exit(code)
 }
 
 func BenchmarkUnwrap(b *testing.B) {

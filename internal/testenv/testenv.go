@@ -32,7 +32,16 @@ func NewGPG(t testing.TB) *GPG {
 		}
 		t.Skip("gpg not installed")
 	}
-	return &GPG{t: t, Home: t.TempDir()}
+	g := &GPG{t: t, Home: t.TempDir()}
+	// gpg starts an agent per home; stop it before the home is removed
+	// (cleanups run last-registered first), or it lingers after the test.
+	t.Cleanup(func() { KillGPGAgent(g.Home) })
+	return g
+}
+
+// KillGPGAgent stops the gpg-agent (and any other GnuPG daemon) of home.
+func KillGPGAgent(home string) {
+	_ = exec.Command("gpgconf", "--homedir", home, "--kill", "all").Run()
 }
 
 // Run runs gpg in batch mode with an empty passphrase and trusting every
