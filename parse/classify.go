@@ -91,6 +91,56 @@ func (ix *keywordIndex) hits(lower string, out []bool) {
 	}
 }
 
+// hitsASCII is hits for a text that is all ASCII, taken as it is, not
+// lower-cased: letters are folded as they are compared, which spares a
+// copy of the whole text per message. For ASCII, strings.ToLower is
+// exactly this folding, so the hits are the same (FuzzKeywordHitsASCII).
+func (ix *keywordIndex) hitsASCII(text string, out []bool) {
+	for i := 0; i+1 < len(text); i++ {
+		if !isWordByte(text[i]) || (i > 0 && isWordByte(text[i-1])) {
+			continue
+		}
+		sl := ix.slot[int(lowerASCII(text[i]))<<8|int(lowerASCII(text[i+1]))]
+		if sl == 0 {
+			continue
+		}
+		for _, n := range ix.byPrefix[sl-1] {
+			kw := ix.all[n]
+			end := i + len(kw.lower)
+			if !out[n] && end <= len(text) && equalFoldASCII(text[i:end], kw.lower) && (!kw.endBound || end == len(text) || !isWordByte(text[end])) {
+				out[n] = true
+			}
+		}
+	}
+	lower, lowered := "", false
+	for _, n := range ix.direct {
+		kw := ix.all[n]
+		if !isASCIIString(kw.lower) {
+			continue // cannot occur in ASCII text
+		}
+		if !lowered {
+			lower, lowered = strings.ToLower(text), true
+		}
+		out[n] = kw.in(lower)
+	}
+}
+
+func lowerASCII(c byte) byte {
+	if c >= 'A' && c <= 'Z' {
+		return c + 'a' - 'A'
+	}
+	return c
+}
+
+func isASCIIString(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] >= 0x80 {
+			return false
+		}
+	}
+	return true
+}
+
 // LoadRules compiles the built-in rules extended by extra (YAML in the same
 // format; a rule with a built-in name replaces it). extra may be nil.
 func LoadRules(extra []byte) (*Rules, error) {
@@ -210,11 +260,14 @@ func (p *parser) classify(rep *Report) Classification {
 		text = text[:256<<10]
 	}
 	subj := strings.ToLower(rep.Subject)
-	text = strings.ToLower(text)
 	inSubj := make([]bool, len(rules.idx.all))
 	inText := make([]bool, len(rules.idx.all))
 	rules.idx.hits(subj, inSubj)
-	rules.idx.hits(text, inText)
+	if isASCIIString(text) {
+		rules.idx.hitsASCII(text, inText)
+	} else {
+		rules.idx.hits(strings.ToLower(text), inText)
+	}
 	best, bestScore := -1, 0
 	n := 0
 	for i, r := range rules.list {

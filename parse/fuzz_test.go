@@ -298,3 +298,27 @@ func FuzzHasHexRun(f *testing.F) {
 		}
 	})
 }
+
+// hitsASCII folds as it compares; it must find what hits finds in the
+// lower-cased text.
+func FuzzKeywordHitsASCII(f *testing.F) {
+	for _, s := range []string{"PHISHING page, Phishing KIT", "Malware C2; DDoS attack on DoS windows", "leaked LEAK Leaks",
+		"ransomware encrypted files", "defaced website", "CVE-2024-1234 vulnerability", "spam SPAM"} {
+		f.Add(s)
+	}
+	ix := &defaultRules.idx
+	f.Fuzz(func(t *testing.T, s string) {
+		if !isASCIIString(s) {
+			return
+		}
+		want := make([]bool, len(ix.all))
+		got := make([]bool, len(ix.all))
+		ix.hits(strings.ToLower(s), want)
+		ix.hitsASCII(s, got)
+		for i := range want {
+			if want[i] != got[i] {
+				t.Fatalf("keyword %q in %q: hitsASCII %v, hits %v", ix.all[i].lower, s, got[i], want[i])
+			}
+		}
+	})
+}

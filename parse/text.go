@@ -307,7 +307,7 @@ func (p *parser) stripOwn(text string) string {
 	inSig := false
 	for i := 0; i < len(lines); i++ {
 		l := strings.TrimRight(lines[i], "\r")
-		if isForwardMarker(l) {
+		if inSig && isForwardMarker(l) { // a forward ends a signature
 			inSig = false
 		}
 		if strings.HasPrefix(l, "____") && listFooterRE.MatchString(l) && p.listFooterAhead(lines[i+1:]) {
