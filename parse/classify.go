@@ -96,18 +96,22 @@ func (ix *keywordIndex) hits(lower string, out []bool) {
 // copy of the whole text per message. For ASCII, strings.ToLower is
 // exactly this folding, so the hits are the same (FuzzKeywordHitsASCII).
 func (ix *keywordIndex) hitsASCII(text string, out []bool) {
-	for i := 0; i+1 < len(text); i++ {
-		if !isWordByte(text[i]) || (i > 0 && isWordByte(text[i-1])) {
+	for i := 0; i+1 < len(text); {
+		if !wordByte[text[i]] {
+			i++
 			continue
 		}
-		sl := ix.slot[int(lowerASCII(text[i]))<<8|int(lowerASCII(text[i+1]))]
+		start := i // a word starts here; the next look is after it
+		for i++; i < len(text) && wordByte[text[i]]; i++ {
+		}
+		sl := ix.slot[int(lowerASCII(text[start]))<<8|int(lowerASCII(text[start+1]))]
 		if sl == 0 {
 			continue
 		}
 		for _, n := range ix.byPrefix[sl-1] {
 			kw := ix.all[n]
-			end := i + len(kw.lower)
-			if !out[n] && end <= len(text) && equalFoldASCII(text[i:end], kw.lower) && (!kw.endBound || end == len(text) || !isWordByte(text[end])) {
+			end := start + len(kw.lower)
+			if !out[n] && end <= len(text) && equalFoldASCII(text[start:end], kw.lower) && (!kw.endBound || end == len(text) || !wordByte[text[end]]) {
 				out[n] = true
 			}
 		}
@@ -202,6 +206,14 @@ func newKeyword(k string) keyword {
 	}
 	return kw
 }
+
+// wordByte is isWordByte as a table.
+var wordByte = func() (t [256]bool) {
+	for c := 0; c < 256; c++ {
+		t[c] = isWordByte(byte(c))
+	}
+	return t
+}()
 
 func isWordByte(c byte) bool {
 	return c == '_' || c >= '0' && c <= '9' || c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z'
