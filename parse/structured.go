@@ -70,6 +70,12 @@ func parseARF(txt string) *Structured {
 // parseXARF reads an X-ARF report part (version 0.1 "Key: value" style or
 // 0.2 YAML; both are key: value lines at the top level).
 func parseXARF(txt string) *Structured {
+	// Without a Report-Type field (any case) it is no X-ARF report; most
+	// text parts are not, and reading all their lines as fields was 5 %
+	// of parsing a plain report.
+	if !containsFoldASCII(txt, "report-type") {
+		return nil
+	}
 	f := parseFields(txt)
 	if f["report-type"] == "" || (f["category"] == "" && f["schema-url"] == "") {
 		return nil
