@@ -74,12 +74,16 @@ var languageWords = map[string][]string{
 	"pt": {"o", "os", "as", "e", "um", "uma", "para", "com", "não", "obrigado", "olá"},
 }
 
-// languageOfWord maps each of those words to the languages that use it.
-var languageOfWord = func() map[string][]string {
-	m := map[string][]string{}
-	for lang, list := range languageWords {
-		for _, w := range list {
-			m[w] = append(m[w], lang)
+// languageOrder is the order ties between word counts are broken in.
+var languageOrder = []string{"en", "de", "fr", "es", "nl", "it", "pt"}
+
+// languageOfWord maps each of those words to the languages that use it, as
+// indexes into languageOrder.
+var languageOfWord = func() map[string][]int {
+	m := map[string][]int{}
+	for i, lang := range languageOrder {
+		for _, w := range languageWords[lang] {
+			m[w] = append(m[w], i)
 		}
 	}
 	return m
@@ -125,7 +129,7 @@ func detectLanguage(s string) string {
 	case latin == 0:
 		return ""
 	}
-	count := map[string]int{}
+	var count [8]int // by index into languageOrder
 	words := 0
 	var buf [12]byte
 	countWord := func(w string) {
@@ -173,9 +177,9 @@ func detectLanguage(s string) string {
 		countWord(s[start:])
 	}
 	best, n := "en", 0
-	for _, lang := range []string{"en", "de", "fr", "es", "nl", "it", "pt"} {
-		if count[lang] > n {
-			best, n = lang, count[lang]
+	for i, lang := range languageOrder {
+		if count[i] > n {
+			best, n = lang, count[i]
 		}
 	}
 	return best
