@@ -322,3 +322,19 @@ func FuzzKeywordHitsASCII(f *testing.F) {
 		}
 	})
 }
+
+// Refang's fast path must never skip text the replacer would change, and
+// languageOf must see what detectLanguage sees of subject and text.
+func FuzzRefangAndLanguage(f *testing.F) {
+	for _, s := range []string{"hxxp://evil[.]example", "HXXPS://x(.)y", "fxp://a", "nothing here", "a[@]b", "x{.}y", "XP"} {
+		f.Add(s, "Subject")
+	}
+	f.Fuzz(func(t *testing.T, s, subject string) {
+		if got, want := Refang(s), refanger.Replace(s); got != want {
+			t.Fatalf("Refang(%q) = %q, want %q", s, got, want)
+		}
+		if got, want := languageOf(subject, s), detectLanguage(subject+"\n"+s); got != want {
+			t.Fatalf("languageOf(%q, %q) = %q, want %q", subject, s, got, want)
+		}
+	})
+}

@@ -24,12 +24,29 @@ var refanger = strings.NewReplacer(
 
 // Refang undoes the usual defanging of indicators.
 func Refang(s string) string {
-	// Every defanging holds a bracket or "xxp"/"fxp": text without them,
-	// most of it, is returned as it is without a pass of the replacer.
-	if !strings.ContainsAny(s, "[({") && !containsFoldASCII(s, "xxp") && !strings.Contains(s, "fxp://") {
+	// Every defanging holds a bracket or "xp" in some case ("hxxp",
+	// "fxp://"): text without them, most of it, is returned as it is
+	// without a pass of the replacer (which would return it unchanged).
+	if !mayBeDefanged(s) {
 		return s
 	}
 	return refanger.Replace(s)
+}
+
+// mayBeDefanged reports whether s holds '[', '(', '{' or "xp" in any case:
+// one pass, no search per pattern.
+func mayBeDefanged(s string) bool {
+	for i := 0; i < len(s); i++ {
+		switch s[i] {
+		case '[', '(', '{':
+			return true
+		case 'x', 'X':
+			if i+1 < len(s) && s[i+1]|0x20 == 'p' {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 var (

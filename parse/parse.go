@@ -179,7 +179,7 @@ func (p *parser) message(raw []byte, depth int) (*Report, *msgState) {
 	if len(rep.Extra) == 0 {
 		rep.Extra = nil
 	}
-	rep.Language = detectLanguage(rep.Subject + "\n" + rep.Text)
+	rep.Language = languageOf(rep.Subject, rep.Text)
 	return rep, st
 }
 

@@ -89,6 +89,15 @@ var languageOfWord = func() map[string][]int {
 	return m
 }()
 
+// languageOf is detectLanguage of subject and text together, copying no
+// more of the text than detectLanguage reads.
+func languageOf(subject, text string) string {
+	if n := 8<<10 - len(subject) - 1; n >= 0 && len(text) > n {
+		text = text[:n]
+	}
+	return detectLanguage(subject + "\n" + text)
+}
+
 // detectLanguage returns a BCP 47 primary tag from the script and common
 // words of the text, "" when there is no text.
 func detectLanguage(s string) string {
@@ -287,7 +296,7 @@ func (p *parser) inlineForwards(text string) []*Report {
 		fw.OriginatingIP = originatingIP(fw.ReceivedChain)
 		fw.Text = strings.TrimSpace(strings.Join(lines[min(j, len(lines)):], "\n"))
 		fw.Charset = "utf-8"
-		fw.Language = detectLanguage(fw.Subject + "\n" + fw.Text)
+		fw.Language = languageOf(fw.Subject, fw.Text)
 		fw.Extra = map[string]any{"inline": true}
 		c := p.newCollector()
 		c.scan(fw.Subject + "\n" + fw.Text)
