@@ -111,6 +111,9 @@ type parser struct {
 	budget   int64
 	parts    int
 	lineMemo map[string][]found
+	// the last stripOwn input and output
+	stripIn, stripOut string
+	stripOK           bool
 }
 
 // msgState collects one message's walk.

@@ -315,7 +315,19 @@ func (p *parser) inlineForwards(text string) []*Report {
 // stripOwn removes what the reporter did not report: their signature
 // block (after a "-- " line) and quoted blocks of our own messages.
 func (p *parser) stripOwn(text string) string {
+	// message and indicators both ask for the main text's stripped form;
+	// it is made once.
+	if p.stripIn == text && p.stripOK {
+		return p.stripOut
+	}
+	out := p.stripOwnUncached(text)
+	p.stripIn, p.stripOut, p.stripOK = text, out, true
+	return out
+}
+
+func (p *parser) stripOwnUncached(text string) string {
 	lines := strings.Split(text, "\n")
+	dropped := false
 	out := make([]string, 0, len(lines))
 	inSig := false
 	for i := 0; i < len(lines); i++ {
@@ -324,10 +336,11 @@ func (p *parser) stripOwn(text string) string {
 			inSig = false
 		}
 		if strings.HasPrefix(l, "____") && listFooterRE.MatchString(l) && p.listFooterAhead(lines[i+1:]) {
+			dropped = true
 			break // a mailing list's footer runs to the end
 		}
 		if l == "-- " || l == "--\u00a0" {
-			inSig = true
+			inSig, dropped = true, true
 			continue
 		}
 		if inSig {
@@ -352,16 +365,19 @@ func (p *parser) stripOwn(text string) string {
 				if isAttribution(out[k]) {
 					attr = out[k]
 					if p.mentionsTeam(attr + "\n" + block) {
-						out = out[:k]
+						out, dropped = out[:k], true
 					}
 				}
 			}
 			if p.mentionsTeam(attr + "\n" + block) {
-				i = j - 1
+				i, dropped = j-1, true
 				continue
 			}
 		}
 		out = append(out, l)
+	}
+	if !dropped && strings.IndexByte(text, '\r') < 0 {
+		return text // every line kept as it was: no need to join a copy
 	}
 	return strings.Join(out, "\n")
 }
