@@ -338,3 +338,24 @@ func FuzzRefangAndLanguage(f *testing.F) {
 		}
 	})
 }
+
+// findURLs must find exactly what urlRE finds.
+func FuzzFindURLs(f *testing.F) {
+	for _, s := range []string{"see http://evil.example/x and HTTPS://a.b/c?d=e", "xhttp://no ftp://yes.example/", "http:// nothing",
+		"https://a\u3000b", "httpſ://long.s/", "(https://x.example/a)", "http://a\"b https://c<d>", "ftp://\xff\xfe", "http://x.example:8080/p|q",
+		"http://a://b http://", "日本http://x.jp/パス", "_http://a https://b"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		want := urlRE.FindAllString(s, -1)
+		got := findURLs(s)
+		if len(want) != len(got) {
+			t.Fatalf("findURLs(%q) = %q, want %q", s, got, want)
+		}
+		for i := range want {
+			if want[i] != got[i] {
+				t.Fatalf("findURLs(%q) = %q, want %q", s, got, want)
+			}
+		}
+	})
+}

@@ -5,6 +5,7 @@ import (
 	"net/netip"
 	"regexp"
 	"strings"
+	"unicode/utf8"
 
 	"golang.org/x/net/publicsuffix"
 )
@@ -347,7 +348,7 @@ func (c *collector) scanLine(line string) {
 	rest := line
 	var urls []string
 	if strings.Contains(line, "://") {
-		urls = urlRE.FindAllString(line, -1)
+		urls = findURLs(line)
 	}
 	for _, u := range urls {
 		u = trimURL(u)
@@ -446,6 +447,76 @@ func (c *collector) scanLine(line string) {
 }
 
 func isDigit(b byte) bool { return b >= '0' && b <= '9' }
+
+// findURLs is urlRE.FindAllString(s, -1) without the regexp engine: at each
+// "://", a scheme (http, https or ftp in any case, with the long s that
+// (?i) lets stand for s) that starts at a word boundary, then at least one
+// byte of the body, which runs to the first excluded character. FuzzFindURLs
+// holds it to the regexp.
+func findURLs(s string) []string {
+	var out []string
+	for i := 0; i < len(s); {
+		j := strings.Index(s[i:], "://")
+		if j < 0 {
+			break
+		}
+		j += i
+		start := urlSchemeStart(s, i, j)
+		if start < 0 {
+			i = j + 1
+			continue
+		}
+		k := j + 3
+		for k < len(s) {
+			r, w := rune(s[k]), 1
+			if r >= utf8.RuneSelf {
+				r, w = utf8.DecodeRuneInString(s[k:])
+			}
+			if urlExcluded(r) {
+				break
+			}
+			k += w
+		}
+		if k == j+3 {
+			i = j + 1
+			continue
+		}
+		out = append(out, s[start:k])
+		i = k
+	}
+	return out
+}
+
+// urlSchemeStart returns where the scheme that ends at j starts, at or
+// after min, or -1.
+func urlSchemeStart(s string, min, j int) int {
+	start := -1
+	switch {
+	case j-5 >= min && strings.EqualFold(s[j-5:j], "https"):
+		start = j - 5
+	case j-6 >= min && strings.EqualFold(s[j-6:j-2], "http") && s[j-2:j] == "\u017f":
+		start = j - 6
+	case j-4 >= min && strings.EqualFold(s[j-4:j], "http"):
+		start = j - 4
+	case j-3 >= min && strings.EqualFold(s[j-3:j], "ftp"):
+		start = j - 3
+	default:
+		return -1
+	}
+	if start > 0 && isWordASCII(s[start-1]) {
+		return -1 // no \b before the scheme
+	}
+	return start
+}
+
+// urlExcluded is the negated class of urlRE's body.
+func urlExcluded(r rune) bool {
+	switch r {
+	case '\t', '\n', '\f', '\r', ' ', '<', '>', '"', '\'', '`', '\\', '^', '|', '{', '}':
+		return true
+	}
+	return r >= 0x3000 && r <= 0x30FF || r >= 0xFF00 && r <= 0xFFEF || r >= 0x4E00 && r <= 0x9FFF
+}
 
 // findInRuns is re.FindAllStringIndex(s, -1) for a pattern that matches only
 // bytes for which inRun holds, run over each maximal run of such bytes alone
