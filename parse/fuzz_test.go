@@ -359,3 +359,43 @@ func FuzzFindURLs(f *testing.F) {
 		}
 	})
 }
+
+// forwardMarkersLineByLine is forwardMarkers as it was, line by line: the
+// reference the faster search is held to.
+func forwardMarkersLineByLine(text string, n int) [][]int {
+	var locs [][]int
+	for off := 0; off < len(text) && len(locs) < n; {
+		end := strings.IndexByte(text[off:], '\n')
+		if end < 0 {
+			end = len(text)
+		} else {
+			end += off
+		}
+		line := text[off:end]
+		if strings.Contains(line, "--") || strings.Contains(line, "Begin forwarded") {
+			if m := forwardMarkerRE.FindStringIndex(line); m != nil && m[0] == 0 {
+				locs = append(locs, []int{off + m[0], off + m[1]})
+			}
+		}
+		off = end + 1
+	}
+	return locs
+}
+
+func FuzzForwardMarkers(f *testing.F) {
+	for _, s := range []string{"a\n-----Original Message-----\nx", "Begin forwarded message:\n--\n-- Forwarded message --\n",
+		"x -- y\nBegin forwarded message:", "----- 転送 -----\n\n---------- Forwarded message ---------", "--\n--\n--"} {
+		f.Add(s, uint8(20))
+	}
+	f.Fuzz(func(t *testing.T, s string, n uint8) {
+		want, got := forwardMarkersLineByLine(s, int(n)), forwardMarkers(s, int(n))
+		if len(want) != len(got) {
+			t.Fatalf("forwardMarkers(%q, %d) = %v, want %v", s, n, got, want)
+		}
+		for i := range want {
+			if want[i][0] != got[i][0] || want[i][1] != got[i][1] {
+				t.Fatalf("forwardMarkers(%q, %d) = %v, want %v", s, n, got, want)
+			}
+		}
+	})
+}

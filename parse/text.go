@@ -106,7 +106,14 @@ func detectLanguage(s string) string {
 		s = s[:8<<10]
 	}
 	var kana, han, hangul, cyr, latin int
-	for _, r := range s {
+	// ASCII first, byte by byte: most reports are ASCII to the end.
+	ascii := 0
+	for ; ascii < len(s) && s[ascii] < 0x80; ascii++ {
+		if c := s[ascii] | 0x20; c >= 'a' && c <= 'z' {
+			latin++
+		}
+	}
+	for _, r := range s[ascii:] {
 		if r < 0x80 {
 			if r|0x20 >= 'a' && r|0x20 <= 'z' {
 				latin++
@@ -204,18 +211,40 @@ var fwdHeaderRE = regexp.MustCompile(`^[ \t>]*\**\s*(From|Sent|Date|To|Cc|Subjec
 // multi-line pattern runs on those lines alone instead of on the text.
 func forwardMarkers(text string, n int) [][]int {
 	var locs [][]int
+	// Only the lines holding "--" or "Begin forwarded" are looked at; both
+	// are found by searching the whole rest of the text (the latter's next
+	// position kept until passed), not line by line.
+	nextBegin := -1 // absolute; -2: none left
 	for off := 0; off < len(text) && len(locs) < n; {
-		end := strings.IndexByte(text[off:], '\n')
+		i := strings.Index(text[off:], "--")
+		if i >= 0 {
+			i += off
+		}
+		if nextBegin != -2 && nextBegin < off {
+			if j := strings.Index(text[off:], "Begin forwarded"); j >= 0 {
+				nextBegin = off + j
+			} else {
+				nextBegin = -2
+			}
+		}
+		if nextBegin >= 0 && (i < 0 || nextBegin < i) {
+			i = nextBegin
+		}
+		if i < 0 {
+			break
+		}
+		start := strings.LastIndexByte(text[:i], '\n') + 1
+		if start < off {
+			start = off
+		}
+		end := strings.IndexByte(text[i:], '\n')
 		if end < 0 {
 			end = len(text)
 		} else {
-			end += off
+			end += i
 		}
-		line := text[off:end]
-		if strings.Contains(line, "--") || strings.Contains(line, "Begin forwarded") {
-			if m := forwardMarkerRE.FindStringIndex(line); m != nil && m[0] == 0 {
-				locs = append(locs, []int{off + m[0], off + m[1]})
-			}
+		if m := forwardMarkerRE.FindStringIndex(text[start:end]); m != nil && m[0] == 0 {
+			locs = append(locs, []int{start + m[0], start + m[1]})
 		}
 		off = end + 1
 	}
