@@ -87,7 +87,7 @@ func (ix *keywordIndex) hits(lower string, out []bool) {
 		if ascii && !isASCII([]byte(kw.lower)) {
 			continue
 		}
-		out[n] = kw.in(lower)
+		out[n] = out[n] || kw.in(lower)
 	}
 }
 
@@ -125,7 +125,7 @@ func (ix *keywordIndex) hitsASCII(text string, out []bool) {
 		if !lowered {
 			lower, lowered = strings.ToLower(text), true
 		}
-		out[n] = kw.in(lower)
+		out[n] = out[n] || kw.in(lower)
 	}
 }
 
@@ -143,6 +143,35 @@ func isASCIIString(s string) bool {
 		}
 	}
 	return true
+}
+
+// textHits marks the keywords found in the pieces joined by newlines (at
+// most 256 KiB of them).
+func (ix *keywordIndex) textHits(pieces []string) []bool {
+	out := make([]bool, len(ix.all))
+	total, ascii := len(pieces)-1, true
+	for _, pc := range pieces {
+		total += len(pc)
+		ascii = ascii && isASCIIString(pc)
+	}
+	if ascii && total <= 256<<10 {
+		for _, pc := range pieces {
+			ix.hitsASCII(pc, out)
+		}
+		return out
+	}
+	return ix.textHitsJoined(pieces)
+}
+
+// textHitsJoined is textHits the plain way: join, cut, lower-case, search.
+func (ix *keywordIndex) textHitsJoined(pieces []string) []bool {
+	out := make([]bool, len(ix.all))
+	text := strings.Join(pieces, "\n")
+	if len(text) > 256<<10 {
+		text = text[:256<<10]
+	}
+	ix.hits(strings.ToLower(text), out)
+	return out
 }
 
 // LoadRules compiles the built-in rules extended by extra (YAML in the same
@@ -181,6 +210,9 @@ func LoadRules(extra []byte) (*Rules, error) {
 			return nil, fmt.Errorf("rules: rule %q needs taxonomy and type", r.Name)
 		}
 		for _, k := range r.Keywords {
+			if strings.ContainsAny(k, "\r\n") {
+				return nil, fmt.Errorf("rules: rule %q: a keyword cannot hold a line break", r.Name)
+			}
 			r.res = append(r.res, newKeyword(k))
 		}
 	}
@@ -261,25 +293,23 @@ func (p *parser) classify(rep *Report) Classification {
 	if rules == nil {
 		rules = defaultRules
 	}
-	text := rep.Text
+	// The text the rules read: the report's, the forwarded subjects and a
+	// structured report's description, joined by newlines, at most 256
+	// KiB. When it is all ASCII and short enough, its pieces are read one
+	// by one instead of joined: no keyword holds a newline (LoadRules
+	// makes sure), so none can match across the join, and the copy of the
+	// whole text per message is spared.
+	pieces := []string{rep.Text}
 	for _, fw := range rep.Forwarded {
-		text += "\n" + fw.Subject
+		pieces = append(pieces, fw.Subject)
 	}
 	if s := rep.Structured; s != nil {
-		text += "\n" + s.Fields["description"]
-	}
-	if len(text) > 256<<10 {
-		text = text[:256<<10]
+		pieces = append(pieces, s.Fields["description"])
 	}
 	subj := strings.ToLower(rep.Subject)
 	inSubj := make([]bool, len(rules.idx.all))
-	inText := make([]bool, len(rules.idx.all))
 	rules.idx.hits(subj, inSubj)
-	if isASCIIString(text) {
-		rules.idx.hitsASCII(text, inText)
-	} else {
-		rules.idx.hits(strings.ToLower(text), inText)
-	}
+	inText := rules.idx.textHits(pieces)
 	best, bestScore := -1, 0
 	n := 0
 	for i, r := range rules.list {

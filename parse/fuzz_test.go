@@ -399,3 +399,21 @@ func FuzzForwardMarkers(f *testing.F) {
 		}
 	})
 }
+
+// textHits reads ASCII pieces one by one; it must find what searching
+// their newline-joined, lower-cased text finds.
+func FuzzTextHits(f *testing.F) {
+	f.Add("We found a PHISHING page", "Fwd: malware", "defaced site")
+	f.Add("phishing", "kit", "")
+	f.Add("ransom", "ware DDoS", "leak\ned")
+	ix := &defaultRules.idx
+	f.Fuzz(func(t *testing.T, a, b, c string) {
+		pieces := []string{a, b, c}
+		want, got := ix.textHitsJoined(pieces), ix.textHits(pieces)
+		for i := range want {
+			if want[i] != got[i] {
+				t.Fatalf("keyword %q in %q: textHits %v, joined %v", ix.all[i].lower, pieces, got[i], want[i])
+			}
+		}
+	})
+}

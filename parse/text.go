@@ -89,48 +89,58 @@ var languageOfWord = func() map[string][]int {
 	return m
 }()
 
-// languageOf is detectLanguage of subject and text together, copying no
-// more of the text than detectLanguage reads.
+// languageOf is detectLanguage of subject and text joined by a newline,
+// without joining them (a copy of up to 8 KiB per call).
 func languageOf(subject, text string) string {
-	if n := 8<<10 - len(subject) - 1; n >= 0 && len(text) > n {
-		text = text[:n]
-	}
-	return detectLanguage(subject + "\n" + text)
+	return detectLanguageParts(subject, "\n", text)
 }
 
 // detectLanguage returns a BCP 47 primary tag from the script and common
 // words of the text, "" when there is no text.
-func detectLanguage(s string) string {
+func detectLanguage(s string) string { return detectLanguageParts(s) }
+
+// detectLanguageParts is detectLanguage of the parts' concatenation when
+// the parts meet at non-letters (languageOf puts a newline between): a
+// part's end ends a word.
+func detectLanguageParts(in ...string) string {
 	// The first 8 KiB tell the language as well as the whole would.
-	if len(s) > 8<<10 {
-		s = s[:8<<10]
+	parts := make([]string, 0, len(in))
+	budget := 8 << 10
+	for _, p := range in {
+		if len(p) > budget {
+			p = p[:budget]
+		}
+		budget -= len(p)
+		parts = append(parts, p)
 	}
 	var kana, han, hangul, cyr, latin int
-	// ASCII first, byte by byte: most reports are ASCII to the end.
-	ascii := 0
-	for ; ascii < len(s) && s[ascii] < 0x80; ascii++ {
-		if c := s[ascii] | 0x20; c >= 'a' && c <= 'z' {
-			latin++
-		}
-	}
-	for _, r := range s[ascii:] {
-		if r < 0x80 {
-			if r|0x20 >= 'a' && r|0x20 <= 'z' {
+	for _, s := range parts {
+		// ASCII first, byte by byte: most reports are ASCII to the end.
+		ascii := 0
+		for ; ascii < len(s) && s[ascii] < 0x80; ascii++ {
+			if c := s[ascii] | 0x20; c >= 'a' && c <= 'z' {
 				latin++
 			}
-			continue
 		}
-		switch {
-		case unicode.In(r, unicode.Hiragana, unicode.Katakana):
-			kana++
-		case unicode.Is(unicode.Han, r):
-			han++
-		case unicode.Is(unicode.Hangul, r):
-			hangul++
-		case unicode.Is(unicode.Cyrillic, r):
-			cyr++
-		case unicode.IsLetter(r) && r < 0x250:
-			latin++
+		for _, r := range s[ascii:] {
+			if r < 0x80 {
+				if r|0x20 >= 'a' && r|0x20 <= 'z' {
+					latin++
+				}
+				continue
+			}
+			switch {
+			case unicode.In(r, unicode.Hiragana, unicode.Katakana):
+				kana++
+			case unicode.Is(unicode.Han, r):
+				han++
+			case unicode.Is(unicode.Hangul, r):
+				hangul++
+			case unicode.Is(unicode.Cyrillic, r):
+				cyr++
+			case unicode.IsLetter(r) && r < 0x250:
+				latin++
+			}
 		}
 	}
 	switch {
@@ -172,25 +182,32 @@ func detectLanguage(s string) string {
 		}
 	}
 	// Words are walked in place (no slice of them): the first 500 are
-	// plenty to tell the languages apart.
-	start := -1
-	for i, r := range s {
-		if r < 0x80 && (r|0x20 >= 'a' && r|0x20 <= 'z') || r >= 0x80 && unicode.IsLetter(r) {
-			if start < 0 {
-				start = i
+	// plenty to tell the languages apart. A part's end ends a word (the
+	// parts are joined by a newline).
+words:
+	for _, s := range parts {
+		start := -1
+		for i, r := range s {
+			if r < 0x80 && (r|0x20 >= 'a' && r|0x20 <= 'z') || r >= 0x80 && unicode.IsLetter(r) {
+				if start < 0 {
+					start = i
+				}
+				continue
 			}
-			continue
+			if start >= 0 {
+				countWord(s[start:i])
+				start = -1
+				if words >= 500 {
+					break words
+				}
+			}
 		}
 		if start >= 0 {
-			countWord(s[start:i])
-			start = -1
+			countWord(s[start:])
 			if words >= 500 {
 				break
 			}
 		}
-	}
-	if start >= 0 && words < 500 {
-		countWord(s[start:])
 	}
 	best, n := "en", 0
 	for i, lang := range languageOrder {
