@@ -1,6 +1,7 @@
 package parse
 
 import (
+	"bytes"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -189,6 +190,21 @@ func FuzzMIMEWalk(f *testing.F) {
 		out, _ := decodeTransfer(body, h.Get("Content-Transfer-Encoding"), 1<<20)
 		if len(out) > 1<<20 {
 			t.Fatalf("decoded %d bytes past a 1 MiB limit", len(out))
+		}
+		// The multipart walk (go-message, else the lenient reader) keeps
+		// to the part limit and gives parts that are bytes of the body.
+		if ct, params := mediaType(h.Get("Content-Type"), "text/plain"); strings.HasPrefix(ct, "multipart/") && params["boundary"] != "" {
+			p := &parser{opt: fuzzOpts}
+			p.opt.Limits = p.opt.Limits.withDefaults()
+			parts, _ := p.multipartParts(body, params["boundary"], func(string) {})
+			if len(parts) > p.opt.Limits.MaxParts {
+				t.Fatalf("%d parts past the limit of %d", len(parts), p.opt.Limits.MaxParts)
+			}
+			for _, part := range parts {
+				if !bytes.Contains(body, part.body) {
+					t.Fatalf("part body %q is not in the message body", part.body)
+				}
+			}
 		}
 	})
 }

@@ -223,7 +223,7 @@ func (p *parser) entity(st *msgState, h header, body []byte, depth int) {
 				st.isARF = true
 			}
 		}
-		parts, closed := splitMultipart(body, b, p.opt.Limits.MaxParts)
+		parts, closed := p.multipartParts(body, b, warn)
 		if !closed {
 			warn("multipart " + clip(b, 40) + " has no closing delimiter")
 		}
@@ -233,8 +233,7 @@ func (p *parser) entity(st *msgState, h header, body []byte, depth int) {
 			return
 		}
 		for _, part := range parts {
-			ph, pb := splitMessage(part)
-			p.entity(st, parseHeader(ph, p.opt.Limits.MaxHeaderBytes, warn), pb, depth+1)
+			p.entity(st, part.h, part.body, depth+1)
 		}
 		return
 	}
