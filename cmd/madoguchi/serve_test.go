@@ -705,15 +705,23 @@ func TestIMAPTakeoverAfterKill(t *testing.T) {
 	}
 }
 
+// editConfig replaces the first old in the configuration file with new.
+func editConfig(t *testing.T, cfg, old, new string) {
+	t.Helper()
+	b, err := os.ReadFile(cfg)
+	if err != nil || !strings.Contains(string(b), old) {
+		t.Fatalf("config %s: %v, or no %q in it", cfg, err, old)
+	}
+	if err := os.WriteFile(cfg, []byte(strings.Replace(string(b), old, new, 1)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+}
+
 // http.pprof: true serves Go's profiler to a loopback client (off, the
 // end-to-end test above finds 404).
 func TestServePprofWhenAskedFor(t *testing.T) {
-	dir := t.TempDir()
-	cfg := serveConfig(t, dir)
-	b, _ := os.ReadFile(cfg)
-	if err := os.WriteFile(cfg, []byte(strings.Replace(string(b), "http:\n", "http:\n  pprof: true\n", 1)), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	cfg := serveConfig(t, t.TempDir())
+	editConfig(t, cfg, "http:\n", "http:\n  pprof: true\n")
 	d := startDaemon(t, cfg)
 	resp, err := http.Get("http://" + d.http + "/debug/pprof/")
 	if err != nil {
@@ -731,10 +739,7 @@ func TestServePprofWhenAskedFor(t *testing.T) {
 func TestServeIntakeOnly(t *testing.T) {
 	dir := t.TempDir()
 	cfg := serveConfig(t, dir)
-	b, _ := os.ReadFile(cfg)
-	if err := os.WriteFile(cfg, []byte(strings.Replace(string(b), "pipeline:\n", "pipeline:\n  enabled: false\n", 1)), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	editConfig(t, cfg, "pipeline:\n", "pipeline:\n  enabled: false\n")
 	d := startDaemon(t, cfg)
 	if err := sendMail(d.smtp, "reporter@example.net", "csirt@example.org", 1); err != nil {
 		t.Fatal(err)
@@ -757,9 +762,7 @@ func TestServeIntakeOnly(t *testing.T) {
 	if c := counts(); c[store.StateReady] != 1 || c[store.StateDone] != 0 {
 		t.Fatalf("intake-only daemon: queue %v, want the message ready and nothing done", c)
 	}
-	if err := os.WriteFile(cfg, b, 0o600); err != nil {
-		t.Fatal(err)
-	}
+	editConfig(t, cfg, "pipeline:\n  enabled: false\n", "pipeline:\n")
 	d = startDaemon(t, cfg)
 	deadline := time.Now().Add(15 * time.Second)
 	for time.Now().Before(deadline) {
