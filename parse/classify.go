@@ -81,10 +81,10 @@ func (ix *keywordIndex) hits(lower string, out []bool) {
 			}
 		}
 	}
-	ascii := isASCII([]byte(lower))
+	ascii := isASCIIString(lower)
 	for _, n := range ix.direct {
 		kw := ix.all[n]
-		if ascii && !isASCII([]byte(kw.lower)) {
+		if ascii && !isASCIIString(kw.lower) {
 			continue
 		}
 		out[n] = out[n] || kw.in(lower)
@@ -232,7 +232,7 @@ type keyword struct {
 
 func newKeyword(k string) keyword {
 	kw := keyword{lower: strings.ToLower(k)}
-	if isASCII([]byte(k)) {
+	if isASCIIString(k) {
 		kw.startBound = true
 		kw.endBound = len(k) <= 3 || strings.HasSuffix(k, "s")
 	}

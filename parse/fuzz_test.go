@@ -285,9 +285,7 @@ func FuzzContainsFoldASCII(f *testing.F) {
 func asciiLower(s string) string {
 	b := []byte(s)
 	for i, c := range b {
-		if c >= 'A' && c <= 'Z' {
-			b[i] = c + 'a' - 'A'
-		}
+		b[i] = lowerASCII(c)
 	}
 	return string(b)
 }

@@ -503,7 +503,7 @@ func urlSchemeStart(s string, min, j int) int {
 	default:
 		return -1
 	}
-	if start > 0 && isWordASCII(s[start-1]) {
+	if start > 0 && isWordByte(s[start-1]) {
 		return -1 // no \b before the scheme
 	}
 	return start
@@ -548,15 +548,11 @@ func findInRuns(s string, re *regexp.Regexp, inRun *[256]bool, shape func(string
 	return out
 }
 
-func isWordASCII(b byte) bool {
-	return b >= 'a' && b <= 'z' || b >= 'A' && b <= 'Z' || b >= '0' && b <= '9' || b == '_'
-}
-
 // domainRunBytes: word characters (for \b), the '.' and '-' of host names,
 // and non-ASCII bytes.
 var domainRunBytes = func() (t [256]bool) {
 	for c := 0; c < 256; c++ {
-		t[c] = isWordASCII(byte(c)) || c == '.' || c == '-' || c >= 0x80
+		t[c] = isWordByte(byte(c)) || c == '.' || c == '-' || c >= 0x80
 	}
 	return t
 }()
@@ -565,12 +561,12 @@ var domainRunBytes = func() (t [256]bool) {
 // \b, one to three digits and a dot three times, one to three digits, and
 // an optional "/" with one or two digits. A run of more than three digits
 // before a dot cannot match (the backtracker finds no dot after fewer), and
-// \b before a digit means the byte before is no word character. FuzzFindIPv4
-// holds it to the regexp.
+// \b before a digit means the byte before is no word character.
+// FuzzFindInRuns holds it to the regexp.
 func findIPv4(s string) [][]int {
 	var out [][]int
 	for i := 0; i < len(s); {
-		if !isDigit(s[i]) || i > 0 && isWordASCII(s[i-1]) {
+		if !isDigit(s[i]) || i > 0 && isWordByte(s[i-1]) {
 			i++
 			continue
 		}

@@ -397,9 +397,7 @@ func HeaderValue(hdr []byte, name string) string {
 		}
 		fields++
 		if found {
-			if collecting {
-				collecting = false
-			}
+			collecting = false // folded lines now belong to another field
 			continue
 		}
 		if strings.EqualFold(string(line[:i]), name) {
