@@ -29,7 +29,13 @@ func TestWriteGateSpoolFirst(t *testing.T) {
 	go enter("filing", false)
 	time.Sleep(30 * time.Millisecond) // both low ones are waiting
 	go enter("spool", true)
-	time.Sleep(30 * time.Millisecond)
+	// Leave only once the spool is known to wait, so the order does not
+	// hang on how fast goroutines are scheduled.
+	for waiting := 0; waiting == 0; time.Sleep(time.Millisecond) {
+		g.mu.Lock()
+		waiting = g.highWaiting
+		g.mu.Unlock()
+	}
 	g.leave()
 	wg.Wait()
 	if len(order) != 3 || order[0] != "spool" {

@@ -109,10 +109,11 @@ func (s *Store) File(ctx context.Context, f *Filing) (FileResult, error) {
 //
 // The commit does not wait for the disk (see lazyTx): a filing is derived
 // from the spool and is done again from the queue, in the same transaction
-// as the queue row it finishes, if a power loss takes it. Nothing outside
-// the store learns of a filing before it is durable: the acknowledgement
-// that carries its ticket ID is taken from the outbox by ClaimOutbox, whose
-// durable commit flushes every commit before it.
+// as the queue row it finishes, if a power loss takes it. No reporter
+// learns of a ticket before it is durable: the acknowledgement that carries
+// it is taken from the outbox by ClaimOutbox, whose durable commit flushes
+// every commit before it. (Staff reading the store may see a filing a
+// moment before it is on disk.)
 func (s *Store) FileBatch(ctx context.Context, fs []*Filing) ([]FileResult, error) {
 	out := make([]FileResult, len(fs))
 	err := s.lazyTx(ctx, func(tx *sql.Tx) error {
