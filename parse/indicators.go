@@ -621,6 +621,17 @@ func hasDomainShape(run string) bool {
 	return false
 }
 
+// indexFoldASCII is the index of the first instance of lower (ASCII,
+// lower-case) in s in any letter case, or -1.
+func indexFoldASCII(s, lower string) int {
+	for i := 0; i+len(lower) <= len(s); i++ {
+		if equalFoldASCII(s[i:i+len(lower)], lower) {
+			return i
+		}
+	}
+	return -1
+}
+
 // containsFoldASCII reports whether s holds lower (ASCII, lower-case) in
 // any letter case, without allocating.
 //

@@ -490,7 +490,9 @@ var receivedFromIPRE = regexp.MustCompile(`\[(?:IPv6:)?([0-9a-fA-F:.]+)\]`)
 func originatingIP(chain []string) string {
 	for i := len(chain) - 1; i >= 0; i-- {
 		from := chain[i]
-		if j := strings.Index(strings.ToLower(from), " by "); j >= 0 {
+		// an ASCII fold: strings.ToLower changes the length of invalid
+		// UTF-8, so its index may not fit the original (found by FuzzForwards)
+		if j := indexFoldASCII(from, " by "); j >= 0 {
 			from = from[:j]
 		}
 		for _, m := range receivedFromIPRE.FindAllStringSubmatch(from, -1) {
