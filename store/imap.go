@@ -31,8 +31,8 @@ func (s *Store) GetIMAPState(ctx context.Context, key string) (IMAPState, error)
 }
 
 func (s *Store) setIMAPStateTx(ctx context.Context, tx *sql.Tx, key string, st IMAPState) error {
-	_, err := tx.ExecContext(ctx, s.q(`INSERT INTO imap_state (mailbox_key, uidvalidity, last_uid, updated_at) VALUES (?, ?, ?, ?)
-		ON CONFLICT (mailbox_key) DO UPDATE SET uidvalidity = excluded.uidvalidity, last_uid = excluded.last_uid, updated_at = excluded.updated_at`),
+	_, err := s.exec(ctx, tx, `INSERT INTO imap_state (mailbox_key, uidvalidity, last_uid, updated_at) VALUES (?, ?, ?, ?)
+		ON CONFLICT (mailbox_key) DO UPDATE SET uidvalidity = excluded.uidvalidity, last_uid = excluded.last_uid, updated_at = excluded.updated_at`,
 		key, int64(st.UIDValidity), int64(st.LastUID), micros(s.now()))
 	return err
 }

@@ -146,7 +146,7 @@ func (s *Store) FileBatch(ctx context.Context, fs []*Filing) ([]FileResult, erro
 					return err
 				}
 			}
-			if _, err = tx.ExecContext(ctx, s.q(`UPDATE queue SET state = ?, outcome = ?, reason = '', last_error = '', lease_until = 0, updated_at = ? WHERE spool_id = ?`),
+			if _, err = s.exec(ctx, tx, `UPDATE queue SET state = ?, outcome = ?, reason = '', last_error = '', lease_until = 0, updated_at = ? WHERE spool_id = ?`,
 				StateDone, res.Outcome, micros(s.now()), f.SpoolID); err != nil {
 				return err
 			}
@@ -163,17 +163,17 @@ func (s *Store) file(ctx context.Context, tx *sql.Tx, f *Filing) (FileResult, er
 	now := s.now()
 	var res FileResult
 	var sha string
-	if err := tx.QueryRowContext(ctx, s.q(`SELECT sha256 FROM spool WHERE id = ?`), f.SpoolID).Scan(&sha); err != nil {
+	if err := s.queryRow(ctx, tx, `SELECT sha256 FROM spool WHERE id = ?`, f.SpoolID).Scan(&sha); err != nil {
 		return res, fmt.Errorf("spool %d: %w", f.SpoolID, err)
 	}
 	// 1. This spool row was filed before (crash re-run or reprocess).
 	var reportID, incidentID int64
-	err := tx.QueryRowContext(ctx, s.q(`SELECT id, incident_id FROM reports WHERE spool_id = ?`), f.SpoolID).Scan(&reportID, &incidentID)
+	err := s.queryRow(ctx, tx, `SELECT id, incident_id FROM reports WHERE spool_id = ?`, f.SpoolID).Scan(&reportID, &incidentID)
 	if err == nil {
-		if _, err := tx.ExecContext(ctx, s.q(`UPDATE reports SET report_json = ?, updated_at = ? WHERE id = ?`), string(f.ReportJSON), micros(now), reportID); err != nil {
+		if _, err := s.exec(ctx, tx, `UPDATE reports SET report_json = ?, updated_at = ? WHERE id = ?`, string(f.ReportJSON), micros(now), reportID); err != nil {
 			return res, err
 		}
-		if _, err := tx.ExecContext(ctx, s.q(`DELETE FROM indicators WHERE report_id = ?`), reportID); err != nil {
+		if _, err := s.exec(ctx, tx, `DELETE FROM indicators WHERE report_id = ?`, reportID); err != nil {
 			return res, err
 		}
 		if err := s.insertIndicators(ctx, tx, reportID, incidentID, f.Indicators); err != nil {
@@ -190,7 +190,7 @@ func (s *Store) file(ctx context.Context, tx *sql.Tx, f *Filing) (FileResult, er
 	}
 	// 2. Duplicate of a filed message.
 	key := DedupKey(f.MessageID, sha)
-	err = tx.QueryRowContext(ctx, s.q(`SELECT id, incident_id FROM reports WHERE dedup_key = ?`), key).Scan(&reportID, &incidentID)
+	err = s.queryRow(ctx, tx, `SELECT id, incident_id FROM reports WHERE dedup_key = ?`, key).Scan(&reportID, &incidentID)
 	if err == nil {
 		if err := s.event(ctx, tx, incidentID, "duplicate", fmt.Sprintf("spool %d repeats report %d (%s)", f.SpoolID, reportID, key)); err != nil {
 			return res, err
@@ -215,8 +215,8 @@ func (s *Store) file(ctx context.Context, tx *sql.Tx, f *Filing) (FileResult, er
 	} else if res.Ticket, err = s.ticketOf(ctx, tx, incidentID); err != nil {
 		return res, err
 	}
-	err = tx.QueryRowContext(ctx, s.q(`INSERT INTO reports (spool_id, incident_id, message_id, dedup_key, sender, report_json, created_at, updated_at)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?) RETURNING id`),
+	err = s.queryRow(ctx, tx, `INSERT INTO reports (spool_id, incident_id, message_id, dedup_key, sender, report_json, created_at, updated_at)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?) RETURNING id`,
 		f.SpoolID, incidentID, f.MessageID, key, f.Sender, string(f.ReportJSON), micros(now), micros(now)).Scan(&reportID)
 	if err != nil {
 		return res, err
@@ -236,7 +236,7 @@ func (s *Store) file(ctx context.Context, tx *sql.Tx, f *Filing) (FileResult, er
 	kind := "report-attached"
 	if outcome == OutcomeNew {
 		kind = "created"
-	} else if _, err := tx.ExecContext(ctx, s.q(`UPDATE incidents SET updated_at = ? WHERE id = ?`), micros(now), incidentID); err != nil {
+	} else if _, err := s.exec(ctx, tx, `UPDATE incidents SET updated_at = ? WHERE id = ?`, micros(now), incidentID); err != nil {
 		return res, err
 	}
 	if err := s.event(ctx, tx, incidentID, kind, detail); err != nil {
@@ -256,8 +256,8 @@ func (s *Store) queueOutbound(ctx context.Context, tx *sql.Tx, f *Filing, res *F
 		mid := fmt.Sprintf("<%s.%s.%d@%s>", ticketSlug(res.Ticket), kind, reportID, domain)
 		payload, _ := json.Marshal(map[string]any{"report_id": reportID})
 		var id int64
-		err := tx.QueryRowContext(ctx, s.q(`INSERT INTO outbox (incident_id, report_id, kind, recipient, message_id, payload, state, not_before, created_at, updated_at)
-			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id`),
+		err := s.queryRow(ctx, tx, `INSERT INTO outbox (incident_id, report_id, kind, recipient, message_id, payload, state, not_before, created_at, updated_at)
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id`,
 			incidentID, reportID, kind, recipient, mid, string(payload), OutboxPending, micros(now), micros(now), micros(now)).Scan(&id)
 		if err != nil {
 			return 0, err
@@ -301,7 +301,7 @@ func (s *Store) thread(ctx context.Context, tx *sql.Tx, f *Filing) (int64, strin
 	var byRef int64
 	for _, ref := range f.References {
 		var id int64
-		err := tx.QueryRowContext(ctx, s.q(`SELECT incident_id FROM thread_ids WHERE message_id = ?`), strings.ToLower(ref)).Scan(&id)
+		err := s.queryRow(ctx, tx, `SELECT incident_id FROM thread_ids WHERE message_id = ?`, strings.ToLower(ref)).Scan(&id)
 		if err == nil {
 			byRef = id
 			break
@@ -313,13 +313,13 @@ func (s *Store) thread(ctx context.Context, tx *sql.Tx, f *Filing) (int64, strin
 	if f.Ticket != "" {
 		var id int64
 		var requester string
-		err := tx.QueryRowContext(ctx, s.q(`SELECT id, requester FROM incidents WHERE ticket = ?`), f.Ticket).Scan(&id, &requester)
+		err := s.queryRow(ctx, tx, `SELECT id, requester FROM incidents WHERE ticket = ?`, f.Ticket).Scan(&id, &requester)
 		if err == nil {
 			if f.Trusted || byRef == id || strings.EqualFold(requester, f.Sender) {
 				return id, "threaded by ticket tag", nil
 			}
 			var n int
-			if err := tx.QueryRowContext(ctx, s.q(`SELECT COUNT(*) FROM reports WHERE incident_id = ? AND sender = ?`), id, f.Sender).Scan(&n); err != nil {
+			if err := s.queryRow(ctx, tx, `SELECT COUNT(*) FROM reports WHERE incident_id = ? AND sender = ?`, id, f.Sender).Scan(&n); err != nil {
 				return 0, "", err
 			}
 			if n > 0 {
@@ -346,8 +346,8 @@ func (s *Store) thread(ctx context.Context, tx *sql.Tx, f *Filing) (int64, strin
 func (s *Store) newIncident(ctx context.Context, tx *sql.Tx, f *Filing, now time.Time) (int64, string, error) {
 	provisional := fmt.Sprintf("pending:%d", f.SpoolID)
 	var id int64
-	err := tx.QueryRowContext(ctx, s.q(`INSERT INTO incidents (ticket, status, taxonomy, type, subject, requester, tlp, created_at, updated_at)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id`),
+	err := s.queryRow(ctx, tx, `INSERT INTO incidents (ticket, status, taxonomy, type, subject, requester, tlp, created_at, updated_at)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id`,
 		provisional, StatusNew, f.Taxonomy, f.Type, truncate(f.Subject, 1000), f.Sender, f.TLP, micros(now), micros(now)).Scan(&id)
 	return id, provisional, err
 }
@@ -361,17 +361,17 @@ func (s *Store) assignTickets(ctx context.Context, tx *sql.Tx, incidentIDs []int
 		return nil, nil
 	}
 	year := now.UTC().Year()
-	if _, err := tx.ExecContext(ctx, s.q(`INSERT INTO ticket_counters (year, last) VALUES (?, 0) ON CONFLICT (year) DO NOTHING`), year); err != nil {
+	if _, err := s.exec(ctx, tx, `INSERT INTO ticket_counters (year, last) VALUES (?, 0) ON CONFLICT (year) DO NOTHING`, year); err != nil {
 		return nil, err
 	}
 	var last int
-	if err := tx.QueryRowContext(ctx, s.q(`UPDATE ticket_counters SET last = last + ? WHERE year = ? RETURNING last`), len(incidentIDs), year).Scan(&last); err != nil {
+	if err := s.queryRow(ctx, tx, `UPDATE ticket_counters SET last = last + ? WHERE year = ? RETURNING last`, len(incidentIDs), year).Scan(&last); err != nil {
 		return nil, err
 	}
 	out := make(map[int64]string, len(incidentIDs))
 	for i, id := range incidentIDs {
 		ticket := fmt.Sprintf("%s#%d-%06d", s.prefix, year, last-len(incidentIDs)+1+i)
-		if _, err := tx.ExecContext(ctx, s.q(`UPDATE incidents SET ticket = ? WHERE id = ?`), ticket, id); err != nil {
+		if _, err := s.exec(ctx, tx, `UPDATE incidents SET ticket = ? WHERE id = ?`, ticket, id); err != nil {
 			return nil, err
 		}
 		out[id] = ticket
@@ -392,7 +392,20 @@ func truncate(s string, n int) string {
 // insertIndicators writes a report's indicators in multi-row INSERTs of up
 // to 200 rows: one statement per indicator cost a network round trip each
 // on PostgreSQL, and a report with a few hundred IPs took 100 ms to file.
+//
+// On SQLite there is no round trip to save, and one prepared single-row
+// INSERT, compiled once, costs less than compiling a new multi-row
+// statement for each report.
 func (s *Store) insertIndicators(ctx context.Context, tx *sql.Tx, reportID, incidentID int64, inds []Indicator) error {
+	if s.driver != Postgres {
+		for _, in := range inds {
+			if _, err := s.exec(ctx, tx, `INSERT INTO indicators (report_id, incident_id, kind, value) VALUES (?, ?, ?, ?)`,
+				reportID, incidentID, in.Kind, in.Value); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
 	const chunk = 200
 	for len(inds) > 0 {
 		n := min(len(inds), chunk)
@@ -415,20 +428,20 @@ func (s *Store) insertIndicators(ctx context.Context, tx *sql.Tx, reportID, inci
 }
 
 func (s *Store) threadID(ctx context.Context, tx *sql.Tx, mid string, incidentID int64) error {
-	_, err := tx.ExecContext(ctx, s.q(`INSERT INTO thread_ids (message_id, incident_id) VALUES (?, ?) ON CONFLICT (message_id) DO NOTHING`),
+	_, err := s.exec(ctx, tx, `INSERT INTO thread_ids (message_id, incident_id) VALUES (?, ?) ON CONFLICT (message_id) DO NOTHING`,
 		strings.ToLower(mid), incidentID)
 	return err
 }
 
 func (s *Store) event(ctx context.Context, tx *sql.Tx, incidentID int64, kind, detail string) error {
-	_, err := tx.ExecContext(ctx, s.q(`INSERT INTO events (incident_id, at, kind, detail) VALUES (?, ?, ?, ?)`),
+	_, err := s.exec(ctx, tx, `INSERT INTO events (incident_id, at, kind, detail) VALUES (?, ?, ?, ?)`,
 		incidentID, micros(s.now()), kind, detail)
 	return err
 }
 
 func (s *Store) ticketOf(ctx context.Context, tx *sql.Tx, incidentID int64) (string, error) {
 	var t string
-	err := tx.QueryRowContext(ctx, s.q(`SELECT ticket FROM incidents WHERE id = ?`), incidentID).Scan(&t)
+	err := s.queryRow(ctx, tx, `SELECT ticket FROM incidents WHERE id = ?`, incidentID).Scan(&t)
 	return t, err
 }
 
@@ -445,14 +458,14 @@ func (s *Store) ImportIncident(ctx context.Context, ticket, subject, requester s
 		return fmt.Errorf("store: bad ticket %q", ticket)
 	}
 	return s.tx(ctx, func(tx *sql.Tx) error {
-		if _, err := tx.ExecContext(ctx, s.q(`INSERT INTO ticket_counters (year, last) VALUES (?, 0) ON CONFLICT (year) DO NOTHING`), year); err != nil {
+		if _, err := s.exec(ctx, tx, `INSERT INTO ticket_counters (year, last) VALUES (?, 0) ON CONFLICT (year) DO NOTHING`, year); err != nil {
 			return err
 		}
-		if _, err := tx.ExecContext(ctx, s.q(`UPDATE ticket_counters SET last = ? WHERE year = ? AND last < ?`), seq, year, seq); err != nil {
+		if _, err := s.exec(ctx, tx, `UPDATE ticket_counters SET last = ? WHERE year = ? AND last < ?`, seq, year, seq); err != nil {
 			return err
 		}
 		var id int64
-		if err := tx.QueryRowContext(ctx, s.q(`INSERT INTO incidents (ticket, status, subject, requester, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?) RETURNING id`),
+		if err := s.queryRow(ctx, tx, `INSERT INTO incidents (ticket, status, subject, requester, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?) RETURNING id`,
 			ticket, StatusOpen, subject, strings.ToLower(requester), micros(created), micros(created)).Scan(&id); err != nil {
 			return err
 		}
@@ -640,25 +653,25 @@ func (s *Store) GetIncident(ctx context.Context, ticket string) (*IncidentDetail
 func (s *Store) SetStatus(ctx context.Context, ticket, status, assignee, actor string) error {
 	return s.tx(ctx, func(tx *sql.Tx) error {
 		var id int64
-		if err := tx.QueryRowContext(ctx, s.q(`SELECT id FROM incidents WHERE ticket = ?`), ticket).Scan(&id); err != nil {
+		if err := s.queryRow(ctx, tx, `SELECT id FROM incidents WHERE ticket = ?`, ticket).Scan(&id); err != nil {
 			if errors.Is(err, sql.ErrNoRows) {
 				return ErrNotFound
 			}
 			return err
 		}
 		if status != "" {
-			if _, err := tx.ExecContext(ctx, s.q(`UPDATE incidents SET status = ?, updated_at = ? WHERE id = ?`), status, micros(s.now()), id); err != nil {
+			if _, err := s.exec(ctx, tx, `UPDATE incidents SET status = ?, updated_at = ? WHERE id = ?`, status, micros(s.now()), id); err != nil {
 				return err
 			}
-			if _, err := tx.ExecContext(ctx, s.q(`INSERT INTO events (incident_id, at, kind, actor, detail) VALUES (?, ?, 'status', ?, ?)`), id, micros(s.now()), actor, status); err != nil {
+			if _, err := s.exec(ctx, tx, `INSERT INTO events (incident_id, at, kind, actor, detail) VALUES (?, ?, 'status', ?, ?)`, id, micros(s.now()), actor, status); err != nil {
 				return err
 			}
 		}
 		if assignee != "" {
-			if _, err := tx.ExecContext(ctx, s.q(`UPDATE incidents SET assignee = ?, updated_at = ? WHERE id = ?`), assignee, micros(s.now()), id); err != nil {
+			if _, err := s.exec(ctx, tx, `UPDATE incidents SET assignee = ?, updated_at = ? WHERE id = ?`, assignee, micros(s.now()), id); err != nil {
 				return err
 			}
-			if _, err := tx.ExecContext(ctx, s.q(`INSERT INTO events (incident_id, at, kind, actor, detail) VALUES (?, ?, 'assignee', ?, ?)`), id, micros(s.now()), actor, assignee); err != nil {
+			if _, err := s.exec(ctx, tx, `INSERT INTO events (incident_id, at, kind, actor, detail) VALUES (?, ?, 'assignee', ?, ?)`, id, micros(s.now()), actor, assignee); err != nil {
 				return err
 			}
 		}

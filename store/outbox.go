@@ -77,9 +77,9 @@ func (s *Store) ClaimOutbox(ctx context.Context, n int, lease time.Duration) ([]
 	// PostgreSQL's WAL flush up to this commit) covers every one of them
 	// before any acknowledgement naming their tickets leaves.
 	err := s.tx(ctx, func(tx *sql.Tx) error {
-		rows, err := tx.QueryContext(ctx, s.q(`UPDATE outbox SET state = ?, lease_until = ?, attempts = attempts + 1, updated_at = ?
+		rows, err := s.query(ctx, tx, `UPDATE outbox SET state = ?, lease_until = ?, attempts = attempts + 1, updated_at = ?
 			WHERE id IN (SELECT id FROM outbox WHERE (state = ? AND not_before <= ?) OR (state = ? AND lease_until <= ?) ORDER BY id LIMIT ?`+skip+`)
-			RETURNING `+outboxCols),
+			RETURNING `+outboxCols,
 			OutboxSending, now+lease.Microseconds(), now, OutboxPending, now, OutboxSending, now, n)
 		if err != nil {
 			return err

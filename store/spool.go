@@ -128,8 +128,8 @@ func (s *Store) spoolTx(ctx context.Context, tx *sql.Tx, m *Message, now time.Ti
 	raw := nonNilBytes(m.Raw)
 	rcpt := prepareSpool(m, now)
 	var id int64
-	err := tx.QueryRowContext(ctx, s.q(`INSERT INTO spool (sha256, channel, mail_from, rcpt_to, peer, received_at, size, raw)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?) RETURNING id`),
+	err := s.queryRow(ctx, tx, `INSERT INTO spool (sha256, channel, mail_from, rcpt_to, peer, received_at, size, raw)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?) RETURNING id`,
 		m.SHA256, m.Channel, m.MailFrom, rcpt, m.Peer, micros(m.ReceivedAt), m.Size, raw).Scan(&id)
 	if err != nil {
 		return 0, fmt.Errorf("%w: spool insert: %v", ErrUnavailable, err)
@@ -139,7 +139,7 @@ func (s *Store) spoolTx(ctx context.Context, tx *sql.Tx, m *Message, now time.Ti
 			return 0, err
 		}
 	}
-	if _, err := tx.ExecContext(ctx, s.q(`INSERT INTO queue (spool_id, state, not_before, updated_at) VALUES (?, ?, ?, ?)`),
+	if _, err := s.exec(ctx, tx, `INSERT INTO queue (spool_id, state, not_before, updated_at) VALUES (?, ?, ?, ?)`,
 		id, StateReady, micros(now), micros(now)); err != nil {
 		return 0, fmt.Errorf("%w: queue insert: %v", ErrUnavailable, err)
 	}
@@ -161,7 +161,7 @@ func (s *Store) spoolChunks(ctx context.Context, tx *sql.Tx, id int64, m *Messag
 		if n > 0 {
 			h.Write(buf[:n])
 			size += int64(n)
-			if _, err := tx.ExecContext(ctx, s.q(`INSERT INTO spool_chunks (spool_id, seq, data) VALUES (?, ?, ?)`), id, seq, buf[:n]); err != nil {
+			if _, err := s.exec(ctx, tx, `INSERT INTO spool_chunks (spool_id, seq, data) VALUES (?, ?, ?)`, id, seq, buf[:n]); err != nil {
 				return fmt.Errorf("%w: spool chunk: %v", ErrUnavailable, err)
 			}
 		}
@@ -173,7 +173,7 @@ func (s *Store) spoolChunks(ctx context.Context, tx *sql.Tx, id int64, m *Messag
 		}
 	}
 	m.SHA256, m.Size = hex.EncodeToString(h.Sum(nil)), size
-	_, err := tx.ExecContext(ctx, s.q(`UPDATE spool SET sha256 = ?, size = ? WHERE id = ?`), m.SHA256, size, id)
+	_, err := s.exec(ctx, tx, `UPDATE spool SET sha256 = ?, size = ? WHERE id = ?`, m.SHA256, size, id)
 	return err
 }
 
@@ -239,11 +239,11 @@ func (s *Store) Claim(ctx context.Context, worker string, n int, lease time.Dura
 	}
 	var out []Claim
 	err := s.lazyTx(ctx, func(tx *sql.Tx) error {
-		rows, err := tx.QueryContext(ctx, s.q(`UPDATE queue SET state = ?, lease_until = ?, worker = ?, attempts = attempts + 1, updated_at = ?
+		rows, err := s.query(ctx, tx, `UPDATE queue SET state = ?, lease_until = ?, worker = ?, attempts = attempts + 1, updated_at = ?
 			WHERE spool_id IN (SELECT spool_id FROM queue
 				WHERE (state = ? AND not_before <= ?) OR (state = ? AND lease_until <= ?)
 				ORDER BY spool_id LIMIT ?`+skip+`)
-			RETURNING spool_id, attempts`),
+			RETURNING spool_id, attempts`,
 			StateClaimed, now+lease.Microseconds(), worker, now, StateReady, now, StateClaimed, now, n)
 		if err != nil {
 			return err
@@ -265,7 +265,7 @@ func (s *Store) Claim(ctx context.Context, worker string, n int, lease time.Dura
 			return err
 		}
 		for _, id := range over {
-			if _, err := tx.ExecContext(ctx, s.q(`UPDATE queue SET state = ?, reason = ?, last_error = ?, updated_at = ? WHERE spool_id = ?`),
+			if _, err := s.exec(ctx, tx, `UPDATE queue SET state = ?, reason = ?, last_error = ?, updated_at = ? WHERE spool_id = ?`,
 				StateQuarantined, "crashed", "the worker stopped while processing it on every attempt", now, id); err != nil {
 				return err
 			}
@@ -285,7 +285,7 @@ func (s *Store) Fail(ctx context.Context, spoolID int64, reason, detail string, 
 	now := s.now()
 	err = s.tx(ctx, func(tx *sql.Tx) error {
 		var attempts int
-		if err := tx.QueryRowContext(ctx, s.q(`SELECT attempts FROM queue WHERE spool_id = ?`), spoolID).Scan(&attempts); err != nil {
+		if err := s.queryRow(ctx, tx, `SELECT attempts FROM queue WHERE spool_id = ?`, spoolID).Scan(&attempts); err != nil {
 			return err
 		}
 		state := StateReady
@@ -294,7 +294,7 @@ func (s *Store) Fail(ctx context.Context, spoolID int64, reason, detail string, 
 			quarantined = true
 		}
 		backoff := time.Duration(1<<min(attempts, 10)) * time.Second
-		_, err := tx.ExecContext(ctx, s.q(`UPDATE queue SET state = ?, reason = ?, last_error = ?, not_before = ?, lease_until = 0, updated_at = ? WHERE spool_id = ?`),
+		_, err := s.exec(ctx, tx, `UPDATE queue SET state = ?, reason = ?, last_error = ?, not_before = ?, lease_until = 0, updated_at = ? WHERE spool_id = ?`,
 			state, reason, detail, micros(now.Add(backoff)), micros(now), spoolID)
 		return err
 	})

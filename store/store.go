@@ -50,6 +50,7 @@ type Store struct {
 	prefix string
 	dsn    string
 	gate   *writeGate // SQLite only
+	stmts  stmtCache
 }
 
 // Open connects, applies pending migrations and returns the store. An
@@ -120,7 +121,10 @@ func oneLine(err error) string {
 }
 
 // Close closes the database.
-func (s *Store) Close() error { return s.db.Close() }
+func (s *Store) Close() error {
+	s.closeStmts()
+	return s.db.Close()
+}
 
 // Driver returns the driver name.
 func (s *Store) Driver() string { return s.driver }
@@ -295,6 +299,7 @@ func (s *Store) lazyTx(ctx context.Context, fn func(*sql.Tx) error) error {
 	}
 	s.gate.enter(false)
 	defer s.gate.leave()
+	s.prepareWanted(ctx)
 	conn, err := s.db.Conn(ctx)
 	if err != nil {
 		return fmt.Errorf("%w: %v", ErrUnavailable, err)
@@ -333,6 +338,7 @@ func (s *Store) txPriority(ctx context.Context, high bool, fn func(*sql.Tx) erro
 	if s.gate != nil {
 		s.gate.enter(high)
 		defer s.gate.leave()
+		s.prepareWanted(ctx)
 	}
 	tx, err := s.db.BeginTx(ctx, nil)
 	if err != nil {
