@@ -20,7 +20,7 @@ type IMAPState struct {
 func (s *Store) GetIMAPState(ctx context.Context, key string) (IMAPState, error) {
 	var st IMAPState
 	var v, u int64
-	err := s.db.QueryRowContext(ctx, s.q(`SELECT uidvalidity, last_uid FROM imap_state WHERE mailbox_key = ?`), key).Scan(&v, &u)
+	err := s.rdb.QueryRowContext(ctx, s.q(`SELECT uidvalidity, last_uid FROM imap_state WHERE mailbox_key = ?`), key).Scan(&v, &u)
 	if errors.Is(err, sql.ErrNoRows) {
 		return st, nil
 	}

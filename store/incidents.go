@@ -538,7 +538,7 @@ func (s *Store) ListIncidents(ctx context.Context, f Filter) ([]Incident, error)
 	}
 	q += " ORDER BY i.created_at DESC, i.id DESC LIMIT ? OFFSET ?"
 	args = append(args, f.Limit, f.Offset)
-	rows, err := s.db.QueryContext(ctx, s.q(q), args...)
+	rows, err := s.rdb.QueryContext(ctx, s.q(q), args...)
 	if err != nil {
 		return nil, err
 	}
@@ -593,7 +593,7 @@ func (s *Store) GetIncident(ctx context.Context, ticket string) (*IncidentDetail
 		return nil, ErrNotFound
 	}
 	d := &IncidentDetail{Incident: list[0], ReportList: []Report{}, Events: []Event{}, Outbox: []OutboxEntry{}}
-	rows, err := s.db.QueryContext(ctx, s.q(`SELECT id, spool_id, message_id, sender, created_at, report_json FROM reports WHERE incident_id = ? ORDER BY id`), d.ID)
+	rows, err := s.rdb.QueryContext(ctx, s.q(`SELECT id, spool_id, message_id, sender, created_at, report_json FROM reports WHERE incident_id = ? ORDER BY id`), d.ID)
 	if err != nil {
 		return nil, err
 	}
@@ -612,7 +612,7 @@ func (s *Store) GetIncident(ctx context.Context, ticket string) (*IncidentDetail
 		return nil, err
 	}
 	for i := range d.ReportList {
-		irows, err := s.db.QueryContext(ctx, s.q(`SELECT kind, value FROM indicators WHERE report_id = ? ORDER BY id`), d.ReportList[i].ID)
+		irows, err := s.rdb.QueryContext(ctx, s.q(`SELECT kind, value FROM indicators WHERE report_id = ? ORDER BY id`), d.ReportList[i].ID)
 		if err != nil {
 			return nil, err
 		}
@@ -628,7 +628,7 @@ func (s *Store) GetIncident(ctx context.Context, ticket string) (*IncidentDetail
 			return nil, err
 		}
 	}
-	erows, err := s.db.QueryContext(ctx, s.q(`SELECT at, kind, actor, detail FROM events WHERE incident_id = ? ORDER BY id`), d.ID)
+	erows, err := s.rdb.QueryContext(ctx, s.q(`SELECT at, kind, actor, detail FROM events WHERE incident_id = ? ORDER BY id`), d.ID)
 	if err != nil {
 		return nil, err
 	}
@@ -682,7 +682,7 @@ func (s *Store) SetStatus(ctx context.Context, ticket, status, assignee, actor s
 // ReportTicket returns a report's JSON and its incident's ticket.
 func (s *Store) ReportTicket(ctx context.Context, reportID int64) (json.RawMessage, string, error) {
 	var js, ticket string
-	err := s.db.QueryRowContext(ctx, s.q(`SELECT r.report_json, i.ticket FROM reports r JOIN incidents i ON i.id = r.incident_id WHERE r.id = ?`), reportID).Scan(&js, &ticket)
+	err := s.rdb.QueryRowContext(ctx, s.q(`SELECT r.report_json, i.ticket FROM reports r JOIN incidents i ON i.id = r.incident_id WHERE r.id = ?`), reportID).Scan(&js, &ticket)
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, "", ErrNotFound
 	}
@@ -693,7 +693,7 @@ func (s *Store) ReportTicket(ctx context.Context, reportID int64) (json.RawMessa
 // message staff can download.
 func (s *Store) ReportSpool(ctx context.Context, reportID int64) (int64, error) {
 	var id int64
-	err := s.db.QueryRowContext(ctx, s.q(`SELECT spool_id FROM reports WHERE id = ?`), reportID).Scan(&id)
+	err := s.rdb.QueryRowContext(ctx, s.q(`SELECT spool_id FROM reports WHERE id = ?`), reportID).Scan(&id)
 	if errors.Is(err, sql.ErrNoRows) {
 		return 0, ErrNotFound
 	}

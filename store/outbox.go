@@ -57,7 +57,7 @@ func scanOutbox(rows *sql.Rows) ([]OutboxEntry, error) {
 }
 
 func (s *Store) outboxOf(ctx context.Context, incidentID int64) ([]OutboxEntry, error) {
-	rows, err := s.db.QueryContext(ctx, s.q(`SELECT `+outboxCols+` FROM outbox WHERE incident_id = ? ORDER BY id`), incidentID)
+	rows, err := s.rdb.QueryContext(ctx, s.q(`SELECT `+outboxCols+` FROM outbox WHERE incident_id = ? ORDER BY id`), incidentID)
 	if err != nil {
 		return nil, err
 	}
@@ -139,14 +139,14 @@ func (s *Store) MarkOutboxSkipped(ctx context.Context, id int64, reason string) 
 // count every row of the last hour.
 func (s *Store) RecentTo(ctx context.Context, recipient string, since time.Time, except int64, upTo int) (int, error) {
 	var n int
-	err := s.db.QueryRowContext(ctx, s.q(`SELECT COUNT(*) FROM (SELECT 1 FROM outbox WHERE recipient = ? AND created_at >= ? AND state IN (?, ?) AND id <> ? LIMIT ?) AS recent`),
+	err := s.rdb.QueryRowContext(ctx, s.q(`SELECT COUNT(*) FROM (SELECT 1 FROM outbox WHERE recipient = ? AND created_at >= ? AND state IN (?, ?) AND id <> ? LIMIT ?) AS recent`),
 		recipient, micros(since), OutboxSent, OutboxSending, except, upTo).Scan(&n)
 	return n, err
 }
 
 // OutboxCounts returns outbox rows per state.
 func (s *Store) OutboxCounts(ctx context.Context) (map[string]int, error) {
-	rows, err := s.db.QueryContext(ctx, `SELECT state, COUNT(*) FROM outbox GROUP BY state`)
+	rows, err := s.rdb.QueryContext(ctx, `SELECT state, COUNT(*) FROM outbox GROUP BY state`)
 	if err != nil {
 		return nil, err
 	}

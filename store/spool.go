@@ -189,7 +189,7 @@ func (s *Store) GetMessage(ctx context.Context, id int64) (*Message, error) {
 	var m Message
 	var rcpt string
 	var at int64
-	err := s.db.QueryRowContext(ctx, s.q(`SELECT id, sha256, channel, mail_from, rcpt_to, peer, received_at, size, raw FROM spool WHERE id = ?`), id).
+	err := s.rdb.QueryRowContext(ctx, s.q(`SELECT id, sha256, channel, mail_from, rcpt_to, peer, received_at, size, raw FROM spool WHERE id = ?`), id).
 		Scan(&m.ID, &m.SHA256, &m.Channel, &m.MailFrom, &rcpt, &m.Peer, &at, &m.Size, &m.Raw)
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, ErrNotFound
@@ -201,7 +201,7 @@ func (s *Store) GetMessage(ctx context.Context, id int64) (*Message, error) {
 	m.ReceivedAt = fromMicros(at)
 	if len(m.Raw) == 0 && m.Size > 0 {
 		// A chunked message: the pipeline needs it whole to parse it.
-		rows, err := s.db.QueryContext(ctx, s.q(`SELECT data FROM spool_chunks WHERE spool_id = ? ORDER BY seq`), id)
+		rows, err := s.rdb.QueryContext(ctx, s.q(`SELECT data FROM spool_chunks WHERE spool_id = ? ORDER BY seq`), id)
 		if err != nil {
 			return nil, err
 		}
@@ -316,7 +316,7 @@ type QueueItem struct {
 
 // ListQueue lists queue rows in a state ("" for all), oldest first.
 func (s *Store) ListQueue(ctx context.Context, state string, limit int) ([]QueueItem, error) {
-	rows, err := s.db.QueryContext(ctx, s.q(`SELECT q.spool_id, q.state, q.attempts, q.reason, q.last_error, q.outcome, s.received_at, s.channel, s.size
+	rows, err := s.rdb.QueryContext(ctx, s.q(`SELECT q.spool_id, q.state, q.attempts, q.reason, q.last_error, q.outcome, s.received_at, s.channel, s.size
 		FROM queue q JOIN spool s ON s.id = q.spool_id WHERE (? = '' OR q.state = ?) ORDER BY q.spool_id LIMIT ?`), state, state, limit)
 	if err != nil {
 		return nil, err
@@ -337,7 +337,7 @@ func (s *Store) ListQueue(ctx context.Context, state string, limit int) ([]Queue
 
 // QueueCounts returns the number of queue rows per state.
 func (s *Store) QueueCounts(ctx context.Context) (map[string]int, error) {
-	rows, err := s.db.QueryContext(ctx, `SELECT state, COUNT(*) FROM queue GROUP BY state`)
+	rows, err := s.rdb.QueryContext(ctx, `SELECT state, COUNT(*) FROM queue GROUP BY state`)
 	if err != nil {
 		return nil, err
 	}

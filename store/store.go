@@ -51,6 +51,7 @@ type Store struct {
 	dsn    string
 	gate   *writeGate // SQLite only
 	stmts  stmtCache
+	rdb    *sql.DB // readers: SQLite's own pool, PostgreSQL's db
 }
 
 // Open connects, applies pending migrations and returns the store. An
@@ -102,6 +103,21 @@ func Open(ctx context.Context, driver, dsn string, opt Options) (*Store, error) 
 		_ = s.db.Close()
 		return nil, err
 	}
+	s.rdb = s.db
+	if driver == SQLite {
+		// Readers of their own: in WAL mode reading does not wait for the
+		// writer, so loading a claimed message or counting an address's
+		// acknowledgements no longer queues behind spool commits and
+		// filings on the one writing connection. query_only makes a write
+		// sent here by mistake an error instead of a second writer.
+		s.rdb, err = sql.Open("sqlite", "file:"+strings.TrimPrefix(dsn, "file:")+
+			"?_pragma=busy_timeout(10000)&_pragma=foreign_keys(1)&_pragma=temp_store(MEMORY)&_pragma=query_only(1)")
+		if err != nil {
+			_ = s.db.Close()
+			return nil, fmt.Errorf("%w: %v", ErrUnavailable, err)
+		}
+		s.rdb.SetMaxOpenConns(2)
+	}
 	return s, nil
 }
 
@@ -123,6 +139,9 @@ func oneLine(err error) string {
 // Close closes the database.
 func (s *Store) Close() error {
 	s.closeStmts()
+	if s.rdb != s.db {
+		_ = s.rdb.Close()
+	}
 	return s.db.Close()
 }
 
