@@ -1,6 +1,7 @@
 package parse
 
 import (
+	"bufio"
 	"bytes"
 	"encoding/base64"
 	"io"
@@ -81,30 +82,81 @@ func parseHeader(b []byte, maxBytes int, warn func(string)) header {
 		b = b[:maxBytes]
 	}
 	var h header
-	lines := strings.Split(strings.ReplaceAll(string(b), "\r\n", "\n"), "\n")
-	for _, line := range lines {
+	skipping := false // the last field line was skipped: so are its continuations
+	for _, line := range strings.Split(string(b), "\n") {
+		line = strings.TrimSuffix(line, "\r")
 		if line == "" {
 			continue
 		}
-		if (line[0] == ' ' || line[0] == '\t') && len(h) > 0 {
-			h[len(h)-1].Value += " " + strings.TrimSpace(line)
+		if (line[0] == ' ' || line[0] == '\t') && (len(h) > 0 || skipping) {
+			if skipping {
+				continue
+			}
+			// unfolded as go-message does: trimmed pieces, one space
+			// between, blank continuation lines dropped
+			if t := strings.Trim(line, " \t"); t != "" {
+				if f := &h[len(h)-1]; f.Value == "" {
+					f.Value = t
+				} else {
+					f.Value += " " + t
+				}
+			}
 			continue
 		}
 		i := strings.IndexByte(line, ':')
 		if i <= 0 || strings.ContainsAny(line[:i], " \t") {
+			skipping = true
 			if strings.HasPrefix(line, "From ") && len(h) == 0 {
 				continue // mbox separator
 			}
 			warn("malformed header line skipped: " + clip(line, 60))
 			continue
 		}
+		skipping = false
 		if len(h) >= 2000 {
 			warn("too many header fields; the rest ignored")
 			break
 		}
-		h = append(h, field{Name: line[:i], Value: strings.TrimSpace(line[i+1:])})
+		h = append(h, field{Name: line[:i], Value: strings.Trim(line[i+1:], " \t")})
 	}
 	return h
+}
+
+// readHeader reads a message's header block with go-message's
+// textproto.ReadHeader and, when that refuses it (a line without a colon,
+// a field name with spaces or 8-bit bytes, an mbox "From " line, a header
+// over the limit), with parseHeader, which keeps the fields around the
+// damage and says what it skipped. Both unfold a field by trimming each
+// line and joining them with one space.
+func (p *parser) readHeader(hb []byte, warn func(string)) header {
+	if h, ok := headerStrict(hb, p.opt.Limits.MaxHeaderBytes); ok {
+		return h
+	}
+	return parseHeader(hb, p.opt.Limits.MaxHeaderBytes, warn)
+}
+
+// headerStrict is readHeader with go-message alone; ok is false when it
+// refuses the block or the block is over the limits.
+func headerStrict(hb []byte, maxBytes int) (h header, ok bool) {
+	if len(hb) > maxBytes {
+		return nil, false
+	}
+	defer func() {
+		if recover() != nil { // a reader bug must not cost the report
+			h, ok = nil, false
+		}
+	}()
+	th, err := textproto.ReadHeader(bufio.NewReaderSize(bytes.NewReader(hb), 4096))
+	if err != nil && err != io.EOF { // EOF: hb is the block without its blank line
+		return nil, false
+	}
+	for f := th.Fields(); f.Next(); {
+		if len(h) >= 2000 {
+			return nil, false
+		}
+		h = append(h, field{Name: f.Key(), Value: f.Value()})
+	}
+	return h, true
 }
 
 func clip(s string, n int) string {
@@ -365,6 +417,7 @@ func HeaderValue(hdr []byte, name string) string {
 		collecting bool // the last valid field is the one asked for
 		fields     int
 		folded     bool
+		skipped    bool // a malformed line was met
 	)
 	for rest := hdr; len(rest) > 0; {
 		var line []byte
@@ -379,18 +432,24 @@ func HeaderValue(hdr []byte, name string) string {
 		if len(line) == 0 {
 			continue
 		}
-		if (line[0] == ' ' || line[0] == '\t') && fields > 0 {
-			if collecting {
+		if (line[0] == ' ' || line[0] == '\t') && (fields > 0 || skipped) {
+			if t := bytes.Trim(line, " \t"); collecting && len(t) > 0 {
 				if !folded {
 					value, folded = append(value[:0], first...), true
 				}
-				value = append(append(value, ' '), bytes.TrimSpace(line)...)
+				if len(value) > 0 {
+					value = append(value, ' ')
+				}
+				value = append(value, t...)
 			}
 			continue
 		}
 		i := bytes.IndexByte(line, ':')
 		if i <= 0 || bytes.ContainsAny(line[:i], " \t") {
-			continue // a malformed line (or an mbox "From "): skipped, as parseHeader does
+			// a malformed line (or an mbox "From "): skipped with its
+			// continuations, as parseHeader does
+			collecting, skipped = false, true
+			continue
 		}
 		if fields >= 2000 {
 			break
@@ -402,7 +461,7 @@ func HeaderValue(hdr []byte, name string) string {
 		}
 		if strings.EqualFold(string(line[:i]), name) {
 			found, collecting = true, true
-			first = string(bytes.TrimSpace(line[i+1:]))
+			first = string(bytes.Trim(line[i+1:], " \t"))
 		}
 	}
 	if folded {

@@ -136,7 +136,7 @@ func (p *parser) message(raw []byte, depth int) (*Report, *msgState) {
 	st := &msgState{rep: rep}
 	warn := func(s string) { rep.Warnings = append(rep.Warnings, s) }
 	hb, body := splitMessage(raw)
-	st.hdr = parseHeader(hb, p.opt.Limits.MaxHeaderBytes, warn)
+	st.hdr = p.readHeader(hb, warn)
 	h := st.hdr
 	rep.MessageID = normalizeMsgID(h.Get("Message-ID"))
 	rep.Subject = clip(strings.TrimSpace(decodeHeader(h.Get("Subject"))), 2000)
