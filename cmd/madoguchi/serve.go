@@ -59,24 +59,55 @@ func (e *env) quietLog() *slog.Logger {
 	return slog.New(slog.NewTextHandler(io.Discard, nil))
 }
 
-// queueCollector exports queue and outbox depths at scrape time.
-type queueCollector struct{ s *store.Store }
+// queueCollector exports queue and outbox depths, read from the store at
+// scrape time but at most once per countsMaxAge: each read counts whole
+// tables, and a load tool scraping several times a second spent a fifth
+// of the daemon's CPU on it.
+type queueCollector struct {
+	s *store.Store
+
+	mu     sync.Mutex
+	at     time.Time
+	queue  map[string]int
+	outbox map[string]int
+}
+
+// countsMaxAge is how old the queue and outbox gauges may be.
+const countsMaxAge = 5 * time.Second
+
+// counts returns the queue and outbox rows per state, from the store when
+// the last read is older than countsMaxAge (nil maps when it fails).
+func (c *queueCollector) counts() (queue, outbox map[string]int) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if time.Since(c.at) < countsMaxAge {
+		return c.queue, c.outbox
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	q, qerr := c.s.QueueCounts(ctx)
+	o, oerr := c.s.OutboxCounts(ctx)
+	if qerr != nil || oerr != nil {
+		return q, o // not cached: the next scrape tries again
+	}
+	c.at, c.queue, c.outbox = time.Now(), q, o
+	return q, o
+}
 
 var (
 	queueDesc  = prometheus.NewDesc("madoguchi_queue_messages", "Work queue rows by state (ready, claimed, done, quarantined).", []string{"state"}, nil)
 	outboxDesc = prometheus.NewDesc("madoguchi_outbox_messages", "Outbox rows by state (pending, sending, sent, dead).", []string{"state"}, nil)
 )
 
-func (c queueCollector) Describe(ch chan<- *prometheus.Desc) { ch <- queueDesc; ch <- outboxDesc }
-func (c queueCollector) Collect(ch chan<- prometheus.Metric) {
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-	defer cancel()
-	if q, err := c.s.QueueCounts(ctx); err == nil {
+func (c *queueCollector) Describe(ch chan<- *prometheus.Desc) { ch <- queueDesc; ch <- outboxDesc }
+func (c *queueCollector) Collect(ch chan<- prometheus.Metric) {
+	q, o := c.counts()
+	if q != nil {
 		for _, st := range []string{store.StateReady, store.StateClaimed, store.StateDone, store.StateQuarantined} {
 			ch <- prometheus.MustNewConstMetric(queueDesc, prometheus.GaugeValue, float64(q[st]), st)
 		}
 	}
-	if o, err := c.s.OutboxCounts(ctx); err == nil {
+	if o != nil {
 		for _, st := range []string{store.OutboxPending, store.OutboxSending, store.OutboxSent, store.OutboxDead, store.OutboxSkipped} {
 			ch <- prometheus.MustNewConstMetric(outboxDesc, prometheus.GaugeValue, float64(o[st]), st)
 		}
@@ -96,7 +127,7 @@ func (e *env) cmdServe(ctx context.Context, args []string) error {
 	}
 	defer s.Close()
 	reg := prometheus.DefaultRegisterer
-	if err := reg.Register(queueCollector{s}); err != nil {
+	if err := reg.Register(&queueCollector{s: s}); err != nil {
 		return runErr("metrics: %v", err)
 	}
 	var ready atomic.Bool
