@@ -146,8 +146,17 @@ func headerStrict(hb []byte, maxBytes int) (h header, ok bool) {
 			h, ok = nil, false
 		}
 	}()
-	th, err := textproto.ReadHeader(bufio.NewReaderSize(bytes.NewReader(hb), 4096))
-	if err != nil && err != io.EOF { // EOF: hb is the block without its blank line
+	// The block as go-message expects it: every line ended, then the blank
+	// line. (Without them it can drop an unended last line: at EOF right
+	// after a line that filled its read buffer, found by FuzzHeaderStrict.)
+	block := make([]byte, 0, len(hb)+4)
+	block = append(block, hb...)
+	if len(block) > 0 && block[len(block)-1] != '\n' {
+		block = append(block, '\r', '\n')
+	}
+	block = append(block, '\r', '\n')
+	th, err := textproto.ReadHeader(bufio.NewReaderSize(bytes.NewReader(block), 4096))
+	if err != nil {
 		return nil, false
 	}
 	for f := th.Fields(); f.Next(); {
