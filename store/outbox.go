@@ -95,15 +95,27 @@ func (s *Store) ClaimOutbox(ctx context.Context, n int, lease time.Duration) ([]
 
 // MarkSent records a delivered outbox row.
 //
-// Marks commit without waiting for the disk (lazyTx), like filings: a
-// process that is killed loses nothing committed, and a power loss that
-// takes a mark leaves the row "sending" until its lease ends, when it is
-// sent once more with the same Message-ID: the bound a kill between the
-// relay's 250 and the mark already has. A durable commit per mark held
-// SQLite's one connection for an fsync per acknowledgement.
+// On SQLite marks commit without waiting for the disk (lazyTx), like
+// filings: a process that is killed loses nothing committed, and a power
+// loss that takes a mark leaves the row "sending" until its lease ends,
+// when it is sent once more with the same Message-ID: the bound a kill
+// between the relay's 250 and the mark already has. A durable commit per
+// mark held SQLite's one connection for an fsync per acknowledgement. On
+// PostgreSQL a mark stays one autocommit statement: a transaction to
+// switch its commit to asynchronous would cost four round trips, and
+// PostgreSQL flushes concurrent commits together anyway.
 func (s *Store) MarkSent(ctx context.Context, id int64) error {
+	return s.mark(ctx, `UPDATE outbox SET state = ?, last_error = '', updated_at = ? WHERE id = ?`, OutboxSent, micros(s.now()), id)
+}
+
+// mark runs one outbox update as MarkSent says.
+func (s *Store) mark(ctx context.Context, query string, args ...any) error {
+	if s.driver == Postgres {
+		_, err := s.db.ExecContext(ctx, s.pgQuery(query), args...)
+		return err
+	}
 	return s.lazyTx(ctx, func(tx *sql.Tx) error {
-		_, err := s.exec(ctx, tx, `UPDATE outbox SET state = ?, last_error = '', updated_at = ? WHERE id = ?`, OutboxSent, micros(s.now()), id)
+		_, err := s.exec(ctx, tx, query, args...)
 		return err
 	})
 }
@@ -115,20 +127,14 @@ func (s *Store) MarkOutboxFailed(ctx context.Context, id int64, detail string, d
 		state = OutboxDead
 	}
 	now := s.now()
-	return s.lazyTx(ctx, func(tx *sql.Tx) error { // see MarkSent
-		_, err := s.exec(ctx, tx, `UPDATE outbox SET state = ?, last_error = ?, not_before = ?, lease_until = 0, updated_at = ? WHERE id = ?`,
-			state, detail, micros(now.Add(backoff)), micros(now), id)
-		return err
-	})
+	return s.mark(ctx, `UPDATE outbox SET state = ?, last_error = ?, not_before = ?, lease_until = 0, updated_at = ? WHERE id = ?`,
+		state, detail, micros(now.Add(backoff)), micros(now), id)
 }
 
 // MarkOutboxSkipped records a row that is not sent on purpose.
 func (s *Store) MarkOutboxSkipped(ctx context.Context, id int64, reason string) error {
-	return s.lazyTx(ctx, func(tx *sql.Tx) error { // see MarkSent
-		_, err := s.exec(ctx, tx, `UPDATE outbox SET state = ?, last_error = ?, lease_until = 0, updated_at = ? WHERE id = ?`,
-			OutboxSkipped, reason, micros(s.now()), id)
-		return err
-	})
+	return s.mark(ctx, `UPDATE outbox SET state = ?, last_error = ?, lease_until = 0, updated_at = ? WHERE id = ?`,
+		OutboxSkipped, reason, micros(s.now()), id)
 }
 
 // RecentTo counts the rows to recipient created since, sent or being sent,
