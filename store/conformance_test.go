@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"reflect"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -692,6 +693,55 @@ func TestRecentToCountsUpToTheLimit(t *testing.T) {
 		}
 		if n, _ := s.RecentTo(ctx, "busy@x.example", c.Now().Add(time.Minute), 0, 10); n != 0 {
 			t.Errorf("rows before since counted: %d", n)
+		}
+	})
+}
+
+// TestNewIncidentRecordsEverything: a filing that opens an incident keeps
+// every field, its indicators in order, its Message-ID for threading and a
+// "created" event naming the report and the threading note, the same on
+// both drivers (PostgreSQL files it in one statement, SQLite in several).
+func TestNewIncidentRecordsEverything(t *testing.T) {
+	eachDriver(t, func(t *testing.T, s *Store, c *clock) {
+		ctx := context.Background()
+		// A ticket to carry as a stranger, so the new filing has a note.
+		first, err := s.File(ctx, &Filing{SpoolID: spool(t, s, "Subject: a\r\n\r\nx"), MessageID: "<first@a.example>", Sender: "a@a.example", Subject: "a", ReportJSON: []byte(`{}`)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		long := strings.Repeat("長", 400) // 1,200 bytes: cut to 1,000 on a character boundary
+		inds := []Indicator{{Kind: "url", Value: "http://z.example/"}, {Kind: "ipv4", Value: "192.0.2.9"}, {Kind: "domain", Value: "a.example"}}
+		res, err := s.File(ctx, &Filing{SpoolID: spool(t, s, "Subject: b\r\n\r\ny"), MessageID: "<New@B.example>", Sender: "b@b.example",
+			Subject: long, Ticket: first.Ticket, Taxonomy: "fraud", Type: "phishing", TLP: "amber", ReportJSON: []byte(`{"k":"v"}`), Indicators: inds})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if res.Outcome != OutcomeNew || res.Ticket != "CSIRT#2026-000002" || !strings.Contains(res.Note, first.Ticket) {
+			t.Fatalf("result %+v", res)
+		}
+		d, err := s.GetIncident(ctx, res.Ticket)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if d.Taxonomy != "fraud" || d.Type != "phishing" || d.TLP != "amber" || d.Requester != "b@b.example" || d.Status != StatusNew ||
+			len(d.Subject) != 999 || !d.CreatedAt.Equal(c.Now()) {
+			t.Errorf("incident %+v (subject %d bytes)", d.Incident, len(d.Subject))
+		}
+		if len(d.ReportList) != 1 || d.ReportList[0].ID != res.ReportID || string(d.ReportList[0].Report) != `{"k":"v"}` || d.ReportList[0].MessageID != "<New@B.example>" {
+			t.Fatalf("reports %+v", d.ReportList)
+		}
+		if got := d.ReportList[0].Indicators; !reflect.DeepEqual(got, inds) {
+			t.Errorf("indicators %+v, want %+v in order", got, inds)
+		}
+		want := fmt.Sprintf("report %d from b@b.example; %s", res.ReportID, res.Note)
+		if len(d.Events) != 1 || d.Events[0].Kind != "created" || d.Events[0].Detail != want || !d.Events[0].At.Equal(c.Now()) {
+			t.Errorf("events %+v, want one created: %q", d.Events, want)
+		}
+		// Its Message-ID threads a reply, in any letter case.
+		reply, err := s.File(ctx, &Filing{SpoolID: spool(t, s, "Subject: c\r\n\r\nz"), MessageID: "<c@b.example>", Sender: "c@c.example",
+			References: []string{"<new@b.example>"}, ReportJSON: []byte(`{}`)})
+		if err != nil || reply.Outcome != OutcomeAttached || reply.Ticket != res.Ticket {
+			t.Errorf("reply %+v (%v), want attached to %s", reply, err, res.Ticket)
 		}
 	})
 }

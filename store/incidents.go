@@ -162,14 +162,18 @@ func (s *Store) FileBatch(ctx context.Context, fs []*Filing) ([]FileResult, erro
 func (s *Store) file(ctx context.Context, tx *sql.Tx, f *Filing) (FileResult, error) {
 	now := s.now()
 	var res FileResult
+	// The spool row and, if this row was filed before, its report: one
+	// statement (a round trip each on PostgreSQL).
 	var sha string
-	if err := s.queryRow(ctx, tx, `SELECT sha256 FROM spool WHERE id = ?`, f.SpoolID).Scan(&sha); err != nil {
+	var prevReport, prevIncident sql.NullInt64
+	if err := s.queryRow(ctx, tx, `SELECT s.sha256, r.id, r.incident_id FROM spool s LEFT JOIN reports r ON r.spool_id = s.id WHERE s.id = ?`,
+		f.SpoolID).Scan(&sha, &prevReport, &prevIncident); err != nil {
 		return res, fmt.Errorf("spool %d: %w", f.SpoolID, err)
 	}
 	// 1. This spool row was filed before (crash re-run or reprocess).
 	var reportID, incidentID int64
-	err := s.queryRow(ctx, tx, `SELECT id, incident_id FROM reports WHERE spool_id = ?`, f.SpoolID).Scan(&reportID, &incidentID)
-	if err == nil {
+	if prevReport.Valid {
+		reportID, incidentID = prevReport.Int64, prevIncident.Int64
 		if _, err := s.exec(ctx, tx, `UPDATE reports SET report_json = ?, updated_at = ? WHERE id = ?`, string(f.ReportJSON), micros(now), reportID); err != nil {
 			return res, err
 		}
@@ -183,14 +187,13 @@ func (s *Store) file(ctx context.Context, tx *sql.Tx, f *Filing) (FileResult, er
 			return res, err
 		}
 		res = FileResult{Outcome: OutcomeReprocessed, IncidentID: incidentID, ReportID: reportID}
+		var err error
 		res.Ticket, err = s.ticketOf(ctx, tx, incidentID)
-		return res, err
-	} else if !errors.Is(err, sql.ErrNoRows) {
 		return res, err
 	}
 	// 2. Duplicate of a filed message.
 	key := DedupKey(f.MessageID, sha)
-	err = s.queryRow(ctx, tx, `SELECT id, incident_id FROM reports WHERE dedup_key = ?`, key).Scan(&reportID, &incidentID)
+	err := s.queryRow(ctx, tx, `SELECT id, incident_id FROM reports WHERE dedup_key = ?`, key).Scan(&reportID, &incidentID)
 	if err == nil {
 		if err := s.event(ctx, tx, incidentID, "duplicate", fmt.Sprintf("spool %d repeats report %d (%s)", f.SpoolID, reportID, key)); err != nil {
 			return res, err
@@ -207,6 +210,9 @@ func (s *Store) file(ctx context.Context, tx *sql.Tx, f *Filing) (FileResult, er
 		return res, err
 	}
 	outcome := OutcomeAttached
+	if incidentID == 0 && s.driver == Postgres {
+		return s.fileNewPostgres(ctx, tx, f, key, note, now)
+	}
 	if incidentID == 0 {
 		outcome = OutcomeNew
 		if incidentID, res.Ticket, err = s.newIncident(ctx, tx, f, now); err != nil {
@@ -244,6 +250,48 @@ func (s *Store) file(ctx context.Context, tx *sql.Tx, f *Filing) (FileResult, er
 	}
 	res.Outcome, res.IncidentID, res.ReportID, res.Note = outcome, incidentID, reportID, note
 	return res, nil
+}
+
+// fileNewPostgres files a report that opens an incident in one statement:
+// the incident (under its provisional ticket, see newIncident), the
+// report, its indicators, its Message-ID for threading and the "created"
+// event, which the general path writes in five or more round trips. It
+// gives exactly what that path gives (the conformance suite runs both
+// drivers against the same expectations).
+func (s *Store) fileNewPostgres(ctx context.Context, tx *sql.Tx, f *Filing, key, note string, now time.Time) (FileResult, error) {
+	kinds := make([]string, len(f.Indicators))
+	values := make([]string, len(f.Indicators))
+	for i, in := range f.Indicators {
+		kinds[i], values[i] = in.Kind, in.Value
+	}
+	suffix := ""
+	if note != "" {
+		suffix = "; " + note
+	}
+	provisional := fmt.Sprintf("pending:%d", f.SpoolID)
+	res := FileResult{Outcome: OutcomeNew, Ticket: provisional, Note: note}
+	err := tx.QueryRowContext(ctx, `WITH inc AS (
+		INSERT INTO incidents (ticket, status, taxonomy, type, subject, requester, tlp, created_at, updated_at)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8) RETURNING id
+	), rep AS (
+		INSERT INTO reports (spool_id, incident_id, message_id, dedup_key, sender, report_json, created_at, updated_at)
+		SELECT $9, inc.id, $10, $11, $6, $12, $8, $8 FROM inc RETURNING id, incident_id
+	), ind AS (
+		INSERT INTO indicators (report_id, incident_id, kind, value)
+		SELECT rep.id, rep.incident_id, u.kind, u.value
+		FROM rep, unnest($13::text[], $14::text[]) WITH ORDINALITY AS u(kind, value, n) ORDER BY u.n
+	), thr AS (
+		INSERT INTO thread_ids (message_id, incident_id)
+		SELECT $15::text, inc.id FROM inc WHERE $15::text <> '' ON CONFLICT (message_id) DO NOTHING
+	), ev AS (
+		INSERT INTO events (incident_id, at, kind, detail)
+		SELECT rep.incident_id, $8, 'created', 'report ' || rep.id || ' from ' || $6::text || $16::text FROM rep
+	)
+	SELECT inc.id, rep.id FROM inc, rep`,
+		provisional, StatusNew, f.Taxonomy, f.Type, truncate(f.Subject, 1000), f.Sender, f.TLP, micros(now),
+		f.SpoolID, f.MessageID, key, string(f.ReportJSON),
+		kinds, values, strings.ToLower(f.MessageID), suffix).Scan(&res.IncidentID, &res.ReportID)
+	return res, err
 }
 
 // queueOutbound queues what a filing sends (acknowledgement or follow-up,
