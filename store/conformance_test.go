@@ -745,3 +745,37 @@ func TestNewIncidentRecordsEverything(t *testing.T) {
 		}
 	})
 }
+
+// TestDuplicateByMessageIDOrRawHash: without a Message-ID the same raw
+// bytes are a duplicate and other bytes are not; with one, the Message-ID
+// decides, in any letter case, whatever the bytes.
+func TestDuplicateByMessageIDOrRawHash(t *testing.T) {
+	eachDriver(t, func(t *testing.T, s *Store, c *clock) {
+		ctx := context.Background()
+		file := func(raw, mid string) FileResult {
+			t.Helper()
+			res, err := s.File(ctx, &Filing{SpoolID: spool(t, s, raw), MessageID: mid, Sender: "a@a.example", ReportJSON: []byte(`{}`)})
+			if err != nil {
+				t.Fatal(err)
+			}
+			return res
+		}
+		first := file("Subject: same\r\n\r\nbytes", "")
+		if first.Outcome != OutcomeNew {
+			t.Fatalf("first %+v", first)
+		}
+		if again := file("Subject: same\r\n\r\nbytes", ""); again.Outcome != OutcomeDuplicate || again.Ticket != first.Ticket || again.ReportID != first.ReportID {
+			t.Errorf("same bytes, no Message-ID: %+v, want a duplicate of %+v", again, first)
+		}
+		if other := file("Subject: same\r\n\r\nother bytes", ""); other.Outcome != OutcomeNew {
+			t.Errorf("other bytes, no Message-ID: %+v, want new", other)
+		}
+		withID := file("Subject: x\r\n\r\none", "<ID@a.example>")
+		if dup := file("Subject: x\r\n\r\ntwo", "<id@A.EXAMPLE>"); dup.Outcome != OutcomeDuplicate || dup.Ticket != withID.Ticket {
+			t.Errorf("same Message-ID in another case, other bytes: %+v, want a duplicate of %s", dup, withID.Ticket)
+		}
+		if fresh := file("Subject: same\r\n\r\nbytes", "<new@a.example>"); fresh.Outcome != OutcomeNew {
+			t.Errorf("bytes filed before but a new Message-ID: %+v, want new", fresh)
+		}
+	})
+}

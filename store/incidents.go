@@ -162,12 +162,21 @@ func (s *Store) FileBatch(ctx context.Context, fs []*Filing) ([]FileResult, erro
 func (s *Store) file(ctx context.Context, tx *sql.Tx, f *Filing) (FileResult, error) {
 	now := s.now()
 	var res FileResult
-	// The spool row and, if this row was filed before, its report: one
-	// statement (a round trip each on PostgreSQL).
+	// The spool row, the report it was filed as before if it was, and a
+	// filed report it duplicates: one statement (a round trip each on
+	// PostgreSQL). Without a Message-ID the de-duplication key is the raw
+	// SHA-256, which the statement reads from the spool row (DedupKey).
+	midKey := ""
+	if f.MessageID != "" {
+		midKey = DedupKey(f.MessageID, "")
+	}
 	var sha string
-	var prevReport, prevIncident sql.NullInt64
-	if err := s.queryRow(ctx, tx, `SELECT s.sha256, r.id, r.incident_id FROM spool s LEFT JOIN reports r ON r.spool_id = s.id WHERE s.id = ?`,
-		f.SpoolID).Scan(&sha, &prevReport, &prevIncident); err != nil {
+	var prevReport, prevIncident, dupReport, dupIncident sql.NullInt64
+	if err := s.queryRow(ctx, tx, `SELECT s.sha256, r.id, r.incident_id, d.id, d.incident_id FROM spool s
+		LEFT JOIN reports r ON r.spool_id = s.id
+		LEFT JOIN reports d ON d.dedup_key = COALESCE(NULLIF(?, ''), 'sha256:' || s.sha256)
+		WHERE s.id = ?`,
+		midKey, f.SpoolID).Scan(&sha, &prevReport, &prevIncident, &dupReport, &dupIncident); err != nil {
 		return res, fmt.Errorf("spool %d: %w", f.SpoolID, err)
 	}
 	// 1. This spool row was filed before (crash re-run or reprocess).
@@ -193,15 +202,14 @@ func (s *Store) file(ctx context.Context, tx *sql.Tx, f *Filing) (FileResult, er
 	}
 	// 2. Duplicate of a filed message.
 	key := DedupKey(f.MessageID, sha)
-	err := s.queryRow(ctx, tx, `SELECT id, incident_id FROM reports WHERE dedup_key = ?`, key).Scan(&reportID, &incidentID)
-	if err == nil {
+	if dupReport.Valid {
+		reportID, incidentID = dupReport.Int64, dupIncident.Int64
 		if err := s.event(ctx, tx, incidentID, "duplicate", fmt.Sprintf("spool %d repeats report %d (%s)", f.SpoolID, reportID, key)); err != nil {
 			return res, err
 		}
 		res = FileResult{Outcome: OutcomeDuplicate, IncidentID: incidentID, ReportID: reportID}
+		var err error
 		res.Ticket, err = s.ticketOf(ctx, tx, incidentID)
-		return res, err
-	} else if !errors.Is(err, sql.ErrNoRows) {
 		return res, err
 	}
 	// 3. Thread: ticket tag (with trust), then References.

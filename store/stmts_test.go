@@ -40,7 +40,7 @@ func TestSQLiteStatementsPreparedOnceAndSurviveANewConnection(t *testing.T) {
 	for _, q := range []string{
 		`INSERT INTO indicators (report_id, incident_id, kind, value) VALUES (?, ?, ?, ?)`,
 		`INSERT INTO events (incident_id, at, kind, detail) VALUES (?, ?, ?, ?)`,
-		`SELECT id, incident_id FROM reports WHERE dedup_key = ?`,
+		`INSERT INTO thread_ids (message_id, incident_id) VALUES (?, ?) ON CONFLICT (message_id) DO NOTHING`,
 	} {
 		if s.cachedStmt(q) == nil {
 			t.Errorf("not prepared after two filings: %s", q)
