@@ -146,17 +146,38 @@ func (s *Store) FileBatch(ctx context.Context, fs []*Filing) ([]FileResult, erro
 					return err
 				}
 			}
-			if _, err = s.exec(ctx, tx, `UPDATE queue SET state = ?, outcome = ?, reason = '', last_error = '', lease_until = 0, updated_at = ? WHERE spool_id = ?`,
-				StateDone, res.Outcome, micros(s.now()), f.SpoolID); err != nil {
-				return err
-			}
 		}
-		return nil
+		return s.finishQueue(ctx, tx, fs, out)
 	})
 	if err != nil {
 		return nil, err
 	}
 	return out, nil
+}
+
+// finishQueue marks the filings' queue rows done with their outcomes: on
+// PostgreSQL in one statement for the batch, on SQLite (no round trips) a
+// prepared statement per row.
+func (s *Store) finishQueue(ctx context.Context, tx *sql.Tx, fs []*Filing, out []FileResult) error {
+	now := micros(s.now())
+	if s.driver == Postgres {
+		ids := make([]int64, len(fs))
+		outcomes := make([]string, len(fs))
+		for i, f := range fs {
+			ids[i], outcomes[i] = f.SpoolID, out[i].Outcome
+		}
+		_, err := tx.ExecContext(ctx, `UPDATE queue q SET state = $1, outcome = u.outcome, reason = '', last_error = '', lease_until = 0, updated_at = $2
+			FROM unnest($3::bigint[], $4::text[]) AS u(spool_id, outcome) WHERE q.spool_id = u.spool_id`,
+			StateDone, now, ids, outcomes)
+		return err
+	}
+	for i, f := range fs {
+		if _, err := s.exec(ctx, tx, `UPDATE queue SET state = ?, outcome = ?, reason = '', last_error = '', lease_until = 0, updated_at = ? WHERE spool_id = ?`,
+			StateDone, out[i].Outcome, now, f.SpoolID); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 func (s *Store) file(ctx context.Context, tx *sql.Tx, f *Filing) (FileResult, error) {
@@ -312,6 +333,17 @@ func (s *Store) queueOutbound(ctx context.Context, tx *sql.Tx, f *Filing, res *F
 		mid := fmt.Sprintf("<%s.%s.%d@%s>", ticketSlug(res.Ticket), kind, reportID, domain)
 		payload, _ := json.Marshal(map[string]any{"report_id": reportID})
 		var id int64
+		if s.driver == Postgres { // the row and its Message-ID for threading in one statement
+			err := tx.QueryRowContext(ctx, `WITH o AS (
+				INSERT INTO outbox (incident_id, report_id, kind, recipient, message_id, payload, state, not_before, created_at, updated_at)
+				VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8, $8) RETURNING id
+			), t AS (
+				INSERT INTO thread_ids (message_id, incident_id) VALUES ($9, $1) ON CONFLICT (message_id) DO NOTHING
+			)
+			SELECT id FROM o`,
+				incidentID, reportID, kind, recipient, mid, string(payload), OutboxPending, micros(now), strings.ToLower(mid)).Scan(&id)
+			return id, err
+		}
 		err := s.queryRow(ctx, tx, `INSERT INTO outbox (incident_id, report_id, kind, recipient, message_id, payload, state, not_before, created_at, updated_at)
 			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id`,
 			incidentID, reportID, kind, recipient, mid, string(payload), OutboxPending, micros(now), micros(now), micros(now)).Scan(&id)
@@ -425,12 +457,20 @@ func (s *Store) assignTickets(ctx context.Context, tx *sql.Tx, incidentIDs []int
 		return nil, err
 	}
 	out := make(map[int64]string, len(incidentIDs))
+	tickets := make([]string, len(incidentIDs))
 	for i, id := range incidentIDs {
-		ticket := fmt.Sprintf("%s#%d-%06d", s.prefix, year, last-len(incidentIDs)+1+i)
-		if _, err := s.exec(ctx, tx, `UPDATE incidents SET ticket = ? WHERE id = ?`, ticket, id); err != nil {
+		tickets[i] = fmt.Sprintf("%s#%d-%06d", s.prefix, year, last-len(incidentIDs)+1+i)
+		out[id] = tickets[i]
+	}
+	if s.driver == Postgres { // one statement for the batch
+		_, err := tx.ExecContext(ctx, `UPDATE incidents i SET ticket = u.ticket FROM unnest($1::bigint[], $2::text[]) AS u(id, ticket) WHERE i.id = u.id`,
+			incidentIDs, tickets)
+		return out, err
+	}
+	for i, id := range incidentIDs {
+		if _, err := s.exec(ctx, tx, `UPDATE incidents SET ticket = ? WHERE id = ?`, tickets[i], id); err != nil {
 			return nil, err
 		}
-		out[id] = ticket
 	}
 	return out, nil
 }
