@@ -779,3 +779,37 @@ func TestDuplicateByMessageIDOrRawHash(t *testing.T) {
 		}
 	})
 }
+
+// TestPostgresLargeColumnsUseLZ4: where the server has LZ4, the raw
+// message and report JSON columns use it, and a large message still reads
+// back byte for byte.
+func TestPostgresLargeColumnsUseLZ4(t *testing.T) {
+	s := openTest(t, Postgres, &clock{t: time.Now()})
+	ctx := context.Background()
+	var ok bool
+	if err := s.db.QueryRowContext(ctx, `SELECT 'lz4' = ANY(enumvals) FROM pg_settings WHERE name = 'default_toast_compression'`).Scan(&ok); err != nil {
+		t.Fatal(err)
+	}
+	if !ok {
+		t.Skip("this PostgreSQL has no LZ4")
+	}
+	for _, c := range lz4Columns {
+		var comp string
+		if err := s.db.QueryRowContext(ctx, `SELECT attcompression::text FROM pg_attribute WHERE attrelid = $1::regclass AND attname = $2`, c.table, c.column).Scan(&comp); err != nil || comp != "l" {
+			t.Errorf("%s.%s compression %q (%v), want l (lz4)", c.table, c.column, comp, err)
+		}
+	}
+	raw := []byte("Subject: big\r\n\r\n" + strings.Repeat("The same phishing line, again and again.\r\n", 2000))
+	id := spool(t, s, string(raw))
+	m, err := s.GetMessage(ctx, id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(m.Raw, raw) {
+		t.Fatalf("read back %d bytes, want the %d spooled", len(m.Raw), len(raw))
+	}
+	var stored int
+	if err := s.db.QueryRowContext(ctx, `SELECT pg_column_size(raw) FROM spool WHERE id = $1`, id).Scan(&stored); err != nil || stored >= len(raw)/4 {
+		t.Errorf("stored %d bytes of %d (%v): not compressed", stored, len(raw), err)
+	}
+}
