@@ -297,7 +297,7 @@ func (s *Store) fileNewPostgres(ctx context.Context, tx *sql.Tx, f *Filing, key,
 	if note != "" {
 		suffix = "; " + note
 	}
-	provisional := fmt.Sprintf("pending:%d", f.SpoolID)
+	provisional := provisionalTicket(f.SpoolID)
 	res := FileResult{Outcome: OutcomeNew, Ticket: provisional, Note: note}
 	err := tx.QueryRowContext(ctx, `WITH inc AS (
 		INSERT INTO incidents (ticket, status, taxonomy, type, subject, requester, tlp, created_at, updated_at)
@@ -429,10 +429,14 @@ func (s *Store) thread(ctx context.Context, tx *sql.Tx, f *Filing) (int64, strin
 	return 0, "", nil
 }
 
+// provisionalTicket is a new incident's ticket until assignTickets
+// numbers it: unique by its spool row.
+func provisionalTicket(spoolID int64) string { return fmt.Sprintf("pending:%d", spoolID) }
+
 // newIncident inserts the incident under a provisional ticket, unique by
 // its spool row; assignTicket gives it its number before the commit.
 func (s *Store) newIncident(ctx context.Context, tx *sql.Tx, f *Filing, now time.Time) (int64, string, error) {
-	provisional := fmt.Sprintf("pending:%d", f.SpoolID)
+	provisional := provisionalTicket(f.SpoolID)
 	var id int64
 	err := s.queryRow(ctx, tx, `INSERT INTO incidents (ticket, status, taxonomy, type, subject, requester, tlp, created_at, updated_at)
 		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id`,

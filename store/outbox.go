@@ -111,7 +111,7 @@ func (s *Store) MarkSent(ctx context.Context, id int64) error {
 // mark runs one outbox update as MarkSent says.
 func (s *Store) mark(ctx context.Context, query string, args ...any) error {
 	if s.driver == Postgres {
-		_, err := s.db.ExecContext(ctx, s.pgQuery(query), args...)
+		_, err := s.db.ExecContext(ctx, s.q(query), args...)
 		return err
 	}
 	return s.lazyTx(ctx, func(tx *sql.Tx) error {

@@ -102,7 +102,7 @@ func (s *Store) closeStmts() {
 	c.stmts, c.wanted = nil, nil
 }
 
-// pgQuery is s.q for PostgreSQL, rewritten once per query text.
+// pgQuery rewrites ? placeholders to $n (s.q), once per query text.
 func (s *Store) pgQuery(query string) string {
 	c := &s.stmts
 	c.mu.Lock()
@@ -110,7 +110,7 @@ func (s *Store) pgQuery(query string) string {
 	if r, ok := c.pg[query]; ok {
 		return r
 	}
-	r := s.q(query)
+	r := rewritePlaceholders(query)
 	if len(c.pg) < maxCachedStmts {
 		if c.pg == nil {
 			c.pg = map[string]string{}
@@ -123,7 +123,7 @@ func (s *Store) pgQuery(query string) string {
 // exec runs query (in the ? form) in tx, prepared where it can be.
 func (s *Store) exec(ctx context.Context, tx *sql.Tx, query string, args ...any) (sql.Result, error) {
 	if s.driver == Postgres {
-		return tx.ExecContext(ctx, s.pgQuery(query), args...)
+		return tx.ExecContext(ctx, s.q(query), args...)
 	}
 	if st := s.cachedStmt(query); st != nil {
 		return tx.StmtContext(ctx, st).ExecContext(ctx, args...)
@@ -134,7 +134,7 @@ func (s *Store) exec(ctx context.Context, tx *sql.Tx, query string, args ...any)
 // queryRow is exec for a query returning one row.
 func (s *Store) queryRow(ctx context.Context, tx *sql.Tx, query string, args ...any) *sql.Row {
 	if s.driver == Postgres {
-		return tx.QueryRowContext(ctx, s.pgQuery(query), args...)
+		return tx.QueryRowContext(ctx, s.q(query), args...)
 	}
 	if st := s.cachedStmt(query); st != nil {
 		return tx.StmtContext(ctx, st).QueryRowContext(ctx, args...)
@@ -145,7 +145,7 @@ func (s *Store) queryRow(ctx context.Context, tx *sql.Tx, query string, args ...
 // query is exec for a query returning rows.
 func (s *Store) query(ctx context.Context, tx *sql.Tx, query string, args ...any) (*sql.Rows, error) {
 	if s.driver == Postgres {
-		return tx.QueryContext(ctx, s.pgQuery(query), args...)
+		return tx.QueryContext(ctx, s.q(query), args...)
 	}
 	if st := s.cachedStmt(query); st != nil {
 		return tx.StmtContext(ctx, st).QueryContext(ctx, args...)

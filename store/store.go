@@ -75,8 +75,7 @@ func Open(ctx context.Context, driver, dsn string, opt Options) (*Store, error) 
 		// One connection: SQLite has one writer anyway, and a single
 		// connection serialises transactions without SQLITE_BUSY spinning.
 		// synchronous=FULL makes every commit durable (the acceptance point).
-		s.db, err = sql.Open("sqlite", "file:"+strings.TrimPrefix(dsn, "file:")+
-			"?_pragma=journal_mode(WAL)&_pragma=busy_timeout(10000)&_pragma=foreign_keys(1)&_pragma=synchronous(FULL)&_pragma=temp_store(MEMORY)&_txlock=immediate")
+		s.db, err = sql.Open("sqlite", sqliteDSN(dsn, "_pragma=journal_mode(WAL)&_pragma=synchronous(FULL)&_txlock=immediate"))
 		if err == nil {
 			s.db.SetMaxOpenConns(1)
 			s.gate = newWriteGate()
@@ -113,8 +112,7 @@ func Open(ctx context.Context, driver, dsn string, opt Options) (*Store, error) 
 		// acknowledgements no longer queues behind spool commits and
 		// filings on the one writing connection. query_only makes a write
 		// sent here by mistake an error instead of a second writer.
-		s.rdb, err = sql.Open("sqlite", "file:"+strings.TrimPrefix(dsn, "file:")+
-			"?_pragma=busy_timeout(10000)&_pragma=foreign_keys(1)&_pragma=temp_store(MEMORY)&_pragma=query_only(1)")
+		s.rdb, err = sql.Open("sqlite", sqliteDSN(dsn, "_pragma=query_only(1)"))
 		if err != nil {
 			_ = s.db.Close()
 			return nil, fmt.Errorf("%w: %v", ErrUnavailable, err)
@@ -122,6 +120,13 @@ func Open(ctx context.Context, driver, dsn string, opt Options) (*Store, error) 
 		s.rdb.SetMaxOpenConns(2)
 	}
 	return s, nil
+}
+
+// sqliteDSN is the modernc DSN for the database file dsn with the pragmas
+// every connection needs, then extra (the writer's or the readers' own).
+func sqliteDSN(dsn, extra string) string {
+	return "file:" + strings.TrimPrefix(dsn, "file:") +
+		"?_pragma=busy_timeout(10000)&_pragma=foreign_keys(1)&_pragma=temp_store(MEMORY)&" + extra
 }
 
 // lz4Columns are the large values PostgreSQL compresses when it stores
@@ -183,10 +188,17 @@ func (s *Store) Ping(ctx context.Context) error { return s.db.PingContext(ctx) }
 // DB exposes the handle for driver-specific features (advisory locks).
 func (s *Store) DB() *sql.DB { return s.db }
 
+// q is query in the driver's placeholder style: ? for SQLite, $n for
+// PostgreSQL (rewritten once per query text, see pgQuery).
 func (s *Store) q(query string) string {
 	if s.driver != Postgres {
 		return query
 	}
+	return s.pgQuery(query)
+}
+
+// rewritePlaceholders turns ? placeholders into $1, $2, ….
+func rewritePlaceholders(query string) string {
 	var b strings.Builder
 	n := 0
 	for _, r := range query {
@@ -333,8 +345,8 @@ func splitSQL(text string) []string {
 //
 // On SQLite the one connection is switched to synchronous=NORMAL for the
 // transaction and back to FULL after it: in WAL mode the commit then skips
-// its fsync, and the next FULL commit (a spool or a filing) makes it
-// durable with its own. If switching back fails, the connection is thrown
+// its fsync, and the next FULL commit (a spool or an outbox claim) makes
+// it durable with its own. If switching back fails, the connection is thrown
 // away rather than left undurable.
 func (s *Store) lazyTx(ctx context.Context, fn func(*sql.Tx) error) error {
 	if s.driver == Postgres {
