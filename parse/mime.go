@@ -159,11 +159,20 @@ func headerStrict(hb []byte, maxBytes int) (h header, ok bool) {
 	if err != nil {
 		return nil, false
 	}
+	return fromTextproto(th, maxBytes)
+}
+
+// fromTextproto is a go-message header as ours, in order; ok is false past
+// the limits (maxBytes of fields, 2000 fields), where the lenient reader,
+// which truncates and warns, takes over.
+func fromTextproto(th textproto.Header, maxBytes int) (h header, ok bool) {
+	size := 0
 	for f := th.Fields(); f.Next(); {
-		if len(h) >= 2000 {
+		h = append(h, field{Name: f.Key(), Value: f.Value()})
+		size += len(f.Key()) + len(f.Value()) + 4
+		if size > maxBytes || len(h) > 2000 {
 			return nil, false
 		}
-		h = append(h, field{Name: f.Key(), Value: f.Value()})
 	}
 	return h, true
 }
@@ -346,13 +355,8 @@ func (p *parser) multipartStrict(body []byte, boundary string) (parts []mimePart
 		if err != nil {
 			return nil, false
 		}
-		var h header
-		size := 0
-		for f := part.Header.Fields(); f.Next(); {
-			h = append(h, field{Name: f.Key(), Value: f.Value()})
-			size += len(f.Key()) + len(f.Value()) + 4
-		}
-		if size > p.opt.Limits.MaxHeaderBytes || len(h) > 2000 {
+		h, ok := fromTextproto(part.Header, p.opt.Limits.MaxHeaderBytes)
+		if !ok {
 			return nil, false
 		}
 		b, err := io.ReadAll(part)
