@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"reflect"
 	"regexp"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -392,6 +393,101 @@ func TestConcurrentWorkersNeverShareOrCollide(t *testing.T) {
 			}
 		}
 	})
+}
+
+// TestClaimTakesTheOldestFirst: a claim takes the oldest rows of both kinds
+// it may take (ready, and leased with the lease run out) in spool order,
+// passes over rows in back-off without stopping there, and never takes more
+// than n, whichever index each kind is found on.
+func TestClaimTakesTheOldestFirst(t *testing.T) {
+	eachDriver(t, func(t *testing.T, s *Store, c *clock) {
+		ctx := context.Background()
+		var ids []int64
+		for i := 0; i < 8; i++ {
+			ids = append(ids, spool(t, s, fmt.Sprint("m", i)))
+		}
+		// Rows 0 and 1 are leased to a worker that dies; row 2 fails and
+		// waits (back-off).
+		if cl, err := s.Claim(ctx, "dies", 2, time.Minute, 5); err != nil || len(cl) != 2 || cl[0].SpoolID != ids[0] || cl[1].SpoolID != ids[1] {
+			t.Fatalf("first claim: %+v %v", cl, err)
+		}
+		if cl, err := s.Claim(ctx, "fails", 1, time.Hour, 5); err != nil || len(cl) != 1 || cl[0].SpoolID != ids[2] {
+			t.Fatalf("second claim: %+v %v", cl, err)
+		}
+		c.Add(2 * time.Minute) // the dead worker's lease runs out
+		if _, err := s.Fail(ctx, ids[2], "parse-error", "boom", 5); err != nil {
+			t.Fatal(err)
+		}
+		got := func(cl []Claim) []int64 {
+			var out []int64
+			for _, x := range cl {
+				out = append(out, x.SpoolID)
+			}
+			return out
+		}
+		cl, err := s.Claim(ctx, "w", 3, time.Minute, 5)
+		if want := []int64{ids[0], ids[1], ids[3]}; err != nil || !slices.Equal(got(cl), want) {
+			t.Fatalf("claim 3: got %v, want %v (%v)", got(cl), want, err)
+		}
+		cl, err = s.Claim(ctx, "w", 10, time.Minute, 5)
+		if want := ids[4:]; err != nil || !slices.Equal(got(cl), want) {
+			t.Fatalf("claim the rest: got %v, want %v (%v)", got(cl), want, err)
+		}
+		c.Add(2 * time.Hour) // every lease and the back-off have run out
+		cl, err = s.Claim(ctx, "w", 2, time.Minute, 5)
+		if want := []int64{ids[0], ids[1]}; err != nil || !slices.Equal(got(cl), want) {
+			t.Fatalf("after every lease: got %v, want %v (%v)", got(cl), want, err)
+		}
+	})
+}
+
+// TestClaimsReadOnlyTheWorkInHand: on SQLite the claim statements find
+// their rows on the partial indexes of ready and leased rows, never by
+// reading the queue or the outbox through (a claim's cost must not grow
+// with the backlog or with the rows done; BenchmarkClaim measures it).
+func TestClaimsReadOnlyTheWorkInHand(t *testing.T) {
+	s, err := Open(context.Background(), SQLite, filepath.Join(t.TempDir(), "m.db"), Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	for _, c := range []struct {
+		sql     string
+		indexes []string
+	}{
+		{claimQueueSQL(""), []string{"queue_ready", "queue_leased"}},
+		{claimOutboxSQL(""), []string{"outbox_pending", "outbox_leased"}},
+	} {
+		args := make([]any, strings.Count(c.sql, "?"))
+		for i := range args {
+			args[i] = 1
+		}
+		rows, err := s.DB().Query("EXPLAIN QUERY PLAN "+c.sql, args...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var plan []string
+		for rows.Next() {
+			var id, parent, unused int
+			var detail string
+			if err := rows.Scan(&id, &parent, &unused, &detail); err != nil {
+				t.Fatal(err)
+			}
+			plan = append(plan, detail)
+		}
+		rows.Close()
+		all := strings.Join(plan, "\n")
+		for _, ix := range c.indexes {
+			if !regexp.MustCompile(`INDEX ` + ix + `\b`).MatchString(all) {
+				t.Errorf("plan does not use %s:\n%s", ix, all)
+			}
+		}
+		for _, line := range plan {
+			if (strings.HasPrefix(line, "SCAN queue") || strings.HasPrefix(line, "SCAN outbox")) && !strings.Contains(line, "USING INDEX") {
+				t.Errorf("plan reads a whole table (%s):\n%s", line, all)
+			}
+		}
+	}
 }
 
 func TestOutboxClaimSentDead(t *testing.T) {

@@ -1,9 +1,11 @@
 package store
 
 import (
+	"cmp"
 	"context"
 	"database/sql"
 	"fmt"
+	"slices"
 	"time"
 )
 
@@ -77,20 +79,34 @@ func (s *Store) ClaimOutbox(ctx context.Context, n int, lease time.Duration) ([]
 	// PostgreSQL's WAL flush up to this commit) covers every one of them
 	// before any acknowledgement naming their tickets leaves.
 	err := s.tx(ctx, func(tx *sql.Tx) error {
-		rows, err := s.query(ctx, tx, `UPDATE outbox SET state = ?, lease_until = ?, attempts = attempts + 1, updated_at = ?
-			WHERE id IN (SELECT id FROM outbox WHERE (state = ? AND not_before <= ?) OR (state = ? AND lease_until <= ?) ORDER BY id LIMIT ?`+skip+`)
-			RETURNING `+outboxCols,
-			OutboxSending, now+lease.Microseconds(), now, OutboxPending, now, OutboxSending, now, n)
+		rows, err := s.query(ctx, tx, claimOutboxSQL(skip),
+			OutboxSending, now+lease.Microseconds(), now, now, n, now, n, n)
 		if err != nil {
 			return err
 		}
 		out, err = scanOutbox(rows)
+		// Oldest first (RETURNING keeps no order of its own): the rate
+		// limit counts earlier rows to the same address.
+		slices.SortFunc(out, func(a, b OutboxEntry) int { return cmp.Compare(a.ID, b.ID) })
 		return err
 	})
 	if err != nil {
 		return nil, fmt.Errorf("%w: claim outbox: %v", ErrUnavailable, err)
 	}
 	return out, nil
+}
+
+// claimOutboxSQL leases outbox rows as claimQueueSQL does queue rows:
+// pending rows in order, and rows whose lease ran out, each on its partial
+// index.
+func claimOutboxSQL(skip string) string {
+	return `UPDATE outbox SET state = ?, lease_until = ?, attempts = attempts + 1, updated_at = ?
+		WHERE id IN (SELECT id FROM (
+			SELECT id FROM (SELECT id FROM outbox WHERE state = '` + OutboxPending + `' AND not_before <= ? ORDER BY id LIMIT ?` + skip + `) AS r
+			UNION ALL
+			SELECT id FROM (SELECT id FROM outbox WHERE state = '` + OutboxSending + `' AND lease_until <= ? ORDER BY lease_until, id LIMIT ?` + skip + `) AS e
+		) AS c ORDER BY id LIMIT ?)
+		RETURNING ` + outboxCols
 }
 
 // MarkSent records a delivered outbox row.

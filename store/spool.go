@@ -1,6 +1,7 @@
 package store
 
 import (
+	"cmp"
 	"context"
 	"crypto/sha256"
 	"database/sql"
@@ -9,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"time"
 )
 
@@ -239,12 +241,8 @@ func (s *Store) Claim(ctx context.Context, worker string, n int, lease time.Dura
 	}
 	var out []Claim
 	err := s.lazyTx(ctx, func(tx *sql.Tx) error {
-		rows, err := s.query(ctx, tx, `UPDATE queue SET state = ?, lease_until = ?, worker = ?, attempts = attempts + 1, updated_at = ?
-			WHERE spool_id IN (SELECT spool_id FROM queue
-				WHERE (state = ? AND not_before <= ?) OR (state = ? AND lease_until <= ?)
-				ORDER BY spool_id LIMIT ?`+skip+`)
-			RETURNING spool_id, attempts`,
-			StateClaimed, now+lease.Microseconds(), worker, now, StateReady, now, StateClaimed, now, n)
+		rows, err := s.query(ctx, tx, claimQueueSQL(skip),
+			StateClaimed, now+lease.Microseconds(), worker, now, now, n, now, n, n)
 		if err != nil {
 			return err
 		}
@@ -264,6 +262,9 @@ func (s *Store) Claim(ctx context.Context, worker string, n int, lease time.Dura
 		if err := rows.Close(); err != nil {
 			return err
 		}
+		// Oldest first, as the batch is filed in this order (a reply
+		// after what it replies to): RETURNING keeps no order of its own.
+		slices.SortFunc(out, func(a, b Claim) int { return cmp.Compare(a.SpoolID, b.SpoolID) })
 		for _, id := range over {
 			if _, err := s.exec(ctx, tx, `UPDATE queue SET state = ?, reason = ?, last_error = ?, updated_at = ? WHERE spool_id = ?`,
 				StateQuarantined, "crashed", "the worker stopped while processing it on every attempt", now, id); err != nil {
@@ -276,6 +277,24 @@ func (s *Store) Claim(ctx context.Context, worker string, n int, lease time.Dura
 		return nil, fmt.Errorf("%w: claim: %v", ErrUnavailable, err)
 	}
 	return out, nil
+}
+
+// claimQueueSQL leases the oldest ready rows and rows whose lease ran out:
+// ready rows in spool order on the partial index of ready rows, leased rows
+// longest expired first on theirs (the states are literals, or neither
+// database knows those indexes apply), each limited on its own, then the n
+// with the lowest spool IDs of both.
+// An OR of the two read every ready row and sorted them, so that a claim
+// cost as much as the backlog was long (migration 0003). skip is
+// PostgreSQL's row-locking clause.
+func claimQueueSQL(skip string) string {
+	return `UPDATE queue SET state = ?, lease_until = ?, worker = ?, attempts = attempts + 1, updated_at = ?
+		WHERE spool_id IN (SELECT spool_id FROM (
+			SELECT spool_id FROM (SELECT spool_id FROM queue WHERE state = '` + StateReady + `' AND not_before <= ? ORDER BY spool_id LIMIT ?` + skip + `) AS r
+			UNION ALL
+			SELECT spool_id FROM (SELECT spool_id FROM queue WHERE state = '` + StateClaimed + `' AND lease_until <= ? ORDER BY lease_until, spool_id LIMIT ?` + skip + `) AS e
+		) AS c ORDER BY spool_id LIMIT ?)
+		RETURNING spool_id, attempts`
 }
 
 // Fail records a failed attempt. Before maxAttempts the row returns to ready
