@@ -732,21 +732,53 @@ func TestOutboxConcurrentClaimsNeverShare(t *testing.T) {
 	})
 }
 
-// TestLeaseTxLeavesCommitsDurable: after a claim (committed without an
-// fsync on SQLite), the connection is back to synchronous=FULL, so the
-// next spool commit is durable as before.
-func TestLeaseTxLeavesCommitsDurable(t *testing.T) {
+// TestDurableCommitsSyncTheWAL: on SQLite, whose connection commits with
+// synchronous=NORMAL, a spool (alone and through the group committer), an
+// outbox claim, a failure and a requeue return only after the WAL has been
+// fsynced; claims, filings and outbox marks (lazy) do not wait for it. And
+// what was committed is in the WAL that was synced: the file SQLite uses.
+func TestDurableCommitsSyncTheWAL(t *testing.T) {
 	s := openTest(t, SQLite, &clock{t: time.Now()})
-	spool(t, s, "x")
-	if _, err := s.Claim(context.Background(), "w", 1, time.Minute, 5); err != nil {
-		t.Fatal(err)
+	ctx := context.Background()
+	var syncs int
+	s.synced = func() { syncs++ }
+	expect := func(what string, want int, op func() error) {
+		t.Helper()
+		before := syncs
+		if err := op(); err != nil {
+			t.Fatalf("%s: %v", what, err)
+		}
+		if got := syncs - before; got != want {
+			t.Fatalf("%s: %d WAL syncs, want %d", what, got, want)
+		}
 	}
-	var sync int
-	if err := s.DB().QueryRow(`PRAGMA synchronous`).Scan(&sync); err != nil {
-		t.Fatal(err)
+	var id int64
+	expect("spool", 1, func() (err error) {
+		id, err = s.Spool(ctx, &Message{Channel: ChannelSMTP, Raw: []byte("Subject: a\r\n\r\na")})
+		return
+	})
+	gc := s.NewCommitter(8)
+	expect("group commit", 1, func() error {
+		_, err := gc.Spool(ctx, &Message{Channel: ChannelSMTP, Raw: []byte("Subject: b\r\n\r\nb")})
+		return err
+	})
+	gc.Close()
+	expect("claim", 0, func() error { _, err := s.Claim(ctx, "w", 1, time.Minute, 5); return err })
+	expect("file", 0, func() error { _, err := s.File(ctx, filing(id, "<a@x.example>", "r@x.example")); return err })
+	var ob []OutboxEntry
+	expect("outbox claim", 1, func() (err error) { ob, err = s.ClaimOutbox(ctx, 10, time.Minute); return })
+	if len(ob) == 0 {
+		t.Fatal("no outbox row to claim")
 	}
-	if sync != 2 { // FULL
-		t.Fatalf("synchronous = %d after a claim, want 2 (FULL)", sync)
+	expect("mark sent", 0, func() error { return s.MarkSent(ctx, ob[0].ID) })
+	expect("fail", 1, func() error { _, err := s.Fail(ctx, id+1, "parse-error", "x", 5); return err })
+	expect("requeue", 1, func() error { _, err := s.Requeue(ctx, id, false, time.Time{}); return err })
+	var mode int
+	if err := s.DB().QueryRow(`PRAGMA synchronous`).Scan(&mode); err != nil || mode != 1 {
+		t.Fatalf("synchronous = %d (%v), want 1 (NORMAL): the commit itself must not fsync", mode, err)
+	}
+	if fi, err := os.Stat(s.walPath); err != nil || fi.Size() == 0 {
+		t.Fatalf("the WAL synced is not the one written: %v", err)
 	}
 }
 

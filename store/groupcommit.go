@@ -22,11 +22,15 @@ type Committer struct {
 	wg       sync.WaitGroup
 	closeMu  sync.RWMutex
 	closed   bool
+	// SQLite: committed batches waiting for their fsync (syncer).
+	unsynced chan []*spoolReq
+	syncWG   sync.WaitGroup
 }
 
 type spoolReq struct {
 	m   *Message
 	res chan spoolRes
+	id  int64 // committed as, waiting for the syncer
 }
 
 type spoolRes struct {
@@ -53,11 +57,50 @@ func (s *Store) NewCommitter(maxBatch int) *Committer {
 		loops = 4
 	}
 	c := &Committer{s: s, reqs: make(chan *spoolReq, maxBatch*4), maxBatch: maxBatch}
+	if s.gate != nil {
+		c.unsynced = make(chan []*spoolReq, 64)
+		c.syncWG.Add(1)
+		go c.syncer()
+	}
 	for range loops {
 		c.wg.Add(1)
 		go c.loop()
 	}
 	return c
+}
+
+// syncer makes committed batches durable on SQLite (syncWAL) and only then
+// answers their callers. It runs beside the committing loop: while one
+// fsync runs, the loop commits the next batch, and the next fsync covers
+// every batch committed before it started. The connection is not held
+// during an fsync (commitTx), so filings and claims go on meanwhile.
+func (c *Committer) syncer() {
+	defer c.syncWG.Done()
+	for first := range c.unsynced {
+		group := [][]*spoolReq{first}
+	more:
+		for {
+			select {
+			case b, ok := <-c.unsynced:
+				if !ok {
+					break more
+				}
+				group = append(group, b)
+			default:
+				break more
+			}
+		}
+		err := c.s.syncWAL()
+		for _, b := range group {
+			for _, r := range b {
+				if err != nil {
+					r.res <- spoolRes{err: err}
+				} else {
+					r.res <- spoolRes{id: r.id}
+				}
+			}
+		}
+	}
 }
 
 // maxBatchBytes keeps one transaction from holding an unbounded amount of
@@ -94,6 +137,10 @@ func (c *Committer) Close() {
 	}
 	c.closeMu.Unlock()
 	c.wg.Wait()
+	if c.unsynced != nil {
+		close(c.unsynced)
+		c.syncWG.Wait()
+	}
 }
 
 func (c *Committer) loop() {
@@ -129,8 +176,18 @@ func (c *Committer) commit(batch []*spoolReq) {
 	// The committer outlives any one caller, so it does not take a caller's
 	// context: a commit in flight is finished, not abandoned.
 	ctx := context.Background()
-	ids, err := c.s.SpoolBatch(ctx, ms)
-	if err == nil {
+	var ids []int64
+	var err error
+	if c.unsynced != nil {
+		ids, err = c.s.spoolBatch(ctx, ms)
+		if err == nil {
+			for i, r := range batch {
+				r.id = ids[i]
+			}
+			c.unsynced <- batch // answered once the WAL is synced
+			return
+		}
+	} else if ids, err = c.s.SpoolBatch(ctx, ms); err == nil {
 		for i, r := range batch {
 			r.res <- spoolRes{id: ids[i]}
 		}

@@ -63,13 +63,24 @@ func (s *Store) Spool(ctx context.Context, m *Message) (int64, error) {
 // SpoolBatch commits several messages in one transaction (group commit): one
 // durable commit covers them all, and none is durable before it.
 func (s *Store) SpoolBatch(ctx context.Context, ms []*Message) ([]int64, error) {
+	ids, err := s.spoolBatch(ctx, ms)
+	if err == nil && s.gate != nil {
+		err = s.syncWAL()
+	}
+	return ids, err
+}
+
+// spoolBatch commits ms in one transaction; on SQLite the commit is durable
+// only after a syncWAL (the group committer's syncer takes that after it
+// has let the connection go, for several batches at once).
+func (s *Store) spoolBatch(ctx context.Context, ms []*Message) ([]int64, error) {
 	now := s.now()
 	if s.driver == Postgres && len(ms) == 1 && ms[0].Source == nil {
 		id, err := s.spoolOnePostgres(ctx, ms[0], now)
 		return []int64{id}, err
 	}
 	ids := make([]int64, len(ms))
-	err := s.txPriority(ctx, true, func(tx *sql.Tx) error {
+	err := s.commitTx(ctx, true, func(tx *sql.Tx) error {
 		for i, m := range ms {
 			id, err := s.spoolTx(ctx, tx, m, now)
 			if err != nil {
@@ -395,6 +406,11 @@ func (s *Store) Requeue(ctx context.Context, id int64, quarantined bool, since t
 	}
 	if err != nil {
 		return 0, err
+	}
+	if s.gate != nil { // an operator's request: durable when it returns
+		if err := s.syncWAL(); err != nil {
+			return 0, err
+		}
 	}
 	n, _ := res.RowsAffected()
 	if id > 0 && n == 0 {

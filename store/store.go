@@ -3,7 +3,6 @@ package store
 import (
 	"context"
 	"database/sql"
-	"database/sql/driver"
 	"embed"
 	"errors"
 	"fmt"
@@ -13,6 +12,8 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
+	"syscall"
 	"time"
 
 	_ "github.com/jackc/pgx/v5/stdlib" // database/sql driver "pgx"
@@ -52,6 +53,11 @@ type Store struct {
 	gate   *writeGate // SQLite only
 	stmts  stmtCache
 	rdb    *sql.DB // readers: SQLite's own pool, PostgreSQL's db
+
+	walPath string     // SQLite: the WAL file that syncWAL flushes
+	walMu   sync.Mutex // guards walIno
+	walIno  uint64     // the WAL file whose directory entry is synced
+	synced  func()     // tests: called after each syncWAL
 }
 
 // Open connects, applies pending migrations and returns the store. An
@@ -74,11 +80,14 @@ func Open(ctx context.Context, driver, dsn string, opt Options) (*Store, error) 
 		}
 		// One connection: SQLite has one writer anyway, and a single
 		// connection serialises transactions without SQLITE_BUSY spinning.
-		// synchronous=FULL makes every commit durable (the acceptance point).
-		s.db, err = sql.Open("sqlite", sqliteDSN(dsn, "_pragma=journal_mode(WAL)&_pragma=synchronous(FULL)&_txlock=immediate"))
+		// synchronous=NORMAL: a commit does not wait for the disk while it
+		// holds the connection; a durable commit (tx, txPriority) fsyncs
+		// the WAL after it has let the connection go (syncWAL).
+		s.db, err = sql.Open("sqlite", sqliteDSN(dsn, "_pragma=journal_mode(WAL)&_pragma=synchronous(NORMAL)&_txlock=immediate"))
 		if err == nil {
 			s.db.SetMaxOpenConns(1)
 			s.gate = newWriteGate()
+			s.walPath = strings.TrimPrefix(dsn, "file:") + "-wal"
 		}
 	case Postgres:
 		s.db, err = sql.Open("pgx", dsn)
@@ -343,11 +352,8 @@ func splitSQL(text string) []string {
 // lazy one before it durable too. It saves a WAL flush per claim and filing,
 // and a spool waiting for the connection waits that much less.
 //
-// On SQLite the one connection is switched to synchronous=NORMAL for the
-// transaction and back to FULL after it: in WAL mode the commit then skips
-// its fsync, and the next FULL commit (a spool or an outbox claim) makes
-// it durable with its own. If switching back fails, the connection is thrown
-// away rather than left undurable.
+// On SQLite it is a transaction without the syncWAL that durable ones end
+// with (the connection runs with synchronous=NORMAL).
 func (s *Store) lazyTx(ctx context.Context, fn func(*sql.Tx) error) error {
 	if s.driver == Postgres {
 		return s.tx(ctx, func(tx *sql.Tx) error {
@@ -357,34 +363,60 @@ func (s *Store) lazyTx(ctx context.Context, fn func(*sql.Tx) error) error {
 			return fn(tx)
 		})
 	}
-	s.gate.enter(false)
-	defer s.gate.leave()
-	s.prepareWanted(ctx)
-	conn, err := s.db.Conn(ctx)
+	return s.commitTx(ctx, false, fn)
+}
+
+// syncWAL makes every SQLite commit so far durable: it fsyncs the WAL file,
+// which is what synchronous=FULL does inside the commit, while the
+// connection is held. In WAL mode a transaction is committed when its
+// frames, ending with the commit frame, are in the WAL; SQLite with
+// synchronous=NORMAL writes them without an fsync and fsyncs the WAL before
+// each checkpoint copies frames into the database file (and that file after
+// it), and reuses the WAL from its start only after a complete checkpoint.
+// So after this fsync a commit's frames are on the disk either in the WAL
+// or, checkpointed, in the synced database file; frames a later
+// transaction writes meanwhile are flushed too, which only makes more
+// durable. The file is opened by name each time, so it is the WAL that
+// SQLite uses now; the first time a WAL file is seen its directory is
+// fsynced too (SQLite does that on its own first sync of a new WAL, which
+// is now this one). Linux: fsync on any descriptor flushes the file.
+func (s *Store) syncWAL() error {
+	f, err := os.Open(s.walPath)
 	if err != nil {
-		return fmt.Errorf("%w: %v", ErrUnavailable, err)
+		return fmt.Errorf("%w: sync: %v", ErrUnavailable, err)
 	}
-	defer conn.Close()
-	if _, err := conn.ExecContext(ctx, `PRAGMA synchronous = NORMAL`); err != nil {
-		return fmt.Errorf("%w: %v", ErrUnavailable, err)
+	defer f.Close()
+	if err := f.Sync(); err != nil {
+		return fmt.Errorf("%w: sync: %v", ErrUnavailable, err)
 	}
-	defer func() {
-		if _, err := conn.ExecContext(context.WithoutCancel(ctx), `PRAGMA synchronous = FULL`); err != nil {
-			_ = conn.Raw(func(any) error { return driver.ErrBadConn })
+	if fi, err := f.Stat(); err == nil {
+		if st, ok := fi.Sys().(*syscall.Stat_t); ok {
+			s.walMu.Lock()
+			seen := s.walIno == uint64(st.Ino)
+			s.walMu.Unlock()
+			if !seen {
+				if err := syncDir(filepath.Dir(s.walPath)); err != nil {
+					return fmt.Errorf("%w: sync: %v", ErrUnavailable, err)
+				}
+				s.walMu.Lock()
+				s.walIno = uint64(st.Ino)
+				s.walMu.Unlock()
+			}
 		}
-	}()
-	tx, err := conn.BeginTx(ctx, nil)
-	if err != nil {
-		return fmt.Errorf("%w: begin: %v", ErrUnavailable, err)
 	}
-	if err := fn(tx); err != nil {
-		_ = tx.Rollback()
-		return err
-	}
-	if err := tx.Commit(); err != nil {
-		return fmt.Errorf("%w: commit: %v", ErrUnavailable, err)
+	if s.synced != nil {
+		s.synced()
 	}
 	return nil
+}
+
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	return d.Sync()
 }
 
 // tx runs fn in a transaction, committing on nil and rolling back otherwise.
@@ -393,8 +425,23 @@ func (s *Store) tx(ctx context.Context, fn func(*sql.Tx) error) (err error) {
 }
 
 // txPriority is tx; on SQLite a high-priority transaction (a spool commit)
-// goes before the low-priority ones waiting for the connection.
-func (s *Store) txPriority(ctx context.Context, high bool, fn func(*sql.Tx) error) (err error) {
+// goes before the low-priority ones waiting for the connection. It returns
+// nil only once the commit is durable: on SQLite after syncWAL.
+func (s *Store) txPriority(ctx context.Context, high bool, fn func(*sql.Tx) error) error {
+	if s.gate == nil {
+		return s.commitTx(ctx, false, fn)
+	}
+	if err := s.commitTx(ctx, high, fn); err != nil {
+		return err
+	}
+	return s.syncWAL()
+}
+
+// commitTx runs fn in a transaction and commits it; on SQLite it holds the
+// one connection (the gate) from begin to commit and no longer: a durable
+// commit's fsync (syncWAL) is taken after the gate is left, so that the
+// filings and claims waiting for the connection go on during it.
+func (s *Store) commitTx(ctx context.Context, high bool, fn func(*sql.Tx) error) (err error) {
 	if s.gate != nil {
 		s.gate.enter(high)
 		defer s.gate.leave()
