@@ -329,20 +329,35 @@ func (w *Writer) Once(ctx context.Context) (int, error) {
 	if w.Now != nil {
 		now = w.Now()
 	}
-	for _, e := range rows {
+	// Rows skipped by the rate limit are marked together, after the loop
+	// (or before an early return): nothing was sent for them, so a crash
+	// before the mark only has them claimed and skipped again.
+	var skips []store.OutboxSkip
+	flush := func() error { return w.Store.MarkOutboxSkippedAll(ctx, skips) }
+	for i, e := range rows {
 		staff := e.Kind == store.OutboxAlert || e.Kind == store.OutboxWebhook
 		n := 0
 		if !staff {
-			if n, err = w.Store.RecentTo(ctx, e.Recipient, now.Add(-time.Hour), e.ID, rate); err != nil {
+			// RecentTo counts rows sent or being sent; the rows of this
+			// claim that are not sent (later ones, and skipped ones whose
+			// mark waits) are "sending" too, and are not acknowledgements
+			// that went out: ask for that many more and take them off.
+			undecided := 0
+			for j, o := range rows {
+				if j != i && o.Recipient == e.Recipient && !o.CreatedAt.Before(now.Add(-time.Hour)) && (j > i || skipped(skips, o.ID)) {
+					undecided++
+				}
+			}
+			if n, err = w.Store.RecentTo(ctx, e.Recipient, now.Add(-time.Hour), e.ID, rate+undecided); err != nil {
+				_ = flush()
 				return 0, err
 			}
+			n = max(0, n-undecided)
 		}
 		if !staff && n >= rate {
 			metricOutbox.WithLabelValues("skipped").Inc()
 			w.Log.Warn("acknowledgement skipped: rate limit", "id", e.ID, "recipient", e.Recipient, "last_hour", n)
-			if err := w.Store.MarkOutboxSkipped(ctx, e.ID, fmt.Sprintf("rate limit: %d acknowledgements to this address in the last hour", n)); err != nil {
-				return 0, err
-			}
+			skips = append(skips, store.OutboxSkip{ID: e.ID, Reason: fmt.Sprintf("rate limit: %d acknowledgements to this address in the last hour", n)})
 			continue
 		}
 		err := w.deliver(ctx, e)
@@ -358,16 +373,30 @@ func (w *Writer) Once(ctx context.Context) (int, error) {
 			metricOutbox.WithLabelValues(state).Inc()
 			w.Log.Warn("outbox row failed", "id", e.ID, "recipient", e.Recipient, "attempt", e.Attempts, "dead", dead, "err", err)
 			if merr := w.Store.MarkOutboxFailed(ctx, e.ID, oneLine(err), dead, backoff(e.Attempts)); merr != nil {
+				_ = flush()
 				return 0, merr
 			}
 			continue
 		}
 		metricOutbox.WithLabelValues("sent").Inc()
 		if err := w.Store.MarkSent(ctx, e.ID); err != nil {
+			_ = flush()
 			return 0, err
 		}
 	}
+	if err := flush(); err != nil {
+		return 0, err
+	}
 	return len(rows), nil
+}
+
+func skipped(skips []store.OutboxSkip, id int64) bool {
+	for _, k := range skips {
+		if k.ID == id {
+			return true
+		}
+	}
+	return false
 }
 
 func oneLine(err error) string {

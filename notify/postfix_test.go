@@ -13,6 +13,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -464,5 +465,41 @@ func TestRelayUTF8AndLongSubject(t *testing.T) {
 		if len(line) > 998 {
 			t.Fatalf("a header line of %d octets", len(line))
 		}
+	}
+}
+
+// TestRateLimitSendsTheFirst: when one claim holds more acknowledgements to
+// one address than the hourly limit allows, the earliest go out and the
+// rest are skipped with the reason, all in that one pass; the rows of the
+// claim still waiting their turn do not count as sent.
+func TestRateLimitSendsTheFirst(t *testing.T) {
+	f := newFixture(t, nil)
+	for range 5 {
+		f.file(t, "flood@reporter.example", "again", "en", "none")
+	}
+	w := f.writer(FileDelivery{Dir: t.TempDir()})
+	w.RatePerHour = 3
+	if n, err := w.Once(context.Background()); err != nil || n != 5 {
+		t.Fatalf("once: %d %v", n, err)
+	}
+	rows, err := f.s.DB().Query(`SELECT state, last_error FROM outbox WHERE recipient = 'flood@reporter.example' ORDER BY id`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rows.Close()
+	var got []string
+	for rows.Next() {
+		var st, reason string
+		if err := rows.Scan(&st, &reason); err != nil {
+			t.Fatal(err)
+		}
+		if st == store.OutboxSkipped && !strings.Contains(reason, "rate limit: 3 ") {
+			t.Errorf("skipped without the reason: %q", reason)
+		}
+		got = append(got, st)
+	}
+	want := []string{store.OutboxSent, store.OutboxSent, store.OutboxSent, store.OutboxSkipped, store.OutboxSkipped}
+	if !slices.Equal(got, want) {
+		t.Fatalf("states %v, want %v", got, want)
 	}
 }

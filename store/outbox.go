@@ -149,8 +149,33 @@ func (s *Store) MarkOutboxFailed(ctx context.Context, id int64, detail string, d
 
 // MarkOutboxSkipped records a row that is not sent on purpose.
 func (s *Store) MarkOutboxSkipped(ctx context.Context, id int64, reason string) error {
-	return s.mark(ctx, `UPDATE outbox SET state = ?, last_error = ?, lease_until = 0, updated_at = ? WHERE id = ?`,
-		OutboxSkipped, reason, micros(s.now()), id)
+	return s.MarkOutboxSkippedAll(ctx, []OutboxSkip{{ID: id, Reason: reason}})
+}
+
+// OutboxSkip is a row not sent on purpose, and why.
+type OutboxSkip struct {
+	ID     int64
+	Reason string
+}
+
+// MarkOutboxSkippedAll records several skipped rows in one transaction
+// (lazy, as every mark): under a flood from one address most rows of a
+// claim are skipped by the rate limit, and a transaction each held
+// SQLite's one connection once per message for nothing sent.
+func (s *Store) MarkOutboxSkippedAll(ctx context.Context, skips []OutboxSkip) error {
+	if len(skips) == 0 {
+		return nil
+	}
+	now := micros(s.now())
+	return s.lazyTx(ctx, func(tx *sql.Tx) error {
+		for _, k := range skips {
+			if _, err := s.exec(ctx, tx, `UPDATE outbox SET state = ?, last_error = ?, lease_until = 0, updated_at = ? WHERE id = ?`,
+				OutboxSkipped, k.Reason, now, k.ID); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
 }
 
 // RecentTo counts the rows to recipient created since, sent or being sent,
