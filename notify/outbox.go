@@ -334,25 +334,33 @@ func (w *Writer) Once(ctx context.Context) (int, error) {
 	// before the mark only has them claimed and skipped again.
 	var skips []store.OutboxSkip
 	flush := func() error { return w.Store.MarkOutboxSkippedAll(ctx, skips) }
-	for i, e := range rows {
+	// The rate limit: acknowledgements to each address in the last hour,
+	// those before this claim as the store has them, those of this claim
+	// as they are sent (its other rows are "sending" in the store until
+	// they are decided, and must not count). Rows another writer claims
+	// meanwhile with higher IDs are not seen: two writers sending to one
+	// address at the same moment can each send up to the limit.
+	var first int64
+	if len(rows) > 0 {
+		first = rows[0].ID // claims come oldest first
+	}
+	before := map[string]int{}
+	sentNow := map[string]int{}
+	for _, e := range rows {
 		staff := e.Kind == store.OutboxAlert || e.Kind == store.OutboxWebhook
 		n := 0
 		if !staff {
-			// RecentTo counts rows sent or being sent; the rows of this
-			// claim that are not sent (later ones, and skipped ones whose
-			// mark waits) are "sending" too, and are not acknowledgements
-			// that went out: ask for that many more and take them off.
-			undecided := 0
-			for j, o := range rows {
-				if j != i && o.Recipient == e.Recipient && !o.CreatedAt.Before(now.Add(-time.Hour)) && (j > i || skipped(skips, o.ID)) {
-					undecided++
+			// Rows before this claim from the store (once per address
+			// and pass), and what this pass has sent since.
+			c, ok := before[e.Recipient]
+			if !ok {
+				if c, err = w.Store.RecentTo(ctx, e.Recipient, now.Add(-time.Hour), first, rate); err != nil {
+					_ = flush()
+					return 0, err
 				}
+				before[e.Recipient] = c
 			}
-			if n, err = w.Store.RecentTo(ctx, e.Recipient, now.Add(-time.Hour), e.ID, rate+undecided); err != nil {
-				_ = flush()
-				return 0, err
-			}
-			n = max(0, n-undecided)
+			n = c + sentNow[e.Recipient]
 		}
 		if !staff && n >= rate {
 			metricOutbox.WithLabelValues("skipped").Inc()
@@ -379,6 +387,9 @@ func (w *Writer) Once(ctx context.Context) (int, error) {
 			continue
 		}
 		metricOutbox.WithLabelValues("sent").Inc()
+		if e.CreatedAt.After(now.Add(-time.Hour)) {
+			sentNow[e.Recipient]++
+		}
 		if err := w.Store.MarkSent(ctx, e.ID); err != nil {
 			_ = flush()
 			return 0, err
@@ -388,15 +399,6 @@ func (w *Writer) Once(ctx context.Context) (int, error) {
 		return 0, err
 	}
 	return len(rows), nil
-}
-
-func skipped(skips []store.OutboxSkip, id int64) bool {
-	for _, k := range skips {
-		if k.ID == id {
-			return true
-		}
-	}
-	return false
 }
 
 func oneLine(err error) string {

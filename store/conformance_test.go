@@ -783,8 +783,8 @@ func TestDurableCommitsSyncTheWAL(t *testing.T) {
 }
 
 // RecentTo counts a correspondent's acknowledgements of the last hour that
-// were sent or are being sent, other than the one asked about, and stops
-// counting at the limit it is given.
+// were sent or are being sent, below the ID asked about, and stops counting
+// at the limit it is given.
 func TestRecentToCountsUpToTheLimit(t *testing.T) {
 	eachDriver(t, func(t *testing.T, s *Store, c *clock) {
 		ctx := context.Background()
@@ -805,21 +805,22 @@ func TestRecentToCountsUpToTheLimit(t *testing.T) {
 		since := c.Now().Add(-time.Hour)
 		for _, tc := range []struct {
 			recipient string
-			except    int64
+			before    int64
 			upTo      int
 			want      int
 		}{
-			{"busy@x.example", acks[4], 10, 4}, // the fifth is still pending
-			{"busy@x.example", acks[0], 10, 3},
+			{"busy@x.example", acks[4] + 1, 10, 4}, // the fifth is still pending
+			{"busy@x.example", acks[3], 10, 3},
+			{"busy@x.example", acks[0], 10, 0},
 			{"busy@x.example", acks[4], 2, 2},
-			{"other@x.example", 0, 10, 0},
+			{"other@x.example", acks[4] + 1, 10, 0},
 		} {
-			n, err := s.RecentTo(ctx, tc.recipient, since, tc.except, tc.upTo)
+			n, err := s.RecentTo(ctx, tc.recipient, since, tc.before, tc.upTo)
 			if err != nil || n != tc.want {
-				t.Errorf("RecentTo(%s, except %d, up to %d) = %d, %v; want %d", tc.recipient, tc.except, tc.upTo, n, err, tc.want)
+				t.Errorf("RecentTo(%s, before %d, up to %d) = %d, %v; want %d", tc.recipient, tc.before, tc.upTo, n, err, tc.want)
 			}
 		}
-		if n, _ := s.RecentTo(ctx, "busy@x.example", c.Now().Add(time.Minute), 0, 10); n != 0 {
+		if n, _ := s.RecentTo(ctx, "busy@x.example", c.Now().Add(time.Minute), acks[4]+1, 10); n != 0 {
 			t.Errorf("rows before since counted: %d", n)
 		}
 	})

@@ -179,15 +179,17 @@ func (s *Store) MarkOutboxSkippedAll(ctx context.Context, skips []OutboxSkip) er
 }
 
 // RecentTo counts the rows to recipient created since, sent or being sent,
-// other than the row except: the count behind the per-correspondent rate
-// limit. It is read from the store, so the limit holds across daemons.
-// Counting stops at upTo (the limit): a correspondent who mails us all
-// day (a partner's feed, a load test) must not make each acknowledgement
-// count every row of the last hour.
-func (s *Store) RecentTo(ctx context.Context, recipient string, since time.Time, except int64, upTo int) (int, error) {
+// with an ID below before: the count behind the per-correspondent rate
+// limit, for the rows a writer has claimed from before on (it counts what
+// it sends of those itself). It is read from the store, so the limit holds
+// across daemons. Counting stops at upTo (the limit): a correspondent who
+// mails us all day (a partner's feed, a load test) must not make each
+// acknowledgement count every row of the last hour; the rows sent come
+// first in the hour, and those skipped after them are not read.
+func (s *Store) RecentTo(ctx context.Context, recipient string, since time.Time, before int64, upTo int) (int, error) {
 	var n int
-	err := s.rdb.QueryRowContext(ctx, s.q(`SELECT COUNT(*) FROM (SELECT 1 FROM outbox WHERE recipient = ? AND created_at >= ? AND state IN (?, ?) AND id <> ? LIMIT ?) AS recent`),
-		recipient, micros(since), OutboxSent, OutboxSending, except, upTo).Scan(&n)
+	err := s.rdb.QueryRowContext(ctx, s.q(`SELECT COUNT(*) FROM (SELECT 1 FROM outbox WHERE recipient = ? AND created_at >= ? AND state IN (?, ?) AND id < ? LIMIT ?) AS recent`),
+		recipient, micros(since), OutboxSent, OutboxSending, before, upTo).Scan(&n)
 	return n, err
 }
 
