@@ -942,3 +942,24 @@ func TestPostgresLargeColumnsUseLZ4(t *testing.T) {
 		t.Errorf("stored %d bytes of %d (%v): not compressed", stored, len(raw), err)
 	}
 }
+
+// TestIndicatorChecksPostgresOnly: migration 0004 is PostgreSQL's alone:
+// there the indicators lose their two foreign keys (a trigger and a query
+// per row), on SQLite they keep them; both record the version.
+func TestIndicatorChecksPostgresOnly(t *testing.T) {
+	eachDriver(t, func(t *testing.T, s *Store, c *clock) {
+		var n int
+		if err := s.DB().QueryRow(s.q(`SELECT COUNT(*) FROM schema_migrations WHERE version = ?`), 4).Scan(&n); err != nil || n != 1 {
+			t.Fatalf("migration 4 recorded %d times (%v)", n, err)
+		}
+		q := `SELECT COUNT(*) FROM pragma_foreign_key_list('indicators')`
+		want := 2
+		if s.Driver() == Postgres {
+			q = `SELECT COUNT(*) FROM pg_constraint WHERE contype = 'f' AND conrelid = 'indicators'::regclass`
+			want = 0
+		}
+		if err := s.DB().QueryRow(q).Scan(&n); err != nil || n != want {
+			t.Fatalf("%d foreign keys on indicators (%v), want %d", n, err, want)
+		}
+	})
+}

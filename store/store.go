@@ -299,6 +299,9 @@ func (s *Store) migrate(ctx context.Context) error {
 			if n > 0 {
 				return nil
 			}
+			if strings.HasSuffix(m.name, ".postgres.sql") && s.driver != Postgres {
+				m.sql = "" // PostgreSQL's alone: recorded, nothing to do
+			}
 			for _, stmt := range splitSQL(s.dialect(m.sql)) {
 				if _, err := tx.ExecContext(ctx, stmt); err != nil {
 					return fmt.Errorf("%s: %w", m.name, err)
