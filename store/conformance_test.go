@@ -490,6 +490,40 @@ func TestClaimsReadOnlyTheWorkInHand(t *testing.T) {
 	}
 }
 
+// TestOutboxSkippedAll: several rows are marked skipped at once, each with
+// its own reason, and the others are left as they were.
+func TestOutboxSkippedAll(t *testing.T) {
+	eachDriver(t, func(t *testing.T, s *Store, c *clock) {
+		ctx := context.Background()
+		for i := 0; i < 3; i++ {
+			id := spool(t, s, fmt.Sprint("k", i))
+			if _, err := s.File(ctx, filing(id, fmt.Sprintf("<k%d@x>", i), "r@x.example")); err != nil {
+				t.Fatal(err)
+			}
+		}
+		ob, err := s.ClaimOutbox(ctx, 10, time.Minute)
+		if err != nil || len(ob) != 3 {
+			t.Fatalf("%+v %v", ob, err)
+		}
+		if err := s.MarkOutboxSkippedAll(ctx, []OutboxSkip{{ob[0].ID, "first"}, {ob[2].ID, "third"}}); err != nil {
+			t.Fatal(err)
+		}
+		want := map[int64][2]string{ob[0].ID: {OutboxSkipped, "first"}, ob[1].ID: {OutboxSending, ""}, ob[2].ID: {OutboxSkipped, "third"}}
+		for id, w := range want {
+			var st, reason string
+			if err := s.DB().QueryRow(s.q(`SELECT state, last_error FROM outbox WHERE id = ?`), id).Scan(&st, &reason); err != nil {
+				t.Fatal(err)
+			}
+			if st != w[0] || reason != w[1] {
+				t.Errorf("row %d: %s %q, want %s %q", id, st, reason, w[0], w[1])
+			}
+		}
+		if err := s.MarkOutboxSkippedAll(ctx, nil); err != nil {
+			t.Fatal(err)
+		}
+	})
+}
+
 func TestOutboxClaimSentDead(t *testing.T) {
 	eachDriver(t, func(t *testing.T, s *Store, c *clock) {
 		ctx := context.Background()

@@ -167,6 +167,17 @@ func (s *Store) MarkOutboxSkippedAll(ctx context.Context, skips []OutboxSkip) er
 		return nil
 	}
 	now := micros(s.now())
+	if s.driver == Postgres {
+		// One autocommit statement, as for the other marks.
+		ids := make([]int64, len(skips))
+		reasons := make([]string, len(skips))
+		for i, k := range skips {
+			ids[i], reasons[i] = k.ID, k.Reason
+		}
+		_, err := s.db.ExecContext(ctx, `UPDATE outbox o SET state = $1, last_error = u.reason, lease_until = 0, updated_at = $2
+			FROM unnest($3::bigint[], $4::text[]) AS u(id, reason) WHERE o.id = u.id`, OutboxSkipped, now, ids, reasons)
+		return err
+	}
 	return s.lazyTx(ctx, func(tx *sql.Tx) error {
 		for _, k := range skips {
 			if _, err := s.exec(ctx, tx, `UPDATE outbox SET state = ?, last_error = ?, lease_until = 0, updated_at = ? WHERE id = ?`,
