@@ -57,7 +57,7 @@ func (s *Store) NewCommitter(maxBatch int) *Committer {
 		loops = 4
 	}
 	c := &Committer{s: s, reqs: make(chan *spoolReq, maxBatch*4), maxBatch: maxBatch}
-	if s.gate != nil {
+	if s.driver == SQLite {
 		c.unsynced = make(chan []*spoolReq, 64)
 		c.syncWG.Add(1)
 		go c.syncer()

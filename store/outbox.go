@@ -147,11 +147,6 @@ func (s *Store) MarkOutboxFailed(ctx context.Context, id int64, detail string, d
 		state, detail, micros(now.Add(backoff)), micros(now), id)
 }
 
-// MarkOutboxSkipped records a row that is not sent on purpose.
-func (s *Store) MarkOutboxSkipped(ctx context.Context, id int64, reason string) error {
-	return s.MarkOutboxSkippedAll(ctx, []OutboxSkip{{ID: id, Reason: reason}})
-}
-
 // OutboxSkip is a row not sent on purpose, and why.
 type OutboxSkip struct {
 	ID     int64

@@ -64,8 +64,8 @@ func (s *Store) Spool(ctx context.Context, m *Message) (int64, error) {
 // durable commit covers them all, and none is durable before it.
 func (s *Store) SpoolBatch(ctx context.Context, ms []*Message) ([]int64, error) {
 	ids, err := s.spoolBatch(ctx, ms)
-	if err == nil && s.gate != nil {
-		err = s.syncWAL()
+	if err == nil {
+		err = s.durable()
 	}
 	return ids, err
 }
@@ -407,10 +407,8 @@ func (s *Store) Requeue(ctx context.Context, id int64, quarantined bool, since t
 	if err != nil {
 		return 0, err
 	}
-	if s.gate != nil { // an operator's request: durable when it returns
-		if err := s.syncWAL(); err != nil {
-			return 0, err
-		}
+	if err := s.durable(); err != nil { // an operator's request: durable when it returns
+		return 0, err
 	}
 	n, _ := res.RowsAffected()
 	if id > 0 && n == 0 {

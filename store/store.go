@@ -12,7 +12,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
-	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -54,10 +54,9 @@ type Store struct {
 	stmts  stmtCache
 	rdb    *sql.DB // readers: SQLite's own pool, PostgreSQL's db
 
-	walPath string     // SQLite: the WAL file that syncWAL flushes
-	walMu   sync.Mutex // guards walIno
-	walIno  uint64     // the WAL file whose directory entry is synced
-	synced  func()     // tests: called after each syncWAL
+	walPath string        // SQLite: the WAL file that syncWAL flushes
+	walIno  atomic.Uint64 // the WAL file whose directory entry is synced
+	synced  func()        // tests: called after each syncWAL
 }
 
 // Open connects, applies pending migrations and returns the store. An
@@ -81,7 +80,7 @@ func Open(ctx context.Context, driver, dsn string, opt Options) (*Store, error) 
 		// One connection: SQLite has one writer anyway, and a single
 		// connection serialises transactions without SQLITE_BUSY spinning.
 		// synchronous=NORMAL: a commit does not wait for the disk while it
-		// holds the connection; a durable commit (tx, txPriority) fsyncs
+		// holds the connection; a durable commit (tx, SpoolBatch) fsyncs
 		// the WAL after it has let the connection go (syncWAL).
 		s.db, err = sql.Open("sqlite", sqliteDSN(dsn, "_pragma=journal_mode(WAL)&_pragma=synchronous(NORMAL)&_txlock=immediate"))
 		if err == nil {
@@ -393,18 +392,11 @@ func (s *Store) syncWAL() error {
 		return fmt.Errorf("%w: sync: %v", ErrUnavailable, err)
 	}
 	if fi, err := f.Stat(); err == nil {
-		if st, ok := fi.Sys().(*syscall.Stat_t); ok {
-			s.walMu.Lock()
-			seen := s.walIno == uint64(st.Ino)
-			s.walMu.Unlock()
-			if !seen {
-				if err := syncDir(filepath.Dir(s.walPath)); err != nil {
-					return fmt.Errorf("%w: sync: %v", ErrUnavailable, err)
-				}
-				s.walMu.Lock()
-				s.walIno = uint64(st.Ino)
-				s.walMu.Unlock()
+		if st, ok := fi.Sys().(*syscall.Stat_t); ok && s.walIno.Load() != uint64(st.Ino) {
+			if err := syncDir(filepath.Dir(s.walPath)); err != nil {
+				return fmt.Errorf("%w: sync: %v", ErrUnavailable, err)
 			}
+			s.walIno.Store(uint64(st.Ino))
 		}
 	}
 	if s.synced != nil {
@@ -422,20 +414,21 @@ func syncDir(dir string) error {
 	return d.Sync()
 }
 
-// tx runs fn in a transaction, committing on nil and rolling back otherwise.
-func (s *Store) tx(ctx context.Context, fn func(*sql.Tx) error) (err error) {
-	return s.txPriority(ctx, false, fn)
+// tx runs fn in a transaction, committing on nil and rolling back
+// otherwise; nil means the commit is durable (on SQLite after syncWAL).
+func (s *Store) tx(ctx context.Context, fn func(*sql.Tx) error) error {
+	if err := s.commitTx(ctx, false, fn); err != nil {
+		return err
+	}
+	return s.durable()
 }
 
-// txPriority is tx; on SQLite a high-priority transaction (a spool commit)
-// goes before the low-priority ones waiting for the connection. It returns
-// nil only once the commit is durable: on SQLite after syncWAL.
-func (s *Store) txPriority(ctx context.Context, high bool, fn func(*sql.Tx) error) error {
-	if s.gate == nil {
-		return s.commitTx(ctx, false, fn)
-	}
-	if err := s.commitTx(ctx, high, fn); err != nil {
-		return err
+// durable makes every commit so far durable: PostgreSQL's commits already
+// are (synchronous_commit on); SQLite's connection commits without an
+// fsync, so syncWAL.
+func (s *Store) durable() error {
+	if s.driver != SQLite {
+		return nil
 	}
 	return s.syncWAL()
 }
