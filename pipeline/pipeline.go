@@ -114,6 +114,12 @@ func (p *Processor) prepare(ctx context.Context, id int64) (*item, error) {
 	if err != nil {
 		return nil, err
 	}
+	return p.analyse(ctx, msg, start)
+}
+
+// analyse is prepare once the message is loaded.
+func (p *Processor) analyse(ctx context.Context, msg *store.Message, start time.Time) (*item, error) {
+	id := msg.ID
 	rep, st, perr := p.analyzeSafe(msg)
 	metricStage.WithLabelValues("unwrap").Observe(st.unwrap.Seconds())
 	metricStage.WithLabelValues("parse").Observe(st.parse.Seconds())
@@ -138,9 +144,20 @@ func (p *Processor) ProcessBatch(ctx context.Context, ids []int64) {
 		_, _ = p.Process(ctx, ids[0])
 		return
 	}
+	// The batch's messages in one read (one round trip on PostgreSQL).
+	start := time.Now()
+	msgs, err := p.Store.GetMessages(ctx, ids)
+	if err != nil {
+		p.log().Warn("load batch", "rows", len(ids), "err", err)
+		return
+	}
 	var items []*item
-	for _, id := range ids {
-		it, err := p.prepare(ctx, id)
+	for i, id := range ids {
+		if msgs[i] == nil {
+			p.log().Warn("process", "spool", id, "err", store.ErrNotFound)
+			continue
+		}
+		it, err := p.analyse(ctx, msgs[i], start)
 		if err != nil {
 			p.log().Warn("process", "spool", id, "err", err)
 			continue

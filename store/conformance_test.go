@@ -997,3 +997,124 @@ func TestIndicatorChecksPostgresOnly(t *testing.T) {
 		}
 	})
 }
+
+// TestFileBatchRecordsWhatOneByOneDoes: a batch mixing every way a filing
+// can go (new with and without a Message-ID, duplicates of rows before
+// the batch and inside it, by Message-ID and by raw bytes, a reply to a
+// row of the batch, a ticket tag from a trusted sender and from a
+// stranger, a re-run of a filed spool row, acknowledgements, follow-ups
+// and alerts) leaves the store exactly as filing the same rows one by one
+// does: every row of every table and every result. PostgreSQL files the
+// plain new rows of a batch together (fileBatchPostgres), so this is what
+// holds that path to the general one.
+func TestFileBatchRecordsWhatOneByOneDoes(t *testing.T) {
+	eachDriver(t, func(t *testing.T, batched *Store, c *clock) {
+		ctx := context.Background()
+		drv := batched.driver
+		alone := openTest(t, drv, c)
+		run := func(s *Store, inBatch bool) ([]FileResult, []string) {
+			sp := func(raw string) int64 { return spool(t, s, raw) }
+			before := &Filing{SpoolID: sp("before"), MessageID: "<before@x.example>", Sender: "old@x.example", Subject: "before",
+				ReportJSON: []byte(`{}`), Ack: &AckRequest{Recipient: "old@x.example", Domain: "csirt.example.org"}}
+			first, err := s.File(ctx, before)
+			if err != nil {
+				t.Fatal(err)
+			}
+			withAlert := filing(sp("alert"), "<alert@x.example>", "a@x.example")
+			withAlert.Taxonomy, withAlert.Type, withAlert.TLP = "malicious-code", "c2-server", "amber"
+			withAlert.Indicators = []Indicator{{"url", "http://c2.example/x"}, {"ipv4", "192.0.2.1"}, {"domain", "c2.example"}}
+			withAlert.Alert = &AlertRequest{DutyAddress: "duty@csirt.example.org", WebhookURL: "https://hooks.example/x", Domain: "csirt.example.org"}
+			noMID := filing(sp("same bytes"), "", "b@x.example")
+			noMIDAgain := filing(sp("same bytes"), "", "c@x.example")
+			dupInBatch := filing(sp("dup"), "<ALERT@x.example>", "d@x.example")
+			dupBefore := filing(sp("dup before"), "<before@x.example>", "e@x.example")
+			reply := filing(sp("reply"), "<reply@x.example>", "f@x.example")
+			reply.References = []string{"<gone@x.example>", "<alert@x.example>"}
+			reply.Ack.FollowUp = true
+			trustedTag := filing(sp("tag"), "<tag@x.example>", "g@x.example")
+			trustedTag.Ticket, trustedTag.Trusted = first.Ticket, true
+			strangerTag := filing(sp("stranger"), "<stranger@x.example>", "h@x.example")
+			strangerTag.Ticket = first.Ticket
+			rerun := *before
+			rerun.ReportJSON = []byte(`{"again":true}`)
+			plain := filing(sp("plain"), "<plain@x.example>", "i@x.example")
+			plain.Indicators = nil
+			fs := []*Filing{withAlert, noMID, noMIDAgain, dupInBatch, dupBefore, reply, trustedTag, strangerTag, &rerun, plain}
+			var res []FileResult
+			if inBatch {
+				if res, err = s.FileBatch(ctx, fs); err != nil {
+					t.Fatal(err)
+				}
+			} else {
+				for _, f := range fs {
+					r, err := s.File(ctx, f)
+					if err != nil {
+						t.Fatal(err)
+					}
+					res = append(res, r)
+				}
+			}
+			return res, dumpStore(t, s)
+		}
+		gotRes, got := run(batched, true)
+		wantRes, want := run(alone, false)
+		if !reflect.DeepEqual(gotRes, wantRes) {
+			t.Errorf("results:\nbatch %+v\nalone %+v", gotRes, wantRes)
+		}
+		if !reflect.DeepEqual(got, want) {
+			t.Errorf("store after the batch differs from one by one:\nbatch:\n%s\nalone:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+		}
+		outcomes := map[string]int{}
+		for _, r := range gotRes {
+			outcomes[r.Outcome]++
+		}
+		if outcomes[OutcomeNew] != 4 || outcomes[OutcomeDuplicate] != 3 || outcomes[OutcomeAttached] != 2 || outcomes[OutcomeReprocessed] != 1 {
+			t.Errorf("outcomes %v: the batch does not cover what it should", outcomes)
+		}
+	})
+}
+
+// dumpStore lists every row a filing writes, in ID order, as text.
+func dumpStore(t *testing.T, s *Store) []string {
+	t.Helper()
+	var out []string
+	for _, q := range []string{
+		`SELECT id, ticket, status, taxonomy, type, subject, requester, tlp, created_at, updated_at FROM incidents ORDER BY id`,
+		`SELECT id, spool_id, incident_id, message_id, dedup_key, sender, report_json, created_at, updated_at FROM reports ORDER BY id`,
+		`SELECT id, report_id, incident_id, kind, value FROM indicators ORDER BY id`,
+		`SELECT message_id, incident_id FROM thread_ids ORDER BY message_id`,
+		`SELECT id, incident_id, at, kind, actor, detail FROM events ORDER BY id`,
+		`SELECT id, incident_id, report_id, kind, recipient, message_id, payload, state, not_before, created_at FROM outbox ORDER BY id`,
+		`SELECT spool_id, state, outcome, reason, last_error, lease_until FROM queue ORDER BY spool_id`,
+		`SELECT year, last FROM ticket_counters ORDER BY year`,
+	} {
+		rows, err := s.rdb.Query(q)
+		if err != nil {
+			t.Fatal(err)
+		}
+		cols, _ := rows.Columns()
+		for rows.Next() {
+			vals := make([]any, len(cols))
+			ptrs := make([]any, len(cols))
+			for i := range vals {
+				ptrs[i] = &vals[i]
+			}
+			if err := rows.Scan(ptrs...); err != nil {
+				t.Fatal(err)
+			}
+			line := strings.Fields(q)[len(cols)+2] + ":" // the table's name
+			for _, v := range vals {
+				if b, ok := v.([]byte); ok {
+					v = string(b)
+				}
+				line += fmt.Sprintf(" %v", v)
+			}
+			out = append(out, line)
+		}
+		if err := rows.Err(); err != nil {
+			t.Fatal(err)
+		}
+		rows.Close()
+	}
+	return out
+}

@@ -115,6 +115,9 @@ func (s *Store) File(ctx context.Context, f *Filing) (FileResult, error) {
 // every commit before it. (Staff reading the store may see a filing a
 // moment before it is on disk.)
 func (s *Store) FileBatch(ctx context.Context, fs []*Filing) ([]FileResult, error) {
+	if s.driver == Postgres {
+		return s.fileBatchPostgres(ctx, fs)
+	}
 	out := make([]FileResult, len(fs))
 	err := s.lazyTx(ctx, func(tx *sql.Tx) error {
 		var created []int64
@@ -132,18 +135,35 @@ func (s *Store) FileBatch(ctx context.Context, fs []*Filing) ([]FileResult, erro
 		// filing in it: the year's counter row stays locked from here to
 		// the commit, so concurrent filings (other workers, other daemons)
 		// wait on it for the last few statements, not for the batch.
-		tickets, err := s.assignTickets(ctx, tx, created, s.now())
+		tickets, err := s.nextTickets(ctx, tx, len(created), s.now())
 		if err != nil {
 			return err
 		}
+		ticketOf := make(map[int64]string, len(created))
+		for i, id := range created {
+			ticketOf[id] = tickets[i]
+			if _, err := s.exec(ctx, tx, `UPDATE incidents SET ticket = ? WHERE id = ?`, tickets[i], id); err != nil {
+				return err
+			}
+		}
 		for i, f := range fs {
 			res := &out[i]
-			if t, ok := tickets[res.IncidentID]; ok {
+			if t, ok := ticketOf[res.IncidentID]; ok {
 				res.Ticket = t // new, or attached to one created earlier in the batch
 			}
-			if res.Outcome == OutcomeNew || res.Outcome == OutcomeAttached {
-				if err := s.queueOutbound(ctx, tx, f, res); err != nil {
+			for _, o := range outbound(f, res, i) {
+				var id int64
+				if err := s.queryRow(ctx, tx, `INSERT INTO outbox (incident_id, report_id, kind, recipient, message_id, payload, state, not_before, created_at, updated_at)
+					VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id`,
+					o.incidentID, o.reportID, o.kind, o.recipient, o.messageID, o.payload, OutboxPending, micros(s.now()), micros(s.now()), micros(s.now())).Scan(&id); err != nil {
 					return err
+				}
+				// Replies to what we send thread to the ticket.
+				if err := s.threadID(ctx, tx, o.messageID, o.incidentID); err != nil {
+					return err
+				}
+				if o.kind == OutboxAck || o.kind == OutboxFollowUp {
+					res.AckID = id
 				}
 			}
 		}
@@ -155,22 +175,10 @@ func (s *Store) FileBatch(ctx context.Context, fs []*Filing) ([]FileResult, erro
 	return out, nil
 }
 
-// finishQueue marks the filings' queue rows done with their outcomes: on
-// PostgreSQL in one statement for the batch, on SQLite (no round trips) a
-// prepared statement per row.
+// finishQueue marks the filings' queue rows done with their outcomes (on
+// SQLite; PostgreSQL does it in finishBatchPostgres).
 func (s *Store) finishQueue(ctx context.Context, tx *sql.Tx, fs []*Filing, out []FileResult) error {
 	now := micros(s.now())
-	if s.driver == Postgres {
-		ids := make([]int64, len(fs))
-		outcomes := make([]string, len(fs))
-		for i, f := range fs {
-			ids[i], outcomes[i] = f.SpoolID, out[i].Outcome
-		}
-		_, err := tx.ExecContext(ctx, `UPDATE queue q SET state = $1, outcome = u.outcome, reason = '', last_error = '', lease_until = 0, updated_at = $2
-			FROM unnest($3::bigint[], $4::text[]) AS u(spool_id, outcome) WHERE q.spool_id = u.spool_id`,
-			StateDone, now, ids, outcomes)
-		return err
-	}
 	for i, f := range fs {
 		if _, err := s.exec(ctx, tx, `UPDATE queue SET state = ?, outcome = ?, reason = '', last_error = '', lease_until = 0, updated_at = ? WHERE spool_id = ?`,
 			StateDone, out[i].Outcome, now, f.SpoolID); err != nil {
@@ -240,7 +248,9 @@ func (s *Store) file(ctx context.Context, tx *sql.Tx, f *Filing) (FileResult, er
 	}
 	outcome := OutcomeAttached
 	if incidentID == 0 && s.driver == Postgres {
-		return s.fileNewPostgres(ctx, tx, f, key, note, now)
+		out := make([]FileResult, 1)
+		err := s.fileNewPostgres(ctx, tx, []*Filing{f}, []int{0}, []string{key}, []string{note}, out)
+		return out[0], err
 	}
 	if incidentID == 0 {
 		outcome = OutcomeNew
@@ -281,103 +291,43 @@ func (s *Store) file(ctx context.Context, tx *sql.Tx, f *Filing) (FileResult, er
 	return res, nil
 }
 
-// fileNewPostgres files a report that opens an incident in one statement:
-// the incident (under its provisional ticket, see newIncident), the
-// report, its indicators, its Message-ID for threading and the "created"
-// event, which the general path writes in five or more round trips. It
-// gives exactly what that path gives (the conformance suite runs both
-// drivers against the same expectations).
-func (s *Store) fileNewPostgres(ctx context.Context, tx *sql.Tx, f *Filing, key, note string, now time.Time) (FileResult, error) {
-	kinds := make([]string, len(f.Indicators))
-	values := make([]string, len(f.Indicators))
-	for i, in := range f.Indicators {
-		kinds[i], values[i] = in.Kind, in.Value
-	}
-	suffix := ""
-	if note != "" {
-		suffix = "; " + note
-	}
-	provisional := provisionalTicket(f.SpoolID)
-	res := FileResult{Outcome: OutcomeNew, Ticket: provisional, Note: note}
-	err := tx.QueryRowContext(ctx, `WITH inc AS (
-		INSERT INTO incidents (ticket, status, taxonomy, type, subject, requester, tlp, created_at, updated_at)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8) RETURNING id
-	), rep AS (
-		INSERT INTO reports (spool_id, incident_id, message_id, dedup_key, sender, report_json, created_at, updated_at)
-		SELECT $9, inc.id, $10, $11, $6, $12, $8, $8 FROM inc RETURNING id, incident_id
-	), ind AS (
-		INSERT INTO indicators (report_id, incident_id, kind, value)
-		SELECT rep.id, rep.incident_id, u.kind, u.value
-		FROM rep, unnest($13::text[], $14::text[]) WITH ORDINALITY AS u(kind, value, n) ORDER BY u.n
-	), thr AS (
-		INSERT INTO thread_ids (message_id, incident_id)
-		SELECT $15::text, inc.id FROM inc WHERE $15::text <> '' ON CONFLICT (message_id) DO NOTHING
-	), ev AS (
-		INSERT INTO events (incident_id, at, kind, detail)
-		SELECT rep.incident_id, $8, 'created', 'report ' || rep.id || ' from ' || $6::text || $16::text FROM rep
-	)
-	SELECT inc.id, rep.id FROM inc, rep`,
-		provisional, StatusNew, f.Taxonomy, f.Type, truncate(f.Subject, 1000), f.Sender, f.TLP, micros(now),
-		f.SpoolID, f.MessageID, key, string(f.ReportJSON),
-		kinds, values, strings.ToLower(f.MessageID), suffix).Scan(&res.IncidentID, &res.ReportID)
-	return res, err
+// outboundRow is one row a filing queues in the outbox.
+type outboundRow struct {
+	filing               int // index in the batch
+	incidentID, reportID int64
+	kind, recipient      string
+	messageID, payload   string
 }
 
-// queueOutbound queues what a filing sends (acknowledgement or follow-up,
-// alerts), once res.Ticket is final: the Message-IDs name the ticket.
-func (s *Store) queueOutbound(ctx context.Context, tx *sql.Tx, f *Filing, res *FileResult) error {
-	now := s.now()
-	incidentID, reportID, outcome := res.IncidentID, res.ReportID, res.Outcome
-	var err error
-	queue := func(kind, recipient, domain string) (int64, error) {
-		mid := fmt.Sprintf("<%s.%s.%d@%s>", ticketSlug(res.Ticket), kind, reportID, domain)
-		payload, _ := json.Marshal(map[string]any{"report_id": reportID})
-		var id int64
-		if s.driver == Postgres { // the row and its Message-ID for threading in one statement
-			err := tx.QueryRowContext(ctx, `WITH o AS (
-				INSERT INTO outbox (incident_id, report_id, kind, recipient, message_id, payload, state, not_before, created_at, updated_at)
-				VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8, $8) RETURNING id
-			), t AS (
-				INSERT INTO thread_ids (message_id, incident_id) VALUES ($9, $1) ON CONFLICT (message_id) DO NOTHING
-			)
-			SELECT id FROM o`,
-				incidentID, reportID, kind, recipient, mid, string(payload), OutboxPending, micros(now), strings.ToLower(mid)).Scan(&id)
-			return id, err
-		}
-		err := s.queryRow(ctx, tx, `INSERT INTO outbox (incident_id, report_id, kind, recipient, message_id, payload, state, not_before, created_at, updated_at)
-			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id`,
-			incidentID, reportID, kind, recipient, mid, string(payload), OutboxPending, micros(now), micros(now), micros(now)).Scan(&id)
-		if err != nil {
-			return 0, err
-		}
-		// Replies to what we send thread to the ticket.
-		return id, s.threadID(ctx, tx, mid, incidentID)
+// outbound is what a filing sends (acknowledgement or follow-up, alerts),
+// once res.Ticket is final: the Message-IDs name the ticket.
+func outbound(f *Filing, res *FileResult, i int) []outboundRow {
+	if res.Outcome != OutcomeNew && res.Outcome != OutcomeAttached {
+		return nil
+	}
+	var rows []outboundRow
+	add := func(kind, recipient, domain string) {
+		payload, _ := json.Marshal(map[string]any{"report_id": res.ReportID})
+		rows = append(rows, outboundRow{filing: i, incidentID: res.IncidentID, reportID: res.ReportID, kind: kind, recipient: recipient,
+			messageID: fmt.Sprintf("<%s.%s.%d@%s>", ticketSlug(res.Ticket), kind, res.ReportID, domain), payload: string(payload)})
 	}
 	if f.Ack != nil && f.Ack.Recipient != "" {
 		switch {
-		case outcome == OutcomeNew:
-			if res.AckID, err = queue(OutboxAck, f.Ack.Recipient, f.Ack.Domain); err != nil {
-				return err
-			}
+		case res.Outcome == OutcomeNew:
+			add(OutboxAck, f.Ack.Recipient, f.Ack.Domain)
 		case f.Ack.FollowUp:
-			if res.AckID, err = queue(OutboxFollowUp, f.Ack.Recipient, f.Ack.Domain); err != nil {
-				return err
-			}
+			add(OutboxFollowUp, f.Ack.Recipient, f.Ack.Domain)
 		}
 	}
-	if a := f.Alert; a != nil && outcome == OutcomeNew {
+	if a := f.Alert; a != nil && res.Outcome == OutcomeNew {
 		if a.DutyAddress != "" {
-			if _, err := queue(OutboxAlert, a.DutyAddress, a.Domain); err != nil {
-				return err
-			}
+			add(OutboxAlert, a.DutyAddress, a.Domain)
 		}
 		if a.WebhookURL != "" {
-			if _, err := queue(OutboxWebhook, a.WebhookURL, a.Domain); err != nil {
-				return err
-			}
+			add(OutboxWebhook, a.WebhookURL, a.Domain)
 		}
 	}
-	return nil
+	return rows
 }
 
 // ticketSlug turns CSIRT#2026-000123 into csirt-2026-000123 for Message-IDs.
@@ -429,12 +379,12 @@ func (s *Store) thread(ctx context.Context, tx *sql.Tx, f *Filing) (int64, strin
 	return 0, "", nil
 }
 
-// provisionalTicket is a new incident's ticket until assignTickets
+// provisionalTicket is a new incident's ticket until nextTickets
 // numbers it: unique by its spool row.
 func provisionalTicket(spoolID int64) string { return fmt.Sprintf("pending:%d", spoolID) }
 
 // newIncident inserts the incident under a provisional ticket, unique by
-// its spool row; assignTicket gives it its number before the commit.
+// its spool row; it gets its number (nextTickets) before the commit.
 func (s *Store) newIncident(ctx context.Context, tx *sql.Tx, f *Filing, now time.Time) (int64, string, error) {
 	provisional := provisionalTicket(f.SpoolID)
 	var id int64
@@ -444,39 +394,25 @@ func (s *Store) newIncident(ctx context.Context, tx *sql.Tx, f *Filing, now time
 	return id, provisional, err
 }
 
-// assignTickets takes the year's next numbers (PREFIX#YYYY-NNNNNN) for the
-// incidents, in order, with one update of the counter: sequential per year
-// and unique across daemons, since the counter row is locked until this
-// transaction commits. It returns each incident's ticket.
-func (s *Store) assignTickets(ctx context.Context, tx *sql.Tx, incidentIDs []int64, now time.Time) (map[int64]string, error) {
-	if len(incidentIDs) == 0 {
+// nextTickets takes the year's next n numbers (PREFIX#YYYY-NNNNNN), in
+// order, with one update of the counter: sequential per year and unique
+// across daemons, since the counter row is locked until this transaction
+// commits. The caller gives them to the new incidents.
+func (s *Store) nextTickets(ctx context.Context, tx *sql.Tx, n int, now time.Time) ([]string, error) {
+	if n == 0 {
 		return nil, nil
 	}
 	year := now.UTC().Year()
-	if _, err := s.exec(ctx, tx, `INSERT INTO ticket_counters (year, last) VALUES (?, 0) ON CONFLICT (year) DO NOTHING`, year); err != nil {
-		return nil, err
-	}
 	var last int
-	if err := s.queryRow(ctx, tx, `UPDATE ticket_counters SET last = last + ? WHERE year = ? RETURNING last`, len(incidentIDs), year).Scan(&last); err != nil {
+	if err := s.queryRow(ctx, tx, `INSERT INTO ticket_counters (year, last) VALUES (?, ?)
+		ON CONFLICT (year) DO UPDATE SET last = ticket_counters.last + excluded.last RETURNING last`, year, n).Scan(&last); err != nil {
 		return nil, err
 	}
-	out := make(map[int64]string, len(incidentIDs))
-	tickets := make([]string, len(incidentIDs))
-	for i, id := range incidentIDs {
-		tickets[i] = fmt.Sprintf("%s#%d-%06d", s.prefix, year, last-len(incidentIDs)+1+i)
-		out[id] = tickets[i]
+	tickets := make([]string, n)
+	for i := range tickets {
+		tickets[i] = fmt.Sprintf("%s#%d-%06d", s.prefix, year, last-n+1+i)
 	}
-	if s.driver == Postgres { // one statement for the batch
-		_, err := tx.ExecContext(ctx, `UPDATE incidents i SET ticket = u.ticket FROM unnest($1::bigint[], $2::text[]) AS u(id, ticket) WHERE i.id = u.id`,
-			incidentIDs, tickets)
-		return out, err
-	}
-	for i, id := range incidentIDs {
-		if _, err := s.exec(ctx, tx, `UPDATE incidents SET ticket = ? WHERE id = ?`, tickets[i], id); err != nil {
-			return nil, err
-		}
-	}
-	return out, nil
+	return tickets, nil
 }
 
 func truncate(s string, n int) string {

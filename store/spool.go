@@ -199,19 +199,13 @@ func nonNil(s []string) []string {
 
 // GetMessage loads one spooled message.
 func (s *Store) GetMessage(ctx context.Context, id int64) (*Message, error) {
-	var m Message
-	var rcpt string
-	var at int64
-	err := s.rdb.QueryRowContext(ctx, s.q(`SELECT id, sha256, channel, mail_from, rcpt_to, peer, received_at, size, raw FROM spool WHERE id = ?`), id).
-		Scan(&m.ID, &m.SHA256, &m.Channel, &m.MailFrom, &rcpt, &m.Peer, &at, &m.Size, &m.Raw)
+	m, err := scanMessage(s.rdb.QueryRowContext(ctx, s.q(`SELECT `+messageColumns+` FROM spool WHERE id = ?`), id))
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, ErrNotFound
 	}
 	if err != nil {
 		return nil, err
 	}
-	_ = json.Unmarshal([]byte(rcpt), &m.RcptTo)
-	m.ReceivedAt = fromMicros(at)
 	if len(m.Raw) == 0 && m.Size > 0 {
 		// A chunked message: the pipeline needs it whole to parse it.
 		rows, err := s.rdb.QueryContext(ctx, s.q(`SELECT data FROM spool_chunks WHERE spool_id = ? ORDER BY seq`), id)
@@ -232,7 +226,77 @@ func (s *Store) GetMessage(ctx context.Context, id int64) (*Message, error) {
 		}
 		m.Raw = raw
 	}
+	return m, nil
+}
+
+// messageColumns are the spool columns scanMessage reads.
+const messageColumns = `id, sha256, channel, mail_from, rcpt_to, peer, received_at, size, raw`
+
+// scanMessage reads one spool row of messageColumns.
+func scanMessage(row interface{ Scan(...any) error }) (*Message, error) {
+	var m Message
+	var rcpt string
+	var at int64
+	if err := row.Scan(&m.ID, &m.SHA256, &m.Channel, &m.MailFrom, &rcpt, &m.Peer, &at, &m.Size, &m.Raw); err != nil {
+		return nil, err
+	}
+	_ = json.Unmarshal([]byte(rcpt), &m.RcptTo)
+	m.ReceivedAt = fromMicros(at)
 	return &m, nil
+}
+
+// GetMessages is GetMessage for several spool rows, in the order of ids;
+// a row that is not there is nil. On PostgreSQL it is one query instead of
+// a round trip each (SQLite has no round trips to save).
+func (s *Store) GetMessages(ctx context.Context, ids []int64) ([]*Message, error) {
+	out := make([]*Message, len(ids))
+	if s.driver != Postgres {
+		for i, id := range ids {
+			m, err := s.GetMessage(ctx, id)
+			if errors.Is(err, ErrNotFound) {
+				continue
+			}
+			if err != nil {
+				return nil, err
+			}
+			out[i] = m
+		}
+		return out, nil
+	}
+	at := make(map[int64]int, len(ids))
+	for i, id := range ids {
+		at[id] = i
+	}
+	rows, err := s.rdb.QueryContext(ctx, `SELECT `+messageColumns+` FROM spool WHERE id = ANY($1)`, ids)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var chunked []int
+	for rows.Next() {
+		m, err := scanMessage(rows)
+		if err != nil {
+			return nil, err
+		}
+		i := at[m.ID]
+		out[i] = m
+		if len(m.Raw) == 0 && m.Size > 0 {
+			chunked = append(chunked, i)
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	rows.Close()
+	// A chunked message is read whole the way GetMessage reads it.
+	for _, i := range chunked {
+		m, err := s.GetMessage(ctx, ids[i])
+		if err != nil {
+			return nil, err
+		}
+		out[i] = m
+	}
+	return out, nil
 }
 
 // Claim is a leased queue row.
