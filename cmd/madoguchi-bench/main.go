@@ -8,6 +8,10 @@
 //
 //	madoguchi-bench --smtp 127.0.0.1:2525 --http 127.0.0.1:8025 -n 2000 -c 8
 //
+// With --warmup W it first sends W messages the same way and waits until
+// they are filed: what it reports is then the daemon running, not the
+// daemon starting (opening its store connections, preparing statements).
+//
 // With --http empty it only sends (to compare with an MTA such as Postfix,
 // which has no /metrics) and reports the SMTP side.
 package main
@@ -45,6 +49,7 @@ var defaultMix = []string{
 
 type result struct {
 	Messages      int                `json:"messages"`
+	Warmup        int                `json:"warmup,omitempty"` // sent and filed before measuring
 	Connections   int                `json:"connections"`
 	Failed        int64              `json:"failed"`
 	SendSeconds   float64            `json:"send_seconds"`
@@ -74,6 +79,7 @@ func main() {
 	asJSON := flag.Bool("json", false, "print the result as JSON")
 	size := flag.Int("size", 0, "instead of the mix, send plain-text reports of this many bytes (e.g. 20480)")
 	rate := flag.Float64("rate", 0, "messages per second to offer, all connections together (0: as fast as they go)")
+	warmup := flag.Int("warmup", 0, "first send this many messages the same way, wait until they are filed, and measure only what follows (a daemon that has just started opens its store connections and prepares its statements during its first second)")
 	flag.Parse()
 
 	var mix [][]byte
@@ -121,66 +127,25 @@ func main() {
 		}()
 	}
 
-	// With -rate, message i may start no earlier than start + i/rate: an
-	// open-loop offered load, as mail arrives from many senders.
-	var pace func(i int64)
-	lat := make([]time.Duration, *n)
-	var next, failed, done atomic.Int64
-	start := time.Now()
-	pace = func(i int64) {
-		if *rate > 0 {
-			if d := time.Until(start.Add(time.Duration(float64(i) / *rate * float64(time.Second)))); d > 0 {
-				time.Sleep(d)
+	sd := sender{addrs: strings.Split(*smtpAddr, ","), conns: *c, perConn: *perConn, rate: *rate, from: *from, rcpt: *rcpt, mix: mix, tty: isTerminal()}
+	if *warmup > 0 {
+		w := sd.send(*warmup, run+"w")
+		if *httpAddr != "" {
+			if _, err := waitFiled(*httpAddr, base.filed()+float64(w.done), *timeout, false); err != nil {
+				fatal("warm-up: %v", err)
 			}
+			b, err := scrape(*httpAddr)
+			if err != nil {
+				fatal("metrics after the warm-up: %v", err)
+			}
+			base = b
 		}
 	}
-	var wg sync.WaitGroup
-	tty := isTerminal()
-	smtpAddrs := strings.Split(*smtpAddr, ",")
-	for k := range *c {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for {
-				cl, err := smtp.Dial(smtpAddrs[k%len(smtpAddrs)])
-				if err != nil {
-					failed.Add(1)
-					time.Sleep(100 * time.Millisecond)
-					if next.Load() >= int64(*n) {
-						return
-					}
-					continue
-				}
-				for k := 0; k < *perConn; k++ {
-					i := next.Add(1) - 1
-					if i >= int64(*n) {
-						_ = cl.Quit()
-						return
-					}
-					pace(i)
-					msg := withMessageID(mix[i%int64(len(mix))], fmt.Sprintf("<bench-%s-%d@madoguchi.bench>", run, i))
-					t0 := time.Now()
-					err := cl.SendMail(*from, []string{*rcpt}, bytes.NewReader(msg))
-					lat[i] = time.Since(t0)
-					if err != nil {
-						failed.Add(1)
-						break
-					}
-					if d := done.Add(1); tty && d%50 == 0 {
-						fmt.Fprintf(os.Stderr, "\rsent %s %d/%d", bar(int(d), *n), d, *n)
-					}
-				}
-				_ = cl.Close()
-			}
-		}()
-	}
-	wg.Wait()
-	sendDur := time.Since(start)
-	if tty {
-		fmt.Fprintln(os.Stderr)
-	}
-	res := result{Messages: *n, Connections: *c, Failed: failed.Load(), SendSeconds: sendDur.Seconds(),
-		SendRate: float64(done.Load()) / sendDur.Seconds()}
+	start := time.Now()
+	sr := sd.send(*n, run)
+	sendDur, lat, done, failed := sr.dur, sr.lat, sr.done, sr.failed
+	res := result{Messages: *n, Warmup: *warmup, Connections: *c, Failed: failed, SendSeconds: sendDur.Seconds(),
+		SendRate: float64(done) / sendDur.Seconds()}
 	ok := lat[:0:0]
 	for _, l := range lat {
 		if l > 0 {
@@ -191,33 +156,14 @@ func main() {
 	res.SMTPP50ms, res.SMTPP99ms = ms(pct(ok, 0.50)), ms(pct(ok, 0.99))
 
 	if *httpAddr != "" {
-		want := base.filed() + float64(done.Load())
-		deadline := time.Now().Add(*timeout)
-		var last metrics
-		for {
-			m, err := scrape(*httpAddr)
-			if err == nil {
-				last = m
-				if tty {
-					fmt.Fprintf(os.Stderr, "\rfiled %s %.0f/%d", bar(int(m.filed()-base.filed()), int(done.Load())), m.filed()-base.filed(), done.Load())
-				}
-				if m.filed() >= want {
-					break
-				}
-			}
-			if time.Now().After(deadline) {
-				fatal("timed out: %.0f of %d filed", last.filed()-base.filed(), done.Load())
-			}
-			// Scrapes cost the daemon a store query each: not too often.
-			time.Sleep(200 * time.Millisecond)
-		}
-		if tty {
-			fmt.Fprintln(os.Stderr)
+		last, err := waitFiled(*httpAddr, base.filed()+float64(done), *timeout, sd.tty)
+		if err != nil {
+			fatal("%v", err)
 		}
 		filedDur := time.Since(start)
 		close(stopRSS)
 		res.FiledSeconds = filedDur.Seconds()
-		res.EndToEndRate = float64(done.Load()) / filedDur.Seconds()
+		res.EndToEndRate = float64(done) / filedDur.Seconds()
 		res.FiledP50ms = 1000 * last.quantileDelta(base, "madoguchi_received_to_filed_seconds", "", 0.50)
 		res.FiledP99ms = 1000 * last.quantileDelta(base, "madoguchi_received_to_filed_seconds", "", 0.99)
 		res.StageMeanMs = map[string]float64{}
@@ -239,10 +185,115 @@ func main() {
 		return
 	}
 	fmt.Printf("sent %d messages over %d connections in %.2fs: %.0f msg/s, %d failed; SMTP MAIL→250 p50 %.2f ms, p99 %.2f ms\n",
-		done.Load(), *c, res.SendSeconds, res.SendRate, res.Failed, res.SMTPP50ms, res.SMTPP99ms)
+		done, *c, res.SendSeconds, res.SendRate, res.Failed, res.SMTPP50ms, res.SMTPP99ms)
 	if *httpAddr != "" {
 		fmt.Printf("all filed after %.2fs: %.0f msg/s end to end; 250→filed p50 %.1f ms, p99 %.1f ms; stages (mean ms) %v; daemon peak RSS %.1f MiB\n",
 			res.FiledSeconds, res.EndToEndRate, res.FiledP50ms, res.FiledP99ms, res.StageMeanMs, res.PeakRSSMiB)
+	}
+}
+
+// sender sends messages of the mix over SMTP.
+type sender struct {
+	addrs      []string
+	conns      int
+	perConn    int
+	rate       float64 // messages per second, 0: as fast as they go
+	from, rcpt string
+	mix        [][]byte
+	tty        bool
+}
+
+// sent is what one send did.
+type sent struct {
+	lat          []time.Duration // per message, 0 if it failed
+	done, failed int64
+	dur          time.Duration
+}
+
+// send sends n messages with Message-IDs tagged tag over the connections.
+func (sd *sender) send(n int, tag string) sent {
+	// With -rate, message i may start no earlier than start + i/rate: an
+	// open-loop offered load, as mail arrives from many senders.
+	lat := make([]time.Duration, n)
+	var next, failed, done atomic.Int64
+	start := time.Now()
+	pace := func(i int64) {
+		if sd.rate > 0 {
+			if d := time.Until(start.Add(time.Duration(float64(i) / sd.rate * float64(time.Second)))); d > 0 {
+				time.Sleep(d)
+			}
+		}
+	}
+	var wg sync.WaitGroup
+	for k := range sd.conns {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				cl, err := smtp.Dial(sd.addrs[k%len(sd.addrs)])
+				if err != nil {
+					failed.Add(1)
+					time.Sleep(100 * time.Millisecond)
+					if next.Load() >= int64(n) {
+						return
+					}
+					continue
+				}
+				for k := 0; k < sd.perConn; k++ {
+					i := next.Add(1) - 1
+					if i >= int64(n) {
+						_ = cl.Quit()
+						return
+					}
+					pace(i)
+					msg := withMessageID(sd.mix[i%int64(len(sd.mix))], fmt.Sprintf("<bench-%s-%d@madoguchi.bench>", tag, i))
+					t0 := time.Now()
+					err := cl.SendMail(sd.from, []string{sd.rcpt}, bytes.NewReader(msg))
+					lat[i] = time.Since(t0)
+					if err != nil {
+						failed.Add(1)
+						break
+					}
+					if d := done.Add(1); sd.tty && d%50 == 0 {
+						fmt.Fprintf(os.Stderr, "\rsent %s %d/%d", bar(int(d), n), d, n)
+					}
+				}
+				_ = cl.Close()
+			}
+		}()
+	}
+	wg.Wait()
+	dur := time.Since(start)
+	if sd.tty {
+		fmt.Fprintln(os.Stderr)
+	}
+	return sent{lat: lat, done: done.Load(), failed: failed.Load(), dur: dur}
+}
+
+// waitFiled scrapes the daemons until they have filed want messages in all
+// and returns the last scrape.
+func waitFiled(addrs string, want float64, timeout time.Duration, tty bool) (metrics, error) {
+	deadline := time.Now().Add(timeout)
+	var last metrics
+	for {
+		m, err := scrape(addrs)
+		if err == nil {
+			last = m
+			if tty {
+				fmt.Fprintf(os.Stderr, "\rfiled %.0f of %.0f", m.filed(), want)
+			}
+			if m.filed() >= want {
+				if tty {
+					fmt.Fprintln(os.Stderr)
+				}
+				return last, nil
+			}
+		}
+		if time.Now().After(deadline) {
+			return last, fmt.Errorf("timed out: %.0f of %.0f filed", last.filed(), want)
+		}
+		// Scrapes cost the daemon a store query each: not too often.
+		time.Sleep(200 * time.Millisecond)
 	}
 }
 
