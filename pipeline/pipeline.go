@@ -151,6 +151,12 @@ func (p *Processor) ProcessBatch(ctx context.Context, ids []int64) {
 		p.log().Warn("load batch", "rows", len(ids), "err", err)
 		return
 	}
+	p.processMessages(ctx, ids, msgs, start)
+}
+
+// processMessages is ProcessBatch once the messages are loaded; msgs[i] is
+// the message of ids[i], nil if it could not be read.
+func (p *Processor) processMessages(ctx context.Context, ids []int64, msgs []*store.Message, start time.Time) {
 	var items []*item
 	for i, id := range ids {
 		if msgs[i] == nil {
@@ -338,7 +344,8 @@ func (p *Processor) Run(ctx context.Context, worker string, n int, wake <-chan s
 			defer wg.Done()
 			id := fmt.Sprintf("%s/%d", worker, i)
 			for ctx.Err() == nil {
-				cl, err := p.Store.Claim(context.WithoutCancel(ctx), id, batchSize, p.Lease, p.MaxAttempts)
+				start := time.Now()
+				cl, msgs, err := p.Store.ClaimMessages(context.WithoutCancel(ctx), id, batchSize, p.Lease, p.MaxAttempts)
 				if err != nil {
 					p.log().Error("claim", "err", err)
 					sleep(ctx, time.Second, nil)
@@ -354,7 +361,7 @@ func (p *Processor) Run(ctx context.Context, worker string, n int, wake <-chan s
 				for i, c := range cl {
 					ids[i] = c.SpoolID
 				}
-				p.ProcessBatch(context.WithoutCancel(ctx), ids)
+				p.processMessages(context.WithoutCancel(ctx), ids, msgs, start)
 			}
 		}(i)
 	}

@@ -1118,3 +1118,57 @@ func dumpStore(t *testing.T, s *Store) []string {
 	}
 	return out
 }
+
+// TestClaimMessagesIsClaimAndGetMessages: ClaimMessages (one statement on
+// PostgreSQL) leases what Claim would, oldest first, with each message
+// byte for byte (a chunked one whole), and quarantines a row that crashed
+// its workers too often as Claim does.
+func TestClaimMessagesIsClaimAndGetMessages(t *testing.T) {
+	eachDriver(t, func(t *testing.T, s *Store, c *clock) {
+		ctx := context.Background()
+		big := bytes.Repeat([]byte("chunked message line\r\n"), ChunkSize/10)
+		ids := []int64{spool(t, s, "first"), 0, 0, 0}
+		var err error
+		if ids[1], err = s.Spool(ctx, &Message{Channel: ChannelSMTP, MailFrom: "b@example.net", Source: bytes.NewReader(big)}); err != nil {
+			t.Fatal(err)
+		}
+		ids[2], ids[3] = spool(t, s, "third"), spool(t, s, "fourth")
+		raws := [][]byte{[]byte("first"), big, []byte("third"), []byte("fourth")}
+		cl, msgs, err := s.ClaimMessages(ctx, "w", 3, time.Second, 2)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(cl) != 3 || len(msgs) != 3 {
+			t.Fatalf("claimed %+v, %d messages; want 3", cl, len(msgs))
+		}
+		for k, i := range []int{0, 1, 2} {
+			if cl[k].SpoolID != ids[i] || cl[k].Attempts != 1 {
+				t.Errorf("claim %d: %+v, want spool %d attempt 1 (oldest first)", k, cl[k], ids[i])
+			}
+			if msgs[k] == nil || msgs[k].ID != ids[i] || !bytes.Equal(msgs[k].Raw, raws[i]) || msgs[k].ReceivedAt.IsZero() {
+				t.Errorf("message %d: %+v, want spool %d with its bytes", k, msgs[k], ids[i])
+			}
+		}
+		if msgs[1] != nil && (msgs[1].MailFrom != "b@example.net" || msgs[1].Channel != ChannelSMTP || msgs[1].Size != int64(len(big))) {
+			t.Errorf("chunked message: from %q channel %q size %d", msgs[1].MailFrom, msgs[1].Channel, msgs[1].Size)
+		}
+		// What is leased is not claimed again; the fourth row is.
+		if cl, _, err := s.ClaimMessages(ctx, "w", 3, time.Second, 2); err != nil || len(cl) != 1 || cl[0].SpoolID != ids[3] {
+			t.Fatalf("second claim %+v %v, want only spool %d", cl, err, ids[3])
+		}
+		// Leases run out twice: the third time a row is over maxAttempts and
+		// is quarantined, not returned.
+		c.Add(time.Minute)
+		if cl, _, err := s.ClaimMessages(ctx, "w", 10, time.Second, 2); err != nil || len(cl) != 4 || cl[0].Attempts != 2 {
+			t.Fatalf("after the leases ran out: %+v %v, want all four at attempt 2", cl, err)
+		}
+		c.Add(time.Minute)
+		if cl, msgs, err := s.ClaimMessages(ctx, "w", 10, time.Second, 2); err != nil || len(cl) != 0 || len(msgs) != 0 {
+			t.Fatalf("third claim %+v %v, want none", cl, err)
+		}
+		qs, _ := s.ListQueue(ctx, StateQuarantined, 10)
+		if len(qs) != 4 || qs[0].Reason != "crashed" {
+			t.Fatalf("quarantined %+v, want the four, crashed", qs)
+		}
+	})
+}

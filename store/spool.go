@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"io"
 	"slices"
+	"strings"
 	"time"
 )
 
@@ -232,12 +233,13 @@ func (s *Store) GetMessage(ctx context.Context, id int64) (*Message, error) {
 // messageColumns are the spool columns scanMessage reads.
 const messageColumns = `id, sha256, channel, mail_from, rcpt_to, peer, received_at, size, raw`
 
-// scanMessage reads one spool row of messageColumns.
-func scanMessage(row interface{ Scan(...any) error }) (*Message, error) {
+// scanMessage reads one spool row of messageColumns, after the columns
+// read into before (if any).
+func scanMessage(row interface{ Scan(...any) error }, before ...any) (*Message, error) {
 	var m Message
 	var rcpt string
 	var at int64
-	if err := row.Scan(&m.ID, &m.SHA256, &m.Channel, &m.MailFrom, &rcpt, &m.Peer, &at, &m.Size, &m.Raw); err != nil {
+	if err := row.Scan(append(before, &m.ID, &m.SHA256, &m.Channel, &m.MailFrom, &rcpt, &m.Peer, &at, &m.Size, &m.Raw)...); err != nil {
 		return nil, err
 	}
 	_ = json.Unmarshal([]byte(rcpt), &m.RcptTo)
@@ -352,6 +354,86 @@ func (s *Store) Claim(ctx context.Context, worker string, n int, lease time.Dura
 		return nil, fmt.Errorf("%w: claim: %v", ErrUnavailable, err)
 	}
 	return out, nil
+}
+
+// ClaimMessages is Claim followed by GetMessages: the claimed rows (oldest
+// first) and their messages. On PostgreSQL it is one autocommit statement,
+// lazily committed like Claim's transaction, where Claim and GetMessages
+// took five round trips (begin, the lazy setting, the claim, commit, the
+// read); a row past maxAttempts is quarantined by a second statement, as
+// Claim does. A message that cannot be read is nil.
+func (s *Store) ClaimMessages(ctx context.Context, worker string, n int, lease time.Duration, maxAttempts int) ([]Claim, []*Message, error) {
+	if s.driver != Postgres {
+		cl, err := s.Claim(ctx, worker, n, lease, maxAttempts)
+		if err != nil || len(cl) == 0 {
+			return nil, nil, err
+		}
+		ids := make([]int64, len(cl))
+		for i, c := range cl {
+			ids[i] = c.SpoolID
+		}
+		msgs, err := s.GetMessages(ctx, ids)
+		return cl, msgs, err
+	}
+	now := micros(s.now())
+	rows, err := s.db.QueryContext(ctx, s.q(`WITH lazy AS (SELECT set_config('synchronous_commit', 'off', true)), c AS (`+claimQueueSQL(" FOR UPDATE SKIP LOCKED")+`)
+		SELECT c.attempts, `+prefixed("s.", messageColumns)+` FROM lazy, c JOIN spool s ON s.id = c.spool_id`),
+		StateClaimed, now+lease.Microseconds(), worker, now, now, n, now, n, n)
+	if err != nil {
+		return nil, nil, fmt.Errorf("%w: claim: %v", ErrUnavailable, err)
+	}
+	defer rows.Close()
+	type claimed struct {
+		c Claim
+		m *Message
+	}
+	var got []claimed
+	var over []int64
+	for rows.Next() {
+		var attempts int
+		m, err := scanMessage(rows, &attempts)
+		if err != nil {
+			return nil, nil, fmt.Errorf("%w: claim: %v", ErrUnavailable, err)
+		}
+		if attempts > maxAttempts {
+			over = append(over, m.ID)
+			continue
+		}
+		got = append(got, claimed{Claim{SpoolID: m.ID, Attempts: attempts}, m})
+	}
+	if err := rows.Err(); err != nil {
+		return nil, nil, fmt.Errorf("%w: claim: %v", ErrUnavailable, err)
+	}
+	rows.Close()
+	if len(over) > 0 {
+		if _, err := s.db.ExecContext(ctx, `UPDATE queue SET state = $1, reason = $2, last_error = $3, updated_at = $4 WHERE spool_id = ANY($5)`,
+			StateQuarantined, "crashed", "the worker stopped while processing it on every attempt", now, over); err != nil {
+			return nil, nil, fmt.Errorf("%w: claim: %v", ErrUnavailable, err)
+		}
+	}
+	// Oldest first, as the batch is filed in this order (a reply after
+	// what it replies to): RETURNING keeps no order of its own.
+	slices.SortFunc(got, func(a, b claimed) int { return cmp.Compare(a.c.SpoolID, b.c.SpoolID) })
+	cl := make([]Claim, len(got))
+	msgs := make([]*Message, len(got))
+	for i, g := range got {
+		cl[i], msgs[i] = g.c, g.m
+		if len(g.m.Raw) == 0 && g.m.Size > 0 { // chunked: read whole
+			if msgs[i], err = s.GetMessage(ctx, g.m.ID); err != nil {
+				msgs[i] = nil
+			}
+		}
+	}
+	return cl, msgs, nil
+}
+
+// prefixed qualifies each of the comma-separated columns with p.
+func prefixed(p, columns string) string {
+	cols := strings.Split(columns, ", ")
+	for i, c := range cols {
+		cols[i] = p + c
+	}
+	return strings.Join(cols, ", ")
 }
 
 // claimQueueSQL leases the oldest ready rows and rows whose lease ran out:
