@@ -1040,12 +1040,24 @@ func TestFileBatchRecordsWhatOneByOneDoes(t *testing.T) {
 			plain := filing(sp("plain"), "<plain@x.example>", "i@x.example")
 			plain.Indicators = nil
 			fs := []*Filing{withAlert, noMID, noMIDAgain, dupInBatch, dupBefore, reply, trustedTag, strangerTag, &rerun, plain}
+			// Then a batch of filings that each plainly open an incident
+			// (on PostgreSQL the pipelined path).
+			plain1 := filing(sp("plain 1"), "<p1@x.example>", "j@x.example")
+			plain1.Alert = withAlert.Alert
+			plain2 := filing(sp("plain 2"), "", "k@x.example")
+			plain2.Indicators = append(plain2.Indicators, Indicator{"cve", "cve-2026-0001"})
+			plain3 := filing(sp("plain 3"), "<p3@x.example>", "l@x.example")
+			plain3.Ack = nil
 			var res []FileResult
-			if inBatch {
-				if res, err = s.FileBatch(ctx, fs); err != nil {
-					t.Fatal(err)
+			for _, fs := range [][]*Filing{fs, {plain1, plain2, plain3}} {
+				if inBatch {
+					r, err := s.FileBatch(ctx, fs)
+					if err != nil {
+						t.Fatal(err)
+					}
+					res = append(res, r...)
+					continue
 				}
-			} else {
 				for _, f := range fs {
 					r, err := s.File(ctx, f)
 					if err != nil {
@@ -1068,7 +1080,7 @@ func TestFileBatchRecordsWhatOneByOneDoes(t *testing.T) {
 		for _, r := range gotRes {
 			outcomes[r.Outcome]++
 		}
-		if outcomes[OutcomeNew] != 4 || outcomes[OutcomeDuplicate] != 3 || outcomes[OutcomeAttached] != 2 || outcomes[OutcomeReprocessed] != 1 {
+		if outcomes[OutcomeNew] != 7 || outcomes[OutcomeDuplicate] != 3 || outcomes[OutcomeAttached] != 2 || outcomes[OutcomeReprocessed] != 1 {
 			t.Errorf("outcomes %v: the batch does not cover what it should", outcomes)
 		}
 	})
@@ -1171,4 +1183,33 @@ func TestClaimMessagesIsClaimAndGetMessages(t *testing.T) {
 			t.Fatalf("quarantined %+v, want the four, crashed", qs)
 		}
 	})
+}
+
+// TestPostgresFailedBatchWritesNothing: a batch that fails inside the
+// database (here a report PostgreSQL cannot store, with a NUL byte) leaves
+// nothing behind, not even a ticket number, and the store (on one
+// connection) files the next batch.
+func TestPostgresFailedBatchWritesNothing(t *testing.T) {
+	s := openTest(t, Postgres, &clock{t: time.Date(2026, 3, 1, 10, 0, 0, 0, time.UTC)})
+	s.DB().SetMaxOpenConns(1) // whatever the failed batch left on its connection, the next one meets
+	ctx := context.Background()
+	good := filing(spool(t, s, "good"), "<good@x.example>", "a@x.example")
+	bad := filing(spool(t, s, "bad"), "<bad@x.example>", "b@x.example")
+	bad.ReportJSON = []byte("{\"text\":\"\x00\"}")
+	if _, err := s.FileBatch(ctx, []*Filing{good, bad}); err == nil {
+		t.Fatal("a report with a NUL byte was stored")
+	}
+	before := dumpStore(t, s)
+	for _, l := range before {
+		if !strings.HasPrefix(l, "queue:") {
+			t.Errorf("after the failed batch: %s", l)
+		}
+	}
+	res, err := s.FileBatch(ctx, []*Filing{good, filing(spool(t, s, "next"), "<next@x.example>", "c@x.example")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res[0].Ticket != "CSIRT#2026-000001" || res[1].Ticket != "CSIRT#2026-000002" {
+		t.Errorf("tickets after the failed batch: %s %s", res[0].Ticket, res[1].Ticket)
+	}
 }

@@ -29,6 +29,9 @@ import (
 // results are those of filing one by one; the conformance suite holds
 // both drivers to that.
 func (s *Store) fileBatchPostgres(ctx context.Context, fs []*Filing) ([]FileResult, error) {
+	if out, plain, err := s.filePlainPipelined(ctx, fs); err != nil || plain {
+		return out, err
+	}
 	out := make([]FileResult, len(fs))
 	err := s.commitTx(ctx, false, func(tx *sql.Tx) error {
 		shas, plain, err := s.prefetchPostgres(ctx, tx, fs)
@@ -102,6 +105,24 @@ func (s *Store) fileBatchPostgres(ctx context.Context, fs []*Filing) ([]FileResu
 // report. It also makes the transaction's commit lazy (see lazyTx): the
 // setting rides on this first query instead of costing a round trip.
 func (s *Store) prefetchPostgres(ctx context.Context, tx *sql.Tx, fs []*Filing) ([]string, []bool, error) {
+	q, args := prefetchStmt(fs)
+	rows, err := tx.QueryContext(ctx, q, args...)
+	if err != nil {
+		return nil, nil, err
+	}
+	defer rows.Close()
+	return readPrefetch(rows, fs)
+}
+
+// rowSource is what database/sql's and pgx's rows have in common.
+type rowSource interface {
+	Next() bool
+	Scan(dest ...any) error
+	Err() error
+}
+
+// prefetchStmt is prefetchPostgres's query.
+func prefetchStmt(fs []*Filing) (string, []any) {
 	ids := make([]int64, len(fs))
 	keys := make([]string, len(fs))
 	for i, f := range fs {
@@ -110,16 +131,16 @@ func (s *Store) prefetchPostgres(ctx context.Context, tx *sql.Tx, fs []*Filing) 
 			keys[i] = DedupKey(f.MessageID, "")
 		}
 	}
-	rows, err := tx.QueryContext(ctx, `SELECT u.n, s.sha256, r.id IS NULL AND d.id IS NULL
+	return `SELECT u.n, s.sha256, r.id IS NULL AND d.id IS NULL
 		FROM (SELECT set_config('synchronous_commit', 'off', true)) AS lazy,
 			unnest($1::bigint[], $2::text[]) WITH ORDINALITY AS u(spool_id, key, n)
 		JOIN spool s ON s.id = u.spool_id
 		LEFT JOIN reports r ON r.spool_id = s.id
-		LEFT JOIN reports d ON d.dedup_key = COALESCE(NULLIF(u.key, ''), 'sha256:' || s.sha256)`, ids, keys)
-	if err != nil {
-		return nil, nil, err
-	}
-	defer rows.Close()
+		LEFT JOIN reports d ON d.dedup_key = COALESCE(NULLIF(u.key, ''), 'sha256:' || s.sha256)`, []any{ids, keys}
+}
+
+// readPrefetch reads prefetchStmt's rows.
+func readPrefetch(rows rowSource, fs []*Filing) ([]string, []bool, error) {
 	shas := make([]string, len(fs))
 	plain := make([]bool, len(fs))
 	found := make([]bool, len(fs))
@@ -151,6 +172,18 @@ func (s *Store) prefetchPostgres(ctx context.Context, tx *sql.Tx, fs []*Filing) 
 // de-duplication keys and notes, when not nil, their notes, both in the
 // order of which. It sets out[i] for each i in which.
 func (s *Store) fileNewPostgres(ctx context.Context, tx *sql.Tx, fs []*Filing, which []int, keys, notes []string, out []FileResult) error {
+	q, args := s.fileNewStmt(fs, which, keys, notes, out)
+	rows, err := tx.QueryContext(ctx, q, args...)
+	if err != nil {
+		return err
+	}
+	defer rows.Close()
+	return readFileNew(rows, fs, which, out)
+}
+
+// fileNewStmt is fileNewPostgres's statement; it sets out[i] for each i in
+// which but for the IDs, which readFileNew reads.
+func (s *Store) fileNewStmt(fs []*Filing, which []int, keys, notes []string, out []FileResult) (string, []any) {
 	n := len(which)
 	var (
 		spoolIDs                                                    = make([]int64, n)
@@ -178,7 +211,7 @@ func (s *Store) fileNewPostgres(ctx context.Context, tx *sql.Tx, fs []*Filing, w
 			indValue = append(indValue, in.Value)
 		}
 	}
-	rows, err := tx.QueryContext(ctx, `WITH u AS (
+	return `WITH u AS (
 		SELECT * FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[], $9::text[], $10::text[], $11::text[], $12::text[])
 			WITH ORDINALITY AS u(spool_id, ticket, taxonomy, type, subject, sender, tlp, message_id, dedup_key, report_json, lower_mid, suffix, n)
 	), inc AS (
@@ -204,13 +237,14 @@ func (s *Store) fileNewPostgres(ctx context.Context, tx *sql.Tx, fs []*Filing, w
 		SELECT rep.incident_id, $14, 'created', 'report ' || rep.id || ' from ' || u.sender || u.suffix
 		FROM rep JOIN u ON u.spool_id = rep.spool_id ORDER BY u.n
 	)
-	SELECT spool_id, incident_id, id FROM rep`,
-		spoolIDs, provisional, taxonomy, typ, subject, sender, tlp, mid, keys, body, lowerMID, suffix,
-		StatusNew, micros(s.now()), indSpool, indKind, indValue)
-	if err != nil {
-		return err
-	}
-	defer rows.Close()
+	SELECT spool_id, incident_id, id FROM rep`, []any{
+			spoolIDs, provisional, taxonomy, typ, subject, sender, tlp, mid, keys, body, lowerMID, suffix,
+			StatusNew, micros(s.now()), indSpool, indKind, indValue}
+}
+
+// readFileNew reads fileNewStmt's rows into out.
+func readFileNew(rows rowSource, fs []*Filing, which []int, out []FileResult) error {
+	n := len(which)
 	at := make(map[int64]int, n)
 	for _, i := range which {
 		at[fs[i].SpoolID] = i
@@ -243,6 +277,17 @@ func (s *Store) fileNewPostgres(ctx context.Context, tx *sql.Tx, fs []*Filing, w
 // outbound row's outbox ID is read back by its Message-ID; an
 // acknowledgement's or follow-up's goes to its filing's AckID.
 func (s *Store) finishBatchPostgres(ctx context.Context, tx *sql.Tx, fs []*Filing, out []FileResult, created []int64, tickets []string, ob []outboundRow) error {
+	q, args := s.finishStmt(fs, out, created, tickets, ob)
+	rows, err := tx.QueryContext(ctx, q, args...)
+	if err != nil {
+		return err
+	}
+	defer rows.Close()
+	return readFinish(rows, ob, out)
+}
+
+// finishStmt is finishBatchPostgres's statement.
+func (s *Store) finishStmt(fs []*Filing, out []FileResult, created []int64, tickets []string, ob []outboundRow) (string, []any) {
 	now := micros(s.now())
 	spoolIDs := make([]int64, len(fs))
 	outcomes := make([]string, len(fs))
@@ -253,16 +298,14 @@ func (s *Store) finishBatchPostgres(ctx context.Context, tx *sql.Tx, fs []*Filin
 		incidentIDs, reportIDs                 = make([]int64, len(ob)), make([]int64, len(ob))
 		kinds, recipients, mids, lower, bodies = make([]string, len(ob)), make([]string, len(ob)), make([]string, len(ob)), make([]string, len(ob)), make([]string, len(ob))
 	)
-	byMID := make(map[string]int, len(ob))
 	for j, o := range ob {
 		incidentIDs[j], reportIDs[j], kinds[j], recipients[j], mids[j], bodies[j] = o.incidentID, o.reportID, o.kind, o.recipient, o.messageID, o.payload
 		lower[j] = strings.ToLower(o.messageID)
-		byMID[o.messageID] = j
 	}
 	if created == nil {
 		created, tickets = []int64{}, []string{}
 	}
-	rows, err := tx.QueryContext(ctx, `WITH t AS (
+	return `WITH t AS (
 		UPDATE incidents i SET ticket = u.ticket FROM unnest($1::bigint[], $2::text[]) AS u(id, ticket) WHERE i.id = u.id
 	), done AS (
 		UPDATE queue q SET state = $3, outcome = u.outcome, reason = '', last_error = '', lease_until = 0, updated_at = $4
@@ -279,13 +322,19 @@ func (s *Store) finishBatchPostgres(ctx context.Context, tx *sql.Tx, fs []*Filin
 		SELECT u.message_id, u.incident_id FROM unnest($14::text[], $8::bigint[]) AS u(message_id, incident_id)
 		ON CONFLICT (message_id) DO NOTHING
 	)
-	SELECT id, message_id FROM o`,
-		created, tickets, StateDone, now, spoolIDs, outcomes,
-		OutboxPending, incidentIDs, reportIDs, kinds, recipients, mids, bodies, lower)
-	if err != nil {
-		return err
+	SELECT id, message_id FROM o`, []any{
+			created, tickets, StateDone, now, spoolIDs, outcomes,
+			OutboxPending, incidentIDs, reportIDs, kinds, recipients, mids, bodies, lower}
+}
+
+// readFinish reads finishStmt's rows: each outbound row's outbox ID, by
+// its Message-ID; an acknowledgement's or follow-up's goes to its filing's
+// AckID.
+func readFinish(rows rowSource, ob []outboundRow, out []FileResult) error {
+	byMID := make(map[string]int, len(ob))
+	for j, o := range ob {
+		byMID[o.messageID] = j
 	}
-	defer rows.Close()
 	got := 0
 	for rows.Next() {
 		var id int64

@@ -404,15 +404,23 @@ func (s *Store) nextTickets(ctx context.Context, tx *sql.Tx, n int, now time.Tim
 	}
 	year := now.UTC().Year()
 	var last int
-	if err := s.queryRow(ctx, tx, `INSERT INTO ticket_counters (year, last) VALUES (?, ?)
-		ON CONFLICT (year) DO UPDATE SET last = ticket_counters.last + excluded.last RETURNING last`, year, n).Scan(&last); err != nil {
+	if err := s.queryRow(ctx, tx, nextTicketsSQL, year, n).Scan(&last); err != nil {
 		return nil, err
 	}
+	return s.ticketNames(year, last, n), nil
+}
+
+// nextTicketsSQL raises the year's counter by n and returns it.
+const nextTicketsSQL = `INSERT INTO ticket_counters (year, last) VALUES (?, ?)
+	ON CONFLICT (year) DO UPDATE SET last = ticket_counters.last + excluded.last RETURNING last`
+
+// ticketNames are the n tickets of year up to last.
+func (s *Store) ticketNames(year, last, n int) []string {
 	tickets := make([]string, n)
 	for i := range tickets {
 		tickets[i] = fmt.Sprintf("%s#%d-%06d", s.prefix, year, last-n+1+i)
 	}
-	return tickets, nil
+	return tickets
 }
 
 func truncate(s string, n int) string {
