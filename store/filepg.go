@@ -70,27 +70,13 @@ func (s *Store) fileBatchPostgres(ctx context.Context, fs []*Filing) ([]FileResu
 		if err := flush(); err != nil {
 			return err
 		}
-		var created []int64
-		for _, r := range out {
-			if r.Outcome == OutcomeNew {
-				created = append(created, r.IncidentID)
-			}
-		}
-		tickets, err := s.nextTickets(ctx, tx, len(created), s.now())
+		created, tickets, err := s.numberIncidents(ctx, tx, out)
 		if err != nil {
 			return err
 		}
-		ticketOf := make(map[int64]string, len(created))
-		for i, id := range created {
-			ticketOf[id] = tickets[i]
-		}
 		var rows []outboundRow
 		for i, f := range fs {
-			res := &out[i]
-			if t, ok := ticketOf[res.IncidentID]; ok {
-				res.Ticket = t // new, or attached to one created earlier in the batch
-			}
-			rows = append(rows, outbound(f, res, i)...)
+			rows = append(rows, outbound(f, &out[i], i)...)
 		}
 		return s.finishBatchPostgres(ctx, tx, fs, out, created, tickets, rows)
 	})

@@ -120,37 +120,24 @@ func (s *Store) FileBatch(ctx context.Context, fs []*Filing) ([]FileResult, erro
 	}
 	out := make([]FileResult, len(fs))
 	err := s.lazyTx(ctx, func(tx *sql.Tx) error {
-		var created []int64
 		for i, f := range fs {
 			res, err := s.file(ctx, tx, f)
 			if err != nil {
 				return err
 			}
-			if res.Outcome == OutcomeNew {
-				created = append(created, res.IncidentID)
-			}
 			out[i] = res
 		}
-		// Ticket numbers are taken once for the whole batch, after every
-		// filing in it: the year's counter row stays locked from here to
-		// the commit, so concurrent filings (other workers, other daemons)
-		// wait on it for the last few statements, not for the batch.
-		tickets, err := s.nextTickets(ctx, tx, len(created), s.now())
+		created, tickets, err := s.numberIncidents(ctx, tx, out)
 		if err != nil {
 			return err
 		}
-		ticketOf := make(map[int64]string, len(created))
 		for i, id := range created {
-			ticketOf[id] = tickets[i]
 			if _, err := s.exec(ctx, tx, `UPDATE incidents SET ticket = ? WHERE id = ?`, tickets[i], id); err != nil {
 				return err
 			}
 		}
 		for i, f := range fs {
 			res := &out[i]
-			if t, ok := ticketOf[res.IncidentID]; ok {
-				res.Ticket = t // new, or attached to one created earlier in the batch
-			}
 			for _, o := range outbound(f, res, i) {
 				var id int64
 				if err := s.queryRow(ctx, tx, `INSERT INTO outbox (incident_id, report_id, kind, recipient, message_id, payload, state, not_before, created_at, updated_at)
@@ -392,6 +379,37 @@ func (s *Store) newIncident(ctx context.Context, tx *sql.Tx, f *Filing, now time
 		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id`,
 		provisional, StatusNew, f.Taxonomy, f.Type, truncate(f.Subject, 1000), f.Sender, f.TLP, micros(now), micros(now)).Scan(&id)
 	return id, provisional, err
+}
+
+// numberIncidents takes the batch's ticket numbers for the incidents it
+// opened, in filing order, and gives each result its incident's final
+// ticket: a new one, or one attached to an incident opened earlier in the
+// batch. It is done once for the whole batch, after every filing in it:
+// the year's counter row stays locked from here to the commit, so
+// concurrent filings (other workers, other daemons) wait on it for the
+// last few statements, not for the batch. The caller writes the tickets
+// to the incidents.
+func (s *Store) numberIncidents(ctx context.Context, tx *sql.Tx, out []FileResult) ([]int64, []string, error) {
+	var created []int64
+	for _, r := range out {
+		if r.Outcome == OutcomeNew {
+			created = append(created, r.IncidentID)
+		}
+	}
+	tickets, err := s.nextTickets(ctx, tx, len(created), s.now())
+	if err != nil {
+		return nil, nil, err
+	}
+	ticketOf := make(map[int64]string, len(created))
+	for i, id := range created {
+		ticketOf[id] = tickets[i]
+	}
+	for i := range out {
+		if t, ok := ticketOf[out[i].IncidentID]; ok {
+			out[i].Ticket = t
+		}
+	}
+	return created, tickets, nil
 }
 
 // nextTickets takes the year's next n numbers (PREFIX#YYYY-NNNNNN), in
