@@ -1069,6 +1069,10 @@ func TestFileBatchRecordsWhatOneByOneDoes(t *testing.T) {
 			return res, dumpStore(t, s)
 		}
 		gotRes, got := run(batched, true)
+		if drv == Postgres && batched.pipelined.Load() != 2 {
+			// The first File and the batch of plain filings; not the mixed batch.
+			t.Errorf("%d batches pipelined, want 2", batched.pipelined.Load())
+		}
 		wantRes, want := run(alone, false)
 		if !reflect.DeepEqual(gotRes, wantRes) {
 			t.Errorf("results:\nbatch %+v\nalone %+v", gotRes, wantRes)

@@ -3,8 +3,12 @@
 // indicators, the event log, thread Message-IDs, the outbox and IMAP state.
 //
 // Two drivers sit behind one type, *Store: SQLite (modernc.org/sqlite, pure
-// Go, the embedded default) and PostgreSQL (pgx v5 through database/sql).
-// They share one SQL text, one migration history (migrations/*.sql, with
+// Go, the embedded default) and PostgreSQL (pgx v5 through database/sql;
+// a batch of plain new filings goes as pgx pipelines on the connection
+// underneath, see filePlainPipelined). Most of the SQL text is shared;
+// where PostgreSQL saves round trips it has statements of its own
+// (fileBatchPostgres, ClaimMessages), held to the same results by the
+// conformance suite. They share one migration history (migrations/*.sql, with
 // {{ID}} and {{BLOB}} replaced per dialect) and one conformance suite
 // (conformance_test.go runs every test against both).
 //

@@ -156,5 +156,6 @@ func (s *Store) pipeline(ctx context.Context, pc *pgx.Conn, fs []*Filing) ([]Fil
 	if err != nil {
 		return nil, true, fmt.Errorf("%w: %v", ErrUnavailable, err)
 	}
+	s.pipelined.Add(1)
 	return out, true, nil
 }

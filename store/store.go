@@ -57,6 +57,8 @@ type Store struct {
 	walPath string        // SQLite: the WAL file that syncWAL flushes
 	walIno  atomic.Uint64 // the WAL file whose directory entry is synced
 	synced  func()        // tests: called after each syncWAL
+	// pipelined counts batches filed by filePlainPipelined (tests).
+	pipelined atomic.Int64
 }
 
 // Open connects, applies pending migrations and returns the store. An
