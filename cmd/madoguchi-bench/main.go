@@ -176,7 +176,9 @@ func main() {
 				res.StageMeanMs[st] = 1000 * (last.value("madoguchi_stage_seconds_sum", sel) - base.value("madoguchi_stage_seconds_sum", sel)) / cnt
 			}
 		}
-		res.PeakRSSMiB = float64(peak.Load()) / (1 << 20)
+		// The sampler may not have ticked in a short run: the last scrape
+		// counts too.
+		res.PeakRSSMiB = max(float64(peak.Load()), last.value("process_resident_memory_bytes", "")) / (1 << 20)
 		// The backlog keeps up when filing ends within 10 % of sending.
 		res.BacklogDrains = filedDur.Seconds() <= sendDur.Seconds()*1.1+0.5
 	}
