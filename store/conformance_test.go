@@ -1217,3 +1217,13 @@ func TestPostgresFailedBatchWritesNothing(t *testing.T) {
 		t.Errorf("tickets after the failed batch: %s %s", res[0].Ticket, res[1].Ticket)
 	}
 }
+
+// TestPostgresOpensAWarmPool: a store on PostgreSQL starts with the idle
+// connections a busy daemon keeps already open, so the first messages
+// after a start do not each wait for a new server process.
+func TestPostgresOpensAWarmPool(t *testing.T) {
+	s := openTest(t, Postgres, &clock{t: time.Now()})
+	if st := s.DB().Stats(); st.Idle < warmConns {
+		t.Errorf("pool after Open: %+v, want %d idle connections", st, warmConns)
+	}
+}
