@@ -135,28 +135,12 @@ func (p *Processor) analyse(ctx context.Context, msg *store.Message, start time.
 	return &item{msg: msg, rep: rep, f: p.filing(msg, rep), start: start}, nil
 }
 
-// ProcessBatch handles several claimed rows: each is analysed alone, and
+// processBatch handles several claimed rows (msgs[i] is the message of
+// ids[i], nil if it could not be read): each is analysed alone, and
 // the filings go to the store in one transaction (one commit for all,
 // group commit for filing). If that transaction fails, each row is filed
 // alone, so one bad row cannot hold the others back.
-func (p *Processor) ProcessBatch(ctx context.Context, ids []int64) {
-	if len(ids) == 1 {
-		_, _ = p.Process(ctx, ids[0])
-		return
-	}
-	// The batch's messages in one read (one round trip on PostgreSQL).
-	start := time.Now()
-	msgs, err := p.Store.GetMessages(ctx, ids)
-	if err != nil {
-		p.log().Warn("load batch", "rows", len(ids), "err", err)
-		return
-	}
-	p.processMessages(ctx, ids, msgs, start)
-}
-
-// processMessages is ProcessBatch once the messages are loaded; msgs[i] is
-// the message of ids[i], nil if it could not be read.
-func (p *Processor) processMessages(ctx context.Context, ids []int64, msgs []*store.Message, start time.Time) {
+func (p *Processor) processBatch(ctx context.Context, ids []int64, msgs []*store.Message, start time.Time) {
 	var items []*item
 	for i, id := range ids {
 		if msgs[i] == nil {
@@ -361,7 +345,7 @@ func (p *Processor) Run(ctx context.Context, worker string, n int, wake <-chan s
 				for i, c := range cl {
 					ids[i] = c.SpoolID
 				}
-				p.processMessages(context.WithoutCancel(ctx), ids, msgs, start)
+				p.processBatch(context.WithoutCancel(ctx), ids, msgs, start)
 			}
 		}(i)
 	}

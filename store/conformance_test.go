@@ -1048,8 +1048,13 @@ func TestFileBatchRecordsWhatOneByOneDoes(t *testing.T) {
 			plain2.Indicators = append(plain2.Indicators, Indicator{"cve", "cve-2026-0001"})
 			plain3 := filing(sp("plain 3"), "<p3@x.example>", "l@x.example")
 			plain3.Ack = nil
+			// And a batch that looks plain until the store is asked: a new
+			// filing and a repeat of one filed before (on PostgreSQL the
+			// pipeline is tried and abandoned).
+			plain4 := filing(sp("plain 4"), "<p4@x.example>", "m@x.example")
+			repeat := filing(sp("repeat"), "<p1@x.example>", "n@x.example")
 			var res []FileResult
-			for _, fs := range [][]*Filing{fs, {plain1, plain2, plain3}} {
+			for _, fs := range [][]*Filing{fs, {plain1, plain2, plain3}, {plain4, repeat}} {
 				if inBatch {
 					r, err := s.FileBatch(ctx, fs)
 					if err != nil {
@@ -1070,7 +1075,8 @@ func TestFileBatchRecordsWhatOneByOneDoes(t *testing.T) {
 		}
 		gotRes, got := run(batched, true)
 		if drv == Postgres && batched.pipelined.Load() != 2 {
-			// The first File and the batch of plain filings; not the mixed batch.
+			// The first File and the batch of plain filings; not the mixed
+			// batch, nor the one with a repeat.
 			t.Errorf("%d batches pipelined, want 2", batched.pipelined.Load())
 		}
 		wantRes, want := run(alone, false)
@@ -1084,7 +1090,7 @@ func TestFileBatchRecordsWhatOneByOneDoes(t *testing.T) {
 		for _, r := range gotRes {
 			outcomes[r.Outcome]++
 		}
-		if outcomes[OutcomeNew] != 7 || outcomes[OutcomeDuplicate] != 3 || outcomes[OutcomeAttached] != 2 || outcomes[OutcomeReprocessed] != 1 {
+		if outcomes[OutcomeNew] != 8 || outcomes[OutcomeDuplicate] != 4 || outcomes[OutcomeAttached] != 2 || outcomes[OutcomeReprocessed] != 1 {
 			t.Errorf("outcomes %v: the batch does not cover what it should", outcomes)
 		}
 	})

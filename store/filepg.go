@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
+	"slices"
 	"strings"
 )
 
@@ -25,12 +26,17 @@ import (
 //  4. one statement numbers the new incidents, queues what is sent (with
 //     the Message-IDs for threading) and finishes the queue rows.
 //
-// A batch of new reports is five round trips with BEGIN and COMMIT. The
-// results are those of filing one by one; the conformance suite holds
-// both drivers to that.
+// When no filing carries a ticket tag or References, the batch is first
+// tried as pgx pipelines (filePlainPipelined: three round trips with BEGIN
+// and COMMIT); if the first of them finds a filing that is not plain, it
+// is rolled back and the batch goes the way above (five round trips for
+// new reports). The results are those of filing one by one; the
+// conformance suite holds both drivers and both ways to that.
 func (s *Store) fileBatchPostgres(ctx context.Context, fs []*Filing) ([]FileResult, error) {
-	if out, plain, err := s.filePlainPipelined(ctx, fs); err != nil || plain {
-		return out, err
+	if slices.IndexFunc(fs, func(f *Filing) bool { return !f.mayOpenPlainly() }) < 0 {
+		if out, plain, err := s.filePlainPipelined(ctx, fs); err != nil || plain {
+			return out, err
+		}
 	}
 	out := make([]FileResult, len(fs))
 	err := s.commitTx(ctx, false, func(tx *sql.Tx) error {
@@ -54,7 +60,7 @@ func (s *Store) fileBatchPostgres(ctx context.Context, fs []*Filing) ([]FileResu
 		}
 		for i, f := range fs {
 			key := DedupKey(f.MessageID, shas[i])
-			if plain[i] && f.Ticket == "" && len(f.References) == 0 && !seen[key] {
+			if plain[i] && f.mayOpenPlainly() && !seen[key] {
 				pending = append(pending, i)
 				seen[key] = true
 				continue
@@ -85,6 +91,11 @@ func (s *Store) fileBatchPostgres(ctx context.Context, fs []*Filing) ([]FileResu
 	}
 	return out, nil
 }
+
+// mayOpenPlainly: nothing in the filing ties it to an incident (a ticket
+// tag or References). Whether it was filed before or repeats a filed
+// report only the store can tell (prefetchStmt).
+func (f *Filing) mayOpenPlainly() bool { return f.Ticket == "" && len(f.References) == 0 }
 
 // prefetchPostgres reads, for each filing, its spool row's SHA-256 and
 // whether it is plain: neither filed before nor a duplicate of a filed

@@ -13,7 +13,8 @@ import (
 
 // filePlainPipelined files a batch on PostgreSQL in three round trips when
 // every filing in it plainly opens an incident (see fileBatchPostgres),
-// which is what most reports do: the statements of fileBatchPostgres are
+// which is what most reports do; the caller passes only batches whose
+// filings mayOpenPlainly: the statements of fileBatchPostgres are
 // sent as pgx pipelines on the connection underneath database/sql
 // (begin with the read of the spool rows; the reports with the ticket
 // numbers; the outbox and queue with the commit), where database/sql waits
@@ -53,6 +54,8 @@ func (s *Store) filePlainPipelined(ctx context.Context, fs []*Filing) (out []Fil
 	return out, plain, nil
 }
 
+// rollback ends the transaction a failed or abandoned pipeline left open
+// on pc, if any; an error means pc cannot be given back to the pool.
 func rollback(pc *pgx.Conn) error {
 	if pc.IsClosed() {
 		return errors.New("connection closed")
@@ -96,7 +99,7 @@ func (s *Store) pipeline(ctx context.Context, pc *pgx.Conn, fs []*Filing) ([]Fil
 	which := make([]int, len(fs))
 	for i, f := range fs {
 		keys[i], which[i] = DedupKey(f.MessageID, shas[i]), i
-		if !plain[i] || f.Ticket != "" || len(f.References) > 0 || seen[keys[i]] {
+		if !plain[i] || seen[keys[i]] {
 			return nil, false, nil
 		}
 		seen[keys[i]] = true

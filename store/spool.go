@@ -247,59 +247,12 @@ func scanMessage(row interface{ Scan(...any) error }, before ...any) (*Message, 
 	return &m, nil
 }
 
-// GetMessages is GetMessage for several spool rows, in the order of ids;
-// a row that is not there is nil. On PostgreSQL it is one query instead of
-// a round trip each (SQLite has no round trips to save).
-func (s *Store) GetMessages(ctx context.Context, ids []int64) ([]*Message, error) {
-	out := make([]*Message, len(ids))
-	if s.driver != Postgres {
-		for i, id := range ids {
-			m, err := s.GetMessage(ctx, id)
-			if errors.Is(err, ErrNotFound) {
-				continue
-			}
-			if err != nil {
-				return nil, err
-			}
-			out[i] = m
-		}
-		return out, nil
-	}
-	at := make(map[int64]int, len(ids))
-	for i, id := range ids {
-		at[id] = i
-	}
-	rows, err := s.rdb.QueryContext(ctx, `SELECT `+messageColumns+` FROM spool WHERE id = ANY($1)`, ids)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	var chunked []int
-	for rows.Next() {
-		m, err := scanMessage(rows)
-		if err != nil {
-			return nil, err
-		}
-		i := at[m.ID]
-		out[i] = m
-		if len(m.Raw) == 0 && m.Size > 0 {
-			chunked = append(chunked, i)
-		}
-	}
-	if err := rows.Err(); err != nil {
-		return nil, err
-	}
-	rows.Close()
-	// A chunked message is read whole the way GetMessage reads it.
-	for _, i := range chunked {
-		m, err := s.GetMessage(ctx, ids[i])
-		if err != nil {
-			return nil, err
-		}
-		out[i] = m
-	}
-	return out, nil
-}
+// A row whose workers all stopped while processing it (Claim,
+// ClaimMessages) is quarantined with these.
+const (
+	reasonCrashed = "crashed"
+	detailCrashed = "the worker stopped while processing it on every attempt"
+)
 
 // Claim is a leased queue row.
 type Claim struct {
@@ -344,7 +297,7 @@ func (s *Store) Claim(ctx context.Context, worker string, n int, lease time.Dura
 		slices.SortFunc(out, func(a, b Claim) int { return cmp.Compare(a.SpoolID, b.SpoolID) })
 		for _, id := range over {
 			if _, err := s.exec(ctx, tx, `UPDATE queue SET state = ?, reason = ?, last_error = ?, updated_at = ? WHERE spool_id = ?`,
-				StateQuarantined, "crashed", "the worker stopped while processing it on every attempt", now, id); err != nil {
+				StateQuarantined, reasonCrashed, detailCrashed, now, id); err != nil {
 				return err
 			}
 		}
@@ -356,24 +309,28 @@ func (s *Store) Claim(ctx context.Context, worker string, n int, lease time.Dura
 	return out, nil
 }
 
-// ClaimMessages is Claim followed by GetMessages: the claimed rows (oldest
-// first) and their messages. On PostgreSQL it is one autocommit statement,
-// lazily committed like Claim's transaction, where Claim and GetMessages
-// took five round trips (begin, the lazy setting, the claim, commit, the
-// read); a row past maxAttempts is quarantined by a second statement, as
-// Claim does. A message that cannot be read is nil.
+// ClaimMessages is Claim followed by GetMessage for each claimed row: the
+// claimed rows (oldest first) and their messages. On PostgreSQL it is one
+// autocommit statement, lazily committed like Claim's transaction, where
+// Claim and the reads took four round trips and one per message (begin,
+// the lazy setting, the claim, commit, the reads); a row past maxAttempts
+// is quarantined by a second statement, as Claim does. A message that
+// cannot be read is nil.
 func (s *Store) ClaimMessages(ctx context.Context, worker string, n int, lease time.Duration, maxAttempts int) ([]Claim, []*Message, error) {
 	if s.driver != Postgres {
 		cl, err := s.Claim(ctx, worker, n, lease, maxAttempts)
 		if err != nil || len(cl) == 0 {
 			return nil, nil, err
 		}
-		ids := make([]int64, len(cl))
+		msgs := make([]*Message, len(cl))
 		for i, c := range cl {
-			ids[i] = c.SpoolID
+			m, err := s.GetMessage(ctx, c.SpoolID)
+			if err != nil && !errors.Is(err, ErrNotFound) {
+				return nil, nil, err
+			}
+			msgs[i] = m
 		}
-		msgs, err := s.GetMessages(ctx, ids)
-		return cl, msgs, err
+		return cl, msgs, nil
 	}
 	now := micros(s.now())
 	rows, err := s.db.QueryContext(ctx, s.q(`WITH lazy AS (SELECT set_config('synchronous_commit', 'off', true)), c AS (`+claimQueueSQL(" FOR UPDATE SKIP LOCKED")+`)
@@ -407,7 +364,7 @@ func (s *Store) ClaimMessages(ctx context.Context, worker string, n int, lease t
 	rows.Close()
 	if len(over) > 0 {
 		if _, err := s.db.ExecContext(ctx, `UPDATE queue SET state = $1, reason = $2, last_error = $3, updated_at = $4 WHERE spool_id = ANY($5)`,
-			StateQuarantined, "crashed", "the worker stopped while processing it on every attempt", now, over); err != nil {
+			StateQuarantined, reasonCrashed, detailCrashed, now, over); err != nil {
 			return nil, nil, fmt.Errorf("%w: claim: %v", ErrUnavailable, err)
 		}
 	}
