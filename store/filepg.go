@@ -343,7 +343,7 @@ func readFinish(rows rowSource, ob []outboundRow, out []FileResult) error {
 		if !ok {
 			return fmt.Errorf("outbox: row %s not asked for", mid)
 		}
-		if o := ob[j]; o.kind == OutboxAck || o.kind == OutboxFollowUp {
+		if o := ob[j]; o.answersReporter() {
 			out[o.filing].AckID = id
 		}
 		got++

@@ -140,16 +140,17 @@ func (s *Store) FileBatch(ctx context.Context, fs []*Filing) ([]FileResult, erro
 			res := &out[i]
 			for _, o := range outbound(f, res, i) {
 				var id int64
+				now := micros(s.now())
 				if err := s.queryRow(ctx, tx, `INSERT INTO outbox (incident_id, report_id, kind, recipient, message_id, payload, state, not_before, created_at, updated_at)
 					VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id`,
-					o.incidentID, o.reportID, o.kind, o.recipient, o.messageID, o.payload, OutboxPending, micros(s.now()), micros(s.now()), micros(s.now())).Scan(&id); err != nil {
+					o.incidentID, o.reportID, o.kind, o.recipient, o.messageID, o.payload, OutboxPending, now, now, now).Scan(&id); err != nil {
 					return err
 				}
 				// Replies to what we send thread to the ticket.
 				if err := s.threadID(ctx, tx, o.messageID, o.incidentID); err != nil {
 					return err
 				}
-				if o.kind == OutboxAck || o.kind == OutboxFollowUp {
+				if o.answersReporter() {
 					res.AckID = id
 				}
 			}
@@ -284,6 +285,12 @@ type outboundRow struct {
 	incidentID, reportID int64
 	kind, recipient      string
 	messageID, payload   string
+}
+
+// answersReporter: the row is the reporter's acknowledgement or follow-up,
+// whose outbox ID is the filing's AckID.
+func (o outboundRow) answersReporter() bool {
+	return o.kind == OutboxAck || o.kind == OutboxFollowUp
 }
 
 // outbound is what a filing sends (acknowledgement or follow-up, alerts),
