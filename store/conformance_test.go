@@ -1141,11 +1141,11 @@ func dumpStore(t *testing.T, s *Store) []string {
 	return out
 }
 
-// TestClaimMessagesIsClaimAndGetMessages: ClaimMessages (one statement on
+// TestClaimMessagesIsClaimAndGetMessage: ClaimMessages (one statement on
 // PostgreSQL) leases what Claim would, oldest first, with each message
 // byte for byte (a chunked one whole), and quarantines a row that crashed
 // its workers too often as Claim does.
-func TestClaimMessagesIsClaimAndGetMessages(t *testing.T) {
+func TestClaimMessagesIsClaimAndGetMessage(t *testing.T) {
 	eachDriver(t, func(t *testing.T, s *Store, c *clock) {
 		ctx := context.Background()
 		big := bytes.Repeat([]byte("chunked message line\r\n"), ChunkSize/10)
