@@ -14,6 +14,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode"
 
 	"go.yaml.in/yaml/v3"
 )
@@ -297,14 +298,35 @@ func (e *Error) Error() string {
 		fmt.Fprintf(&b, ":%d", e.Line)
 	}
 	if e.Key != "" {
-		b.WriteString(": " + e.Key)
+		b.WriteString(": " + printable(e.Key, true))
 	}
-	b.WriteString(": " + e.Msg)
+	b.WriteString(": " + printable(e.Msg, false))
 	return b.String()
 }
 
-var lineRE = regexp.MustCompile(`line (\d+): (.*)`)
-var unknownFieldRE = regexp.MustCompile(`field (\S+) not found in type`)
+// printable keeps an error on one readable line: a key holding a space or
+// anything unprintable (YAML lets a quoted key hold newlines) is shown
+// quoted, and a message's unprintable characters are escaped.
+func printable(s string, key bool) string {
+	odd := strings.ContainsFunc(s, func(r rune) bool {
+		return !unicode.IsPrint(r) || (key && r == ' ')
+	})
+	if !odd {
+		return s
+	}
+	if key {
+		return strconv.Quote(s)
+	}
+	q := strconv.Quote(s)
+	return q[1 : len(q)-1]
+}
+
+var lineRE = regexp.MustCompile(`(?s)line (\d+): (.*)`)
+var unknownFieldRE = regexp.MustCompile(`(?s)^field (.+) not found in type`)
+
+// nextEntryRE finds where yaml's next "line N:" entry starts; an entry may
+// itself span lines when a key holds newlines.
+var nextEntryRE = regexp.MustCompile(`\n\s*line \d+: `)
 
 // Load reads the file at path strictly over the defaults. Relative paths in
 // the result are resolved against the file's directory.
@@ -344,7 +366,11 @@ func yamlError(name string, err error, lines map[int]string) error {
 	msg := err.Error()
 	msg = strings.TrimPrefix(msg, "yaml: ")
 	msg = strings.TrimPrefix(msg, "unmarshal errors:\n")
-	first := strings.TrimSpace(strings.SplitN(msg, "\n", 2)[0])
+	first := msg
+	if i := nextEntryRE.FindStringIndex(msg); i != nil {
+		first = msg[:i[0]]
+	}
+	first = strings.TrimSpace(first)
 	e := &Error{File: name, Msg: first}
 	if m := lineRE.FindStringSubmatch(first); m != nil {
 		e.Line, _ = strconv.Atoi(m[1])

@@ -46,6 +46,10 @@ func TestStrictErrors(t *testing.T) {
 		{"store: [1, 2]\n", "c.yaml:1: store: wrong type"},
 		{"team: {name: x\n", "c.yaml:1: did not find"},
 		{"pipeline:\n  lease: forever\n", "c.yaml:2: pipeline.lease"},
+		// A quoted key may hold newlines (found by FuzzLoad): still one line.
+		{"team:\n  name: X\n\"odd key\\n\\nk\": 1\n", `c.yaml:3: "odd key\n\nk": unknown key`},
+		{"? |\n  a b\n  c\n: 1\n", `c.yaml:1: "a b\nc\n": unknown key`},
+		{"team:\n  \"co\\tlour\": blue\n", `c.yaml:2: "team.co\tlour": unknown key`},
 	}
 	for _, c := range cases {
 		_, err := Decode("c.yaml", []byte(c.yaml))
