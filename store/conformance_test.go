@@ -1233,3 +1233,105 @@ func TestPostgresOpensAWarmPool(t *testing.T) {
 		t.Errorf("pool after Open: %+v, want %d idle connections", st, warmConns)
 	}
 }
+
+// TestRefreshPlannerStatistics: on PostgreSQL a table that has grown past
+// what the planner last measured is analyzed, once, and again only when it
+// has doubled since; tables that have not grown are left alone. SQLite has
+// no such statistics to keep and does nothing.
+func TestRefreshPlannerStatistics(t *testing.T) {
+	eachDriver(t, func(t *testing.T, s *Store, c *clock) {
+		ctx := context.Background()
+		refresh := func() []string {
+			t.Helper()
+			got, err := s.RefreshPlannerStatistics(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			slices.Sort(got)
+			return got
+		}
+		if got := refresh(); len(got) != 0 {
+			t.Fatalf("empty store: analyzed %v", got)
+		}
+		spool := func(n int) {
+			t.Helper()
+			batch := make([]*Message, n)
+			for i := range batch {
+				batch[i] = &Message{Channel: ChannelSMTP, Raw: fmt.Appendf(nil, "Subject: %d\r\n\r\n%0200d\r\n", i, i)}
+			}
+			if _, err := s.SpoolBatch(ctx, batch); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if s.Driver() == Postgres {
+			// Autovacuum must not measure the tables between the steps.
+			for _, tb := range []string{"spool", "queue"} {
+				if _, err := s.DB().ExecContext(ctx, `ALTER TABLE `+tb+` SET (autovacuum_enabled = false)`); err != nil {
+					t.Fatal(err)
+				}
+			}
+		}
+		spool(2000)
+		got := refresh()
+		if s.Driver() == SQLite {
+			if len(got) != 0 {
+				t.Fatalf("SQLite analyzed %v", got)
+			}
+			return
+		}
+		if !slices.Equal(got, []string{"queue", "spool"}) {
+			t.Fatalf("after 2,000 messages analyzed %v, want queue and spool", got)
+		}
+		var pages int64
+		if err := s.DB().QueryRowContext(ctx, `SELECT relpages FROM pg_class WHERE oid = to_regclass('spool')`).Scan(&pages); err != nil || pages < minAnalyzePages {
+			t.Fatalf("spool relpages after ANALYZE: %d %v", pages, err)
+		}
+		if got := refresh(); len(got) != 0 {
+			t.Fatalf("nothing grew, yet analyzed %v", got)
+		}
+		spool(500) // a quarter more: not yet twice what was measured
+		if got := refresh(); len(got) != 0 {
+			t.Fatalf("grown by a quarter, analyzed %v", got)
+		}
+		spool(2500)
+		if got := refresh(); !slices.Equal(got, []string{"queue", "spool"}) {
+			t.Fatalf("doubled, analyzed %v", got)
+		}
+		// What the daemon runs: the same check on a timer, reporting what
+		// it analyzed.
+		kctx, stop := context.WithCancel(ctx)
+		reports := make(chan []string, 16)
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			s.KeepPlannerStatistics(kctx, 10*time.Millisecond, func(a []string, err error) {
+				if err != nil {
+					t.Error(err)
+				}
+				select {
+				case reports <- a:
+				default:
+				}
+			})
+		}()
+		defer func() { stop(); <-done }()
+		spool(6000)
+		// The tables grow while the batch is written, so the timer may
+		// find one doubled before the other.
+		seen := map[string]int{}
+		deadline := time.After(10 * time.Second)
+		for seen["spool"] == 0 || seen["queue"] == 0 {
+			select {
+			case a := <-reports:
+				for _, tb := range a {
+					seen[tb]++
+				}
+			case <-deadline:
+				t.Fatalf("KeepPlannerStatistics analyzed only %v of the doubled tables", seen)
+			}
+		}
+		if len(seen) != 2 {
+			t.Errorf("kept: analyzed %v, want only queue and spool", seen)
+		}
+	})
+}

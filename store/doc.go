@@ -31,5 +31,10 @@
 //     several daemons share them without coordination code. An expired lease
 //     returns a crashed worker's claim.
 //
+// On PostgreSQL the daemon also keeps the planner's statistics of these
+// tables within a factor of two of their size while they grow
+// (KeepPlannerStatistics): the statements are prepared once per
+// connection, and plans made for empty tables would otherwise scan them.
+//
 // Times are stored as Unix microseconds (BIGINT) in both dialects.
 package store

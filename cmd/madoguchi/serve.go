@@ -312,6 +312,19 @@ func (e *env) cmdServe(ctx context.Context, args []string) error {
 		ow.Deliver = &notify.Relay{Addr: n.Relay, TLS: n.RelayTLS, Username: n.RelayUsername, Password: pw, Hostname: e.cfg.Intake.SMTP.Hostname}
 	}
 	go func() { defer wg.Done(); ow.Run(workCtx) }()
+	// On PostgreSQL, keep the planner's idea of the tables' sizes within a
+	// factor of two while they grow (store.RefreshPlannerStatistics).
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		s.KeepPlannerStatistics(workCtx, 5*time.Second, func(analyzed []string, err error) {
+			if err != nil {
+				e.log.Warn("planner statistics", "err", err)
+				return
+			}
+			e.log.Info("planner statistics refreshed", "tables", strings.Join(analyzed, ","))
+		})
+	}()
 	ready.Store(true)
 	e.log.Info("madoguchi serving", "smtp", smtpAddr, "lmtp", lmtpAddr, "http", hl.Addr().String(), "store", e.cfg.Store.Driver)
 	fmt.Fprintf(e.stderr, "madoguchi: serving smtp=%s http=%s lmtp=%s\n", smtpAddr, hl.Addr().String(), lmtpAddr)
