@@ -1335,3 +1335,104 @@ func TestRefreshPlannerStatistics(t *testing.T) {
 		}
 	})
 }
+
+// TestPostgresSessionsCommitDurably: a role (or database) whose default is
+// synchronous_commit off still gets sessions that wait for the disk, so a
+// spool commit is durable before the 250; a DSN that names the setting is
+// the operator's choice and is kept.
+func TestPostgresSessionsCommitDurably(t *testing.T) {
+	dsn := postgresDSN(t)
+	admin, err := sql.Open("pgx", dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { admin.Close() }) // after the role's cleanup below
+	role := fmt.Sprintf("madoguchi_lazy_%d_%d", os.Getpid(), schemaN.Add(1))
+	for _, q := range []string{
+		`CREATE ROLE ` + role + ` LOGIN SUPERUSER`,
+		`ALTER ROLE ` + role + ` SET synchronous_commit = off`,
+	} {
+		if _, err := admin.Exec(q); err != nil {
+			t.Fatal(err)
+		}
+	}
+	t.Cleanup(func() {
+		// The store's tables in this test's schema are the role's.
+		if _, err := admin.Exec(`DROP OWNED BY ` + role); err != nil {
+			t.Error(err)
+		}
+		if _, err := admin.Exec(`DROP ROLE ` + role); err != nil {
+			t.Error(err)
+		}
+	})
+	asRole := regexp.MustCompile(`^postgres://[^@/]*@`).ReplaceAllString(dsn, "postgres://"+role+"@")
+	if asRole == dsn {
+		t.Skipf("cannot name a role in %q", dsn)
+	}
+	setting := func(dsn string) string {
+		t.Helper()
+		s, err := Open(context.Background(), Postgres, dsn, Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer s.Close()
+		var v string
+		if err := s.DB().QueryRow(`SHOW synchronous_commit`).Scan(&v); err != nil {
+			t.Fatal(err)
+		}
+		return v
+	}
+	// The role's default is what a plain connection gets...
+	plain, err := sql.Open("pgx", asRole)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var v string
+	if err := plain.QueryRow(`SHOW synchronous_commit`).Scan(&v); err != nil || v != "off" {
+		t.Fatalf("the role's own default: %q %v", v, err)
+	}
+	plain.Close()
+	// ...and not what the store's sessions get.
+	if v := setting(asRole); v != "on" {
+		t.Errorf("store session as a role with synchronous_commit off: %q, want on", v)
+	}
+	if v := setting(asRole + "&options=-c%20synchronous_commit%3Dremote_write"); v != "remote_write" {
+		t.Errorf("a DSN naming synchronous_commit: %q, want it kept", v)
+	}
+}
+
+// TestServerWarnings: the store names fsync and autovacuum when the server
+// runs with them off, and nothing else; SQLite has none.
+func TestServerWarnings(t *testing.T) {
+	eachDriver(t, func(t *testing.T, s *Store, c *clock) {
+		got, err := s.ServerWarnings(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if s.Driver() == SQLite {
+			if got != nil {
+				t.Fatalf("SQLite: %v", got)
+			}
+			return
+		}
+		var fsync, autovacuum string
+		if err := s.DB().QueryRow(`SELECT current_setting('fsync'), current_setting('autovacuum')`).Scan(&fsync, &autovacuum); err != nil {
+			t.Fatal(err)
+		}
+		var want []string
+		if fsync == "off" {
+			want = append(want, "fsync off")
+		}
+		if autovacuum == "off" {
+			want = append(want, "autovacuum off")
+		}
+		if len(got) != len(want) {
+			t.Fatalf("server fsync=%s autovacuum=%s: warnings %q", fsync, autovacuum, got)
+		}
+		for i, w := range want {
+			if !strings.Contains(got[i], w) {
+				t.Errorf("warning %d: %q, want it to name %q", i, got[i], w)
+			}
+		}
+	})
+}

@@ -90,3 +90,29 @@ func (s *Store) KeepPlannerStatistics(ctx context.Context, every time.Duration, 
 		}
 	}
 }
+
+// ServerWarnings names the PostgreSQL server settings that work against the
+// daemon, for it to log at start (nil on SQLite):
+//   - fsync off: a crash of the server's machine can lose messages already
+//     answered with a 250;
+//   - autovacuum off: every message updates its queue row and outbox row
+//     more than once, and without VACUUM those tables only grow with dead
+//     rows (the daemon keeps the planner's statistics itself, but does not
+//     vacuum).
+func (s *Store) ServerWarnings(ctx context.Context) ([]string, error) {
+	if s.driver != Postgres {
+		return nil, nil
+	}
+	var fsync, autovacuum string
+	if err := s.db.QueryRowContext(ctx, `SELECT current_setting('fsync'), current_setting('autovacuum')`).Scan(&fsync, &autovacuum); err != nil {
+		return nil, fmt.Errorf("%w: server settings: %v", ErrUnavailable, err)
+	}
+	var out []string
+	if fsync == "off" {
+		out = append(out, "PostgreSQL runs with fsync off: a crash of its machine can lose messages already acknowledged with a 250")
+	}
+	if autovacuum == "off" {
+		out = append(out, "PostgreSQL runs with autovacuum off: the queue and outbox tables grow with dead rows unless they are vacuumed (VACUUM queue, outbox) regularly")
+	}
+	return out, nil
+}

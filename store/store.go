@@ -17,8 +17,9 @@ import (
 	"syscall"
 	"time"
 
-	_ "github.com/jackc/pgx/v5/stdlib" // database/sql driver "pgx"
-	_ "modernc.org/sqlite"             // database/sql driver "sqlite"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/stdlib" // also the database/sql driver "pgx"
+	_ "modernc.org/sqlite"           // database/sql driver "sqlite"
 )
 
 //go:embed migrations/*.sql
@@ -92,8 +93,11 @@ func Open(ctx context.Context, driver, dsn string, opt Options) (*Store, error) 
 			s.walPath = strings.TrimPrefix(dsn, "file:") + "-wal"
 		}
 	case Postgres:
-		s.db, err = sql.Open("pgx", dsn)
+		var cfg *pgx.ConnConfig
+		cfg, err = pgx.ParseConfig(dsn)
 		if err == nil {
+			pinDurableCommits(cfg, dsn)
+			s.db = stdlib.OpenDB(*cfg)
 			s.db.SetMaxOpenConns(16)
 			s.db.SetMaxIdleConns(8)
 		}
@@ -132,6 +136,23 @@ func Open(ctx context.Context, driver, dsn string, opt Options) (*Store, error) 
 		s.rdb.SetMaxOpenConns(2)
 	}
 	return s, nil
+}
+
+// pinDurableCommits has every session of the daemon start with
+// synchronous_commit on, whatever the server, database or role default is
+// (a client's startup setting wins over those): a spool commit must be on
+// disk before the 250, and a default of "off" would make it lazy without a
+// word. The statements that may be lazy (filing, claims, outbox marks) still
+// say so themselves. A DSN that names synchronous_commit (e.g. options=-c
+// synchronous_commit=remote_apply) is the operator's choice and is kept.
+func pinDurableCommits(cfg *pgx.ConnConfig, dsn string) {
+	if strings.Contains(dsn, "synchronous_commit") {
+		return
+	}
+	if cfg.RuntimeParams == nil {
+		cfg.RuntimeParams = map[string]string{}
+	}
+	cfg.RuntimeParams["synchronous_commit"] = "on"
 }
 
 // sqliteDSN is the modernc DSN for the database file dsn with the pragmas

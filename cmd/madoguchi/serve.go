@@ -312,6 +312,11 @@ func (e *env) cmdServe(ctx context.Context, args []string) error {
 		ow.Deliver = &notify.Relay{Addr: n.Relay, TLS: n.RelayTLS, Username: n.RelayUsername, Password: pw, Hostname: e.cfg.Intake.SMTP.Hostname}
 	}
 	go func() { defer wg.Done(); ow.Run(workCtx) }()
+	if warns, err := s.ServerWarnings(workCtx); err == nil {
+		for _, w := range warns {
+			e.log.Warn(w)
+		}
+	}
 	// On PostgreSQL, keep the planner's idea of the tables' sizes within a
 	// factor of two while they grow (store.RefreshPlannerStatistics).
 	wg.Add(1)
