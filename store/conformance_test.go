@@ -29,7 +29,24 @@ var (
 	pgBaseDSN string
 	pgErr     error
 	schemaN   atomic.Int64
+	// The database the suite created, dropped when it ends.
+	pgAdminDSN, pgDBName string
 )
+
+// TestMain drops the suite's PostgreSQL database after the run, so that
+// runs do not leave one each on the server.
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if pgDBName != "" {
+		if db, err := sql.Open("pgx", pgAdminDSN); err == nil {
+			if _, err := db.Exec("DROP DATABASE IF EXISTS " + pgDBName + " WITH (FORCE)"); err != nil {
+				fmt.Fprintln(os.Stderr, "store tests: dropping", pgDBName+":", err)
+			}
+			_ = db.Close()
+		}
+	}
+	os.Exit(code)
+}
 
 // PostgresDSN returns the DSN of a fresh database for this test run, or
 // skips the test when PostgreSQL is not asked for.
@@ -55,6 +72,7 @@ func postgresDSN(t testing.TB) string {
 			pgErr = err
 			return
 		}
+		pgAdminDSN, pgDBName = admin, name
 		pgBaseDSN = regexp.MustCompile(`/[^/?]*(\?|$)`).ReplaceAllString(strings.TrimPrefix(admin, ""), "/"+name+"$1")
 		if !strings.Contains(admin, "/postgres") {
 			pgBaseDSN = admin
