@@ -10,7 +10,8 @@
 # many CPUs (needs root and the cgroup cpu controller, v1 or v2): a stand-in
 # for daemons on separate machines, so that what the shared PostgreSQL does
 # to their sum shows even on a machine whose cores one daemon could fill.
-# PostgreSQL and the load tool are not limited.
+# PostgreSQL and the load tool are not limited. (Run here on cgroup v1; the
+# v2 branch, cpu.max, has not been run.)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 N="${1:-2000}"
