@@ -15,6 +15,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"text/template"
 	"time"
 	"unicode/utf8"
@@ -72,6 +73,50 @@ type Writer struct {
 	// AfterDeliver, when set, runs between a delivery and its MarkSent:
 	// the crash tests stop the process exactly there.
 	AfterDeliver func(store.OutboxEntry)
+
+	skipMu  sync.Mutex
+	skipLog map[string]*skipNote // rate-limited recipients: when last logged
+}
+
+// skipNote is what the log has said of one rate-limited recipient.
+type skipNote struct {
+	logged   time.Time // last log line
+	unlisted int       // skips since then
+}
+
+// skipLogEvery is how often the log names a recipient whose
+// acknowledgements the rate limit keeps skipping. Every skipped row keeps
+// its reason in the outbox and counts in madoguchi_notify_deliveries_total; a line
+// per row would flood the log exactly when one sender floods the gateway.
+const skipLogEvery = time.Minute
+
+// noteSkip logs a rate-limited acknowledgement: the first for a recipient
+// at once, then at most one line per skipLogEvery saying how many were
+// skipped since the last.
+func (w *Writer) noteSkip(now time.Time, rcpt string, lastHour int) {
+	w.skipMu.Lock()
+	defer w.skipMu.Unlock()
+	if w.skipLog == nil {
+		w.skipLog = map[string]*skipNote{}
+	}
+	n := w.skipLog[rcpt]
+	if n == nil {
+		if len(w.skipLog) >= 1000 { // forget recipients quiet for an hour
+			for r, o := range w.skipLog {
+				if now.Sub(o.logged) > time.Hour {
+					delete(w.skipLog, r)
+				}
+			}
+		}
+		n = &skipNote{}
+		w.skipLog[rcpt] = n
+	}
+	n.unlisted++
+	if !n.logged.IsZero() && now.Sub(n.logged) < skipLogEvery {
+		return
+	}
+	w.Log.Warn("acknowledgements skipped: rate limit", "recipient", rcpt, "skipped", n.unlisted, "last_hour", lastHour)
+	n.logged, n.unlisted = now, 0
 }
 
 type reportFields struct {
@@ -364,7 +409,7 @@ func (w *Writer) Once(ctx context.Context) (int, error) {
 		}
 		if !staff && n >= rate {
 			metricOutbox.WithLabelValues("skipped").Inc()
-			w.Log.Warn("acknowledgement skipped: rate limit", "id", e.ID, "recipient", e.Recipient, "last_hour", n)
+			w.noteSkip(now, e.Recipient, n)
 			skips = append(skips, store.OutboxSkip{ID: e.ID, Reason: fmt.Sprintf("rate limit: %d acknowledgements to this address in the last hour", n)})
 			continue
 		}
