@@ -80,6 +80,9 @@ func (s *Store) KeepPlannerStatistics(ctx context.Context, every time.Duration, 
 	defer t.Stop()
 	for {
 		done, err := s.RefreshPlannerStatistics(ctx)
+		if err != nil && ctx.Err() != nil {
+			return // stopping: the check was cut short, nothing to report
+		}
 		if report != nil && (err != nil || len(done) > 0) {
 			report(done, err)
 		}
