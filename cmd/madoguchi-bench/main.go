@@ -132,7 +132,7 @@ func main() {
 	if *warmup > 0 {
 		w := sd.send(*warmup, run+"w")
 		if *httpAddr != "" {
-			if _, err := waitFiled(*httpAddr, base.filed()+float64(w.done), *timeout, false); err != nil {
+			if _, err := waitFiled(*httpAddr, base.filed(), base.filed()+float64(w.done), *timeout, false); err != nil {
 				fatal("warm-up: %v", err)
 			}
 			b, err := scrape(*httpAddr)
@@ -157,7 +157,7 @@ func main() {
 	res.SMTPP50ms, res.SMTPP99ms = ms(pct(ok, 0.50)), ms(pct(ok, 0.99))
 
 	if *httpAddr != "" {
-		last, err := waitFiled(*httpAddr, base.filed()+float64(done), *timeout, sd.tty)
+		last, err := waitFiled(*httpAddr, base.filed(), base.filed()+float64(done), *timeout, sd.tty)
 		if err != nil {
 			fatal("%v", err)
 		}
@@ -275,8 +275,9 @@ func (sd *sender) send(n int, tag string) sent {
 }
 
 // waitFiled scrapes the daemons until they have filed want messages in all
-// and returns the last scrape.
-func waitFiled(addrs string, want float64, timeout time.Duration, tty bool) (metrics, error) {
+// (from when they started waiting, shown with a progress bar on a
+// terminal) and returns the last scrape.
+func waitFiled(addrs string, from, want float64, timeout time.Duration, tty bool) (metrics, error) {
 	deadline := time.Now().Add(timeout)
 	var last metrics
 	for {
@@ -284,7 +285,7 @@ func waitFiled(addrs string, want float64, timeout time.Duration, tty bool) (met
 		if err == nil {
 			last = m
 			if tty {
-				fmt.Fprintf(os.Stderr, "\rfiled %.0f of %.0f", m.filed(), want)
+				fmt.Fprintf(os.Stderr, "\rfiled %s %.0f/%.0f", bar(int(m.filed()-from), int(want-from)), m.filed()-from, want-from)
 			}
 			if m.filed() >= want {
 				if tty {
@@ -294,7 +295,7 @@ func waitFiled(addrs string, want float64, timeout time.Duration, tty bool) (met
 			}
 		}
 		if time.Now().After(deadline) {
-			return last, fmt.Errorf("timed out: %.0f of %.0f filed", last.filed(), want)
+			return last, fmt.Errorf("timed out: %.0f of %.0f filed", last.filed()-from, want-from)
 		}
 		// Scrapes cost the daemon a store query each: not too often.
 		time.Sleep(200 * time.Millisecond)
@@ -344,7 +345,7 @@ func bar(done, total int) string {
 		total = 1
 	}
 	w := 30
-	k := min(w, done*w/total)
+	k := max(0, min(w, done*w/total))
 	return "[" + strings.Repeat("#", k) + strings.Repeat(".", w-k) + "]"
 }
 
