@@ -1415,7 +1415,10 @@ func TestPostgresSessionsCommitDurably(t *testing.T) {
 		t.Errorf("store session as a role with synchronous_commit off: %q, want on", v)
 	}
 	if v := setting(asRole + "&options=-c%20synchronous_commit%3Dremote_write"); v != "remote_write" {
-		t.Errorf("a DSN naming synchronous_commit: %q, want it kept", v)
+		t.Errorf("a DSN naming synchronous_commit in options: %q, want it kept", v)
+	}
+	if v := setting(asRole + "&synchronous_commit=local"); v != "local" {
+		t.Errorf("a DSN with synchronous_commit as a parameter: %q, want it kept", v)
 	}
 }
 

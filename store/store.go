@@ -9,6 +9,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -96,7 +97,7 @@ func Open(ctx context.Context, driver, dsn string, opt Options) (*Store, error) 
 		var cfg *pgx.ConnConfig
 		cfg, err = pgx.ParseConfig(dsn)
 		if err == nil {
-			pinDurableCommits(cfg, dsn)
+			pinDurableCommits(cfg)
 			s.db = stdlib.OpenDB(*cfg)
 			s.db.SetMaxOpenConns(16)
 			s.db.SetMaxIdleConns(8)
@@ -143,10 +144,11 @@ func Open(ctx context.Context, driver, dsn string, opt Options) (*Store, error) 
 // (a client's startup setting wins over those): a spool commit must be on
 // disk before the 250, and a default of "off" would make it lazy without a
 // word. The statements that may be lazy (filing, claims, outbox marks) still
-// say so themselves. A DSN that names synchronous_commit (e.g. options=-c
-// synchronous_commit=remote_apply) is the operator's choice and is kept.
-func pinDurableCommits(cfg *pgx.ConnConfig, dsn string) {
-	if strings.Contains(dsn, "synchronous_commit") {
+// say so themselves. A DSN (or PGOPTIONS) that names synchronous_commit,
+// as a parameter or in options (e.g. options=-c
+// synchronous_commit=remote_apply), is the operator's choice and is kept.
+func pinDurableCommits(cfg *pgx.ConnConfig) {
+	if _, ok := cfg.RuntimeParams["synchronous_commit"]; ok || strings.Contains(cfg.RuntimeParams["options"], "synchronous_commit") {
 		return
 	}
 	if cfg.RuntimeParams == nil {
@@ -418,7 +420,7 @@ func (s *Store) warmPool(ctx context.Context) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			_, _ = c.ExecContext(ctx, `SELECT 1 FROM spool, queue, reports, incidents, indicators, events, thread_ids, outbox, ticket_counters LIMIT 0`)
+			_, _ = c.ExecContext(ctx, warmSQL)
 		}()
 	}
 	wg.Wait()
@@ -429,6 +431,9 @@ func (s *Store) warmPool(ctx context.Context) {
 
 // warmConns is how many connections warmPool opens.
 const warmConns = 4
+
+// warmSQL touches every table filing uses.
+var warmSQL = `SELECT 1 FROM ` + strings.Join(append(slices.Clone(plannedTables), "ticket_counters"), ", ") + ` LIMIT 0`
 
 // syncWAL makes every SQLite commit so far durable: it fsyncs the WAL file,
 // which is what synchronous=FULL does inside the commit, while the
