@@ -34,7 +34,8 @@ const minAnalyzePages = 8
 // msg/s over 30,000 messages (docs/benchmarks.md). ANALYZE changes the
 // statistics, which makes every session plan its statements again. The
 // doubling rule keeps this to about log2(size) runs over a database's
-// life; beyond that autovacuum's own thresholds apply.
+// life; where autovacuum runs, its own thresholds act first once the
+// tables are large (this machine's server runs without it).
 func (s *Store) RefreshPlannerStatistics(ctx context.Context) ([]string, error) {
 	if s.driver != Postgres {
 		return nil, nil
