@@ -69,7 +69,7 @@ func MergeKeyring(old, add []byte) ([]byte, []string, error) {
 		added = append(added, strings.TrimSpace(fp+" "+uid))
 	}
 	var buf bytes.Buffer
-	w, err := armor.Encode(&buf, openpgp.PublicKeyType, nil)
+	w, err := armor.EncodeWithChecksumOption(&buf, openpgp.PublicKeyType, nil, true) // GnuPG 2.2 needs the CRC line: see withChecksum
 	if err != nil {
 		return nil, nil, err
 	}

@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"strings"
 	"time"
 
@@ -68,9 +69,12 @@ func (k *Keys) SignMIME(part Part, now time.Time) (contentType string, body []by
 		return "", nil, err
 	}
 	signed := canonical(part)
-	var sig bytes.Buffer
-	if err := openpgp.ArmoredDetachSignText(&sig, e, bytes.NewReader(signed), outConfig(now)); err != nil {
+	var raw, sig bytes.Buffer
+	if err := openpgp.DetachSignText(&raw, e, bytes.NewReader(signed), outConfig(now)); err != nil {
 		return "", nil, fmt.Errorf("crypto: sign: %w", err)
+	}
+	if err := armorTo(&sig, openpgp.SignatureType, raw.Bytes()); err != nil {
+		return "", nil, err
 	}
 	b := boundary()
 	var out bytes.Buffer
@@ -105,7 +109,7 @@ func (k *Keys) SignEncryptMIME(part Part, to openpgp.EntityList, now time.Time) 
 	recipients := append(openpgp.EntityList{}, to...)
 	recipients = append(recipients, e)
 	var enc bytes.Buffer
-	aw, err := armor.Encode(&enc, "PGP MESSAGE", nil)
+	aw, err := armor.EncodeWithChecksumOption(&enc, "PGP MESSAGE", nil, true) // see withChecksum
 	if err != nil {
 		return "", nil, err
 	}
@@ -148,7 +152,50 @@ func (k *Keys) Clearsign(text []byte, now time.Time) ([]byte, error) {
 	if err := w.Close(); err != nil {
 		return nil, err
 	}
+	return withChecksum(out.Bytes())
+}
+
+// withChecksum rewrites the signature block of a clearsigned text with a
+// CRC24 line. go-crypto leaves it out (RFC 9580 says it SHOULD), but
+// GnuPG 2.2, which Debian 12 ships, then reads the END line as base64
+// whenever the data needs no "=" padding, prints "Good signature" and
+// exits 2: every script that checks the exit status sees a failure.
+func withChecksum(cs []byte) ([]byte, error) {
+	const begin = "\n-----BEGIN PGP SIGNATURE-----"
+	i := bytes.Index(cs, []byte(begin))
+	if i < 0 {
+		return nil, errors.New("crypto: clearsign: no signature block")
+	}
+	blk, err := armor.Decode(bytes.NewReader(cs[i+1:]))
+	if err != nil {
+		return nil, fmt.Errorf("crypto: clearsign: %w", err)
+	}
+	sig, err := io.ReadAll(blk.Body)
+	if err != nil {
+		return nil, fmt.Errorf("crypto: clearsign: %w", err)
+	}
+	out := bytes.NewBuffer(append([]byte{}, cs[:i+1]...))
+	if err := armorTo(out, blk.Type, sig); err != nil {
+		return nil, err
+	}
 	return out.Bytes(), nil
+}
+
+// armorTo writes data armored as blockType with the CRC24 line (see
+// withChecksum), ending in a newline.
+func armorTo(out *bytes.Buffer, blockType string, data []byte) error {
+	w, err := armor.EncodeWithChecksumOption(out, blockType, nil, true)
+	if err != nil {
+		return err
+	}
+	if _, err := w.Write(data); err != nil {
+		return err
+	}
+	if err := w.Close(); err != nil {
+		return err
+	}
+	out.WriteByte('\n')
+	return nil
 }
 
 // ExportPublic returns the team's public keys, armored, newest first: what
@@ -158,7 +205,7 @@ func (k *Keys) ExportPublic() ([]byte, error) {
 		return nil, ErrNoTeamKey
 	}
 	var out bytes.Buffer
-	w, err := armor.Encode(&out, openpgp.PublicKeyType, nil)
+	w, err := armor.EncodeWithChecksumOption(&out, openpgp.PublicKeyType, nil, true)
 	if err != nil {
 		return nil, err
 	}
