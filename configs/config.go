@@ -251,6 +251,11 @@ type Alert struct {
 	DutyAddress       string   `yaml:"duty_address"`
 	WebhookURL        string   `yaml:"webhook_url"`
 	WebhookSecretFile string   `yaml:"webhook_secret_file"`
+	// Internal marks the duty address and the webhook as inside the
+	// team: only then do they carry the subject of an encrypted report
+	// in clear (an alert mail to a duty address whose key is known goes
+	// encrypted and carries it anyway).
+	Internal bool `yaml:"internal"`
 }
 
 // HTTP is the metrics/health/public listener.

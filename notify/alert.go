@@ -10,9 +10,11 @@ import (
 	"fmt"
 	"io"
 	"mime"
+	"mime/quotedprintable"
 	"net/http"
 	"time"
 
+	"github.com/madoguchi/madoguchi/crypto"
 	"github.com/madoguchi/madoguchi/store"
 )
 
@@ -20,6 +22,9 @@ import (
 type alertFields struct {
 	Subject        string  `json:"subject"`
 	From           string  `json:"from"`
+	Decryption     struct {
+		Status string `json:"status"`
+	} `json:"decryption"`
 	TLP            *string `json:"tlp"`
 	Classification struct {
 		Taxonomy   string  `json:"taxonomy"`
@@ -37,7 +42,8 @@ type WebhookPayload struct {
 	Confidence float64   `json:"confidence"`
 	TLP        string    `json:"tlp,omitempty"`
 	Reporter   string    `json:"reporter"`
-	Subject    string    `json:"subject,omitempty"` // left out for TLP:RED
+	Subject    string    `json:"subject,omitempty"` // left out for TLP:RED and, unless internal, encrypted reports
+	Encrypted  bool      `json:"encrypted,omitempty"` // the report came encrypted
 	ReportID   int64     `json:"report_id"`
 	SentAt     time.Time `json:"sent_at"`
 }
@@ -53,7 +59,10 @@ func Sign(secret, body []byte) string {
 	return "sha256=" + hex.EncodeToString(m.Sum(nil))
 }
 
-func (w *Writer) alertData(ctx context.Context, e store.OutboxEntry) (WebhookPayload, error) {
+// alertData is what an alert says. clear tells whether it goes out in
+// clear to a destination not marked internal: then an encrypted report's
+// subject stays out.
+func (w *Writer) alertData(ctx context.Context, e store.OutboxEntry, clear bool) (WebhookPayload, error) {
 	js, ticket, err := w.Store.ReportTicket(ctx, e.ReportID)
 	if err != nil {
 		return WebhookPayload{}, err
@@ -63,7 +72,11 @@ func (w *Writer) alertData(ctx context.Context, e store.OutboxEntry) (WebhookPay
 		return WebhookPayload{}, err
 	}
 	p := WebhookPayload{Event: "incident.created", Ticket: ticket, Taxonomy: a.Classification.Taxonomy, Type: a.Classification.Type,
-		Confidence: a.Classification.Confidence, Reporter: a.From, Subject: a.Subject, ReportID: e.ReportID, SentAt: w.now().UTC()}
+		Confidence: a.Classification.Confidence, Reporter: a.From, Subject: a.Subject, ReportID: e.ReportID, SentAt: w.now().UTC(),
+		Encrypted: a.Decryption.Status == "ok"}
+	if p.Encrypted && clear && !w.AlertInternal {
+		p.Subject = ""
+	}
 	if a.TLP != nil {
 		p.TLP = *a.TLP
 		if *a.TLP == "red" {
@@ -85,30 +98,68 @@ func (w *Writer) renderAlert(ctx context.Context, e store.OutboxEntry) ([]byte, 
 	if err := w.checkRecipient(e.Recipient); err != nil {
 		return nil, &PermanentError{err}
 	}
-	a, err := w.alertData(ctx, e)
+	keys := w.Keys
+	if w.KeySource != nil {
+		keys = w.KeySource()
+	}
+	now := w.now()
+	dutyKeys := keys.KeyFor(e.Recipient, now)
+	encrypt := len(dutyKeys) > 0 && keys != nil && len(keys.Team) > 0
+	a, err := w.alertData(ctx, e, !encrypt)
 	if err != nil {
 		return nil, err
 	}
 	subject := a.Subject
-	if subject == "" {
+	switch {
+	case subject != "":
+	case a.TLP == "red":
 		subject = "(subject withheld: TLP:RED)"
+	case a.Encrypted:
+		subject = "(subject withheld: encrypted report)"
+	}
+	outer := fmt.Sprintf("[%s] NEW %s/%s: %s", a.Ticket, a.Taxonomy, a.Type, subject)
+	if encrypt && a.Encrypted {
+		outer = fmt.Sprintf("[%s] NEW %s/%s: (encrypted report)", a.Ticket, a.Taxonomy, a.Type)
+	}
+	var text bytes.Buffer
+	fmt.Fprintf(&text, "A new incident needs attention.\r\n\r\nTicket:         %s\r\nClassification: %s/%s (confidence %.2f)\r\nTLP:            %s\r\nReporter:       %s\r\nSubject:        %s\r\n",
+		a.Ticket, a.Taxonomy, a.Type, a.Confidence, orNone(a.TLP), a.Reporter, subject)
+	var part bytes.Buffer
+	if encrypt {
+		// The duty address's key is known: the alert goes signed and
+		// encrypted, the real subject inside as a protected header.
+		writeHeader(&part, "Subject", mime.BEncoding.Encode("utf-8", fmt.Sprintf("[%s] NEW %s/%s: %s", a.Ticket, a.Taxonomy, a.Type, subject)))
+		part.WriteString("Content-Type: text/plain; charset=utf-8" + hp(true) + "\r\nContent-Transfer-Encoding: quoted-printable\r\n\r\n")
+	} else {
+		part.WriteString("Content-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: quoted-printable\r\n\r\n")
+	}
+	qp := quotedprintable.NewWriter(&part)
+	_, _ = qp.Write(text.Bytes())
+	_ = qp.Close()
+	contentType, payload := "", part.Bytes()
+	if encrypt {
+		if contentType, payload, err = keys.SignEncryptMIME(crypto.Part(part.Bytes()), dutyKeys, now); err != nil {
+			return nil, fmt.Errorf("encrypt alert: %w", err)
+		}
 	}
 	var b bytes.Buffer
 	hdr := func(k, v string) { writeHeader(&b, k, v) }
 	hdr("From", mime.QEncoding.Encode("utf-8", w.Team.Name)+" <"+w.Team.Address+">")
 	hdr("To", "<"+e.Recipient+">")
-	hdr("Subject", mime.BEncoding.Encode("utf-8", fmt.Sprintf("[%s] NEW %s/%s: %s", a.Ticket, a.Taxonomy, a.Type, subject)))
-	hdr("Date", w.now().Format(time.RFC1123Z))
+	hdr("Subject", mime.BEncoding.Encode("utf-8", outer))
+	hdr("Date", now.Format(time.RFC1123Z))
 	hdr("Message-ID", e.MessageID)
 	hdr("Auto-Submitted", "auto-generated")
 	hdr("Importance", "high")
 	hdr("X-Priority", "1")
 	hdr("MIME-Version", "1.0")
-	hdr("Content-Type", "text/plain; charset=utf-8")
-	hdr("Content-Transfer-Encoding", "8bit")
-	b.WriteString("\r\n")
-	fmt.Fprintf(&b, "A new incident needs attention.\r\n\r\nTicket:         %s\r\nClassification: %s/%s (confidence %.2f)\r\nTLP:            %s\r\nReporter:       %s\r\nSubject:        %s\r\n",
-		a.Ticket, a.Taxonomy, a.Type, a.Confidence, orNone(a.TLP), a.Reporter, subject)
+	if contentType == "" {
+		b.Write(payload) // the part's own headers follow on
+	} else {
+		hdr("Content-Type", contentType)
+		b.WriteString("\r\n")
+		b.Write(payload)
+	}
 	return b.Bytes(), nil
 }
 
@@ -122,7 +173,7 @@ func orNone(s string) string {
 // postWebhook sends the alert as JSON, signed with the shared secret. A 2xx
 // is delivered; 408, 429 and 5xx are retried; other 4xx are dead letters.
 func (w *Writer) postWebhook(ctx context.Context, e store.OutboxEntry) error {
-	a, err := w.alertData(ctx, e)
+	a, err := w.alertData(ctx, e, true)
 	if err != nil {
 		return err
 	}

@@ -55,6 +55,9 @@ type Writer struct {
 	// Subject, Encrypted), and followup.en.txt / followup.ja.txt for the
 	// note on follow-ups.
 	TemplateDir string
+	// AlertInternal: the duty address and the webhook are inside the
+	// team and may see an encrypted report's subject in clear.
+	AlertInternal bool
 	// WebhookSecret signs alert webhooks (HMAC-SHA256 of the body).
 	WebhookSecret []byte
 	// HTTPClient posts webhooks (nil: a client with a 30 s timeout).
@@ -196,21 +199,7 @@ func (w *Writer) Render(ctx context.Context, e store.OutboxEntry) (msg []byte, e
 	if w.Now != nil {
 		now = w.Now()
 	}
-	// A TLP:RED report's subject is not echoed: notify never repeats the
-	// content of a RED report, even to its sender's mail system.
-	orig := strings.TrimSpace(r.Subject)
-	for _, p := range []string{"Re:", "RE:", "re:", "Fwd:", "FW:"} {
-		orig = strings.TrimSpace(strings.TrimPrefix(orig, p))
-	}
-	if utf8.RuneCountInString(orig) > maxSubjectRunes {
-		orig = string([]rune(orig)[:maxSubjectRunes]) + "…"
-	}
-	if r.TLP != nil && *r.TLP == "red" || orig == "" {
-		orig = "your report"
-		if r.Language == "ja" {
-			orig = "ご報告"
-		}
-	}
+	orig := echoedSubject(r.Subject, r.TLP, r.Language)
 	subj := fmt.Sprintf("[%s] Re: %s", ticket, orig)
 
 	keys := w.Keys
@@ -218,7 +207,20 @@ func (w *Writer) Render(ctx context.Context, e store.OutboxEntry) (msg []byte, e
 		keys = w.KeySource()
 	}
 	recipientKeys := keys.KeyFor(e.Recipient, now)
-	encrypt := r.Decryption.Status == "ok" && len(recipientKeys) > 0 && keys != nil && len(keys.Team) > 0
+	// What came encrypted never leaves in clear headers: the outer
+	// Subject of an acknowledgement of an encrypted report is the ticket
+	// and a neutral text. When ours is encrypted too, the real subject
+	// travels inside as a protected header (RFC 9788); when it cannot be
+	// (no key of the reporter), it is not repeated at all.
+	came := r.Decryption.Status == "ok"
+	encrypt := came && len(recipientKeys) > 0 && keys != nil && len(keys.Team) > 0
+	outerSubj := subj
+	if came {
+		outerSubj = fmt.Sprintf("[%s] Re: %s", ticket, neutralSubject(r.Language))
+		if !encrypt {
+			orig, subj = neutralSubject(r.Language), outerSubj
+		}
+	}
 
 	t, err := w.template(e.Kind, r.Language)
 	if err != nil {
@@ -238,12 +240,18 @@ func (w *Writer) Render(ctx context.Context, e store.OutboxEntry) (msg []byte, e
 		enc, err := japanese.ISO2022JP.NewEncoder().String(text)
 		if err == nil {
 			charset = "iso-2022-jp"
-			part.WriteString("Content-Type: text/plain; charset=iso-2022-jp\r\nContent-Transfer-Encoding: 7bit\r\n\r\n")
+			if encrypt {
+				w.protectedHeaders(&part, e, subj, outerSubj, charset, now)
+			}
+			part.WriteString("Content-Type: text/plain; charset=iso-2022-jp" + hp(encrypt) + "\r\nContent-Transfer-Encoding: 7bit\r\n\r\n")
 			part.WriteString(enc)
 		}
 	}
 	if charset == "utf-8" {
-		part.WriteString("Content-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: quoted-printable\r\n\r\n")
+		if encrypt {
+			w.protectedHeaders(&part, e, subj, outerSubj, charset, now)
+		}
+		part.WriteString("Content-Type: text/plain; charset=utf-8" + hp(encrypt) + "\r\nContent-Transfer-Encoding: quoted-printable\r\n\r\n")
 		qp := quotedprintable.NewWriter(&part)
 		_, _ = qp.Write([]byte(text))
 		_ = qp.Close()
@@ -265,15 +273,7 @@ func (w *Writer) Render(ctx context.Context, e store.OutboxEntry) (msg []byte, e
 	hdr := func(k, v string) { writeHeader(&b, k, v) }
 	hdr("From", mime.QEncoding.Encode("utf-8", w.Team.Name)+" <"+w.Team.Address+">")
 	hdr("To", "<"+e.Recipient+">")
-	if charset == "iso-2022-jp" {
-		if s, err := japanese.ISO2022JP.NewEncoder().String(subj); err == nil {
-			hdr("Subject", mime.BEncoding.Encode("iso-2022-jp", s))
-		} else {
-			hdr("Subject", mime.BEncoding.Encode("utf-8", subj))
-		}
-	} else {
-		hdr("Subject", mime.BEncoding.Encode("utf-8", subj))
-	}
+	hdr("Subject", encodeSubject(outerSubj, charset))
 	hdr("Date", now.Format(time.RFC1123Z))
 	hdr("Message-ID", e.MessageID)
 	if r.MessageID != "" {
@@ -296,6 +296,67 @@ func (w *Writer) Render(ctx context.Context, e store.OutboxEntry) (msg []byte, e
 		b.Write(payload)
 	}
 	return b.Bytes(), encrypt, nil
+}
+
+// echoedSubject is the part of the reporter's subject ours repeats:
+// without reply prefixes, bounded, and nothing of a TLP:RED report (notify
+// never repeats its content, even to its sender's mail system).
+func echoedSubject(subject string, tlp *string, lang string) string {
+	orig := strings.TrimSpace(subject)
+	for _, p := range []string{"Re:", "RE:", "re:", "Fwd:", "FW:"} {
+		orig = strings.TrimSpace(strings.TrimPrefix(orig, p))
+	}
+	if utf8.RuneCountInString(orig) > maxSubjectRunes {
+		orig = string([]rune(orig)[:maxSubjectRunes]) + "…"
+	}
+	if tlp != nil && *tlp == "red" || orig == "" {
+		orig = "your report"
+		if lang == "ja" {
+			orig = "ご報告"
+		}
+	}
+	return orig
+}
+
+// neutralSubject stands for the subject of an encrypted report wherever
+// ours is not encrypted.
+func neutralSubject(lang string) string {
+	if lang == "ja" {
+		return "暗号化されたご報告"
+	}
+	return "your encrypted report"
+}
+
+// encodeSubject encodes a Subject value as encoded words in charset
+// (iso-2022-jp when the body is, else UTF-8).
+func encodeSubject(subj, charset string) string {
+	if charset == "iso-2022-jp" {
+		if s, err := japanese.ISO2022JP.NewEncoder().String(subj); err == nil {
+			return mime.BEncoding.Encode("iso-2022-jp", s)
+		}
+	}
+	return mime.BEncoding.Encode("utf-8", subj)
+}
+
+// hp is the Content-Type parameter that marks the root of an encrypted
+// payload as carrying protected headers (RFC 9788 section 2.1.1).
+func hp(encrypted bool) string {
+	if encrypted {
+		return "; hp=\"cipher\""
+	}
+	return ""
+}
+
+// protectedHeaders writes the header fields that RFC 9788 puts inside the
+// encrypted part, the real Subject among them, and HP-Outer fields telling
+// the reader's client what the outer header showed instead.
+func (w *Writer) protectedHeaders(b *bytes.Buffer, e store.OutboxEntry, subj, outerSubj, charset string, now time.Time) {
+	writeHeader(b, "From", mime.QEncoding.Encode("utf-8", w.Team.Name)+" <"+w.Team.Address+">")
+	writeHeader(b, "To", "<"+e.Recipient+">")
+	writeHeader(b, "Subject", encodeSubject(subj, charset))
+	writeHeader(b, "Date", now.Format(time.RFC1123Z))
+	writeHeader(b, "Message-ID", e.MessageID)
+	writeHeader(b, "HP-Outer", "Subject: "+encodeSubject(outerSubj, charset))
 }
 
 // Run delivers pending rows until ctx ends.
