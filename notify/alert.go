@@ -20,9 +20,9 @@ import (
 
 // alertFields is what a staff alert says about the report.
 type alertFields struct {
-	Subject        string  `json:"subject"`
-	From           string  `json:"from"`
-	Decryption     struct {
+	Subject    string `json:"subject"`
+	From       string `json:"from"`
+	Decryption struct {
 		Status string `json:"status"`
 	} `json:"decryption"`
 	TLP            *string `json:"tlp"`
@@ -42,7 +42,7 @@ type WebhookPayload struct {
 	Confidence float64   `json:"confidence"`
 	TLP        string    `json:"tlp,omitempty"`
 	Reporter   string    `json:"reporter"`
-	Subject    string    `json:"subject,omitempty"` // left out for TLP:RED and, unless internal, encrypted reports
+	Subject    string    `json:"subject,omitempty"`   // left out for TLP:RED and, unless internal, encrypted reports
 	Encrypted  bool      `json:"encrypted,omitempty"` // the report came encrypted
 	ReportID   int64     `json:"report_id"`
 	SentAt     time.Time `json:"sent_at"`
