@@ -112,7 +112,13 @@ type Result struct {
 	SignerFingerprint string
 	Signer            string // primary user ID
 	ProtectedSubject  string
-	signerAddrs       []string
+	// SignedPart says what a signature covers when it is not the whole
+	// message ("" when it is): text around a clearsigned block, or one
+	// part of several. Such a signature proves nothing about the rest, so
+	// it grants no trust (a pasted public clearsigned document would
+	// otherwise vouch for whatever surrounds it).
+	SignedPart  string
+	signerAddrs []string
 }
 
 // SignerHasAddress reports whether the signing key carries addr in a user ID.
@@ -145,7 +151,7 @@ func Unwrap(raw []byte, keys *Keys, lim Limits, now time.Time) (res Result) {
 		keys = &Keys{}
 	}
 	u := &unwrapper{keys: keys, lim: lim, now: now, budget: capFor(lim, len(raw))}
-	u.unwrap(&res, raw, 0)
+	u.unwrap(&res, raw, 0, "")
 	if len(res.Cleartext) == 0 && len(raw) > 0 {
 		// A PGP/MIME shell around nothing (an empty signed part, say)
 		// leaves no entity: keep the visible headers over an empty body.
@@ -172,7 +178,9 @@ type unwrapper struct {
 	budget int64
 }
 
-func (u *unwrapper) unwrap(res *Result, msg []byte, depth int) {
+// unwrap handles one entity. scope is "" when the entity is all the
+// message says, else what part of it the entity is (see SignedPart).
+func (u *unwrapper) unwrap(res *Result, msg []byte, depth int, scope string) {
 	if depth >= u.lim.MaxDepth {
 		return
 	}
@@ -195,7 +203,7 @@ func (u *unwrapper) unwrap(res *Result, msg []byte, depth int) {
 		inner := replaceBody(hdr, plain)
 		res.Cleartext = inner
 		u.protectedHeaders(res, plain)
-		u.unwrap(res, inner, depth+1) // signed inside encrypted (RFC 3156 6.1)
+		u.unwrap(res, inner, depth+1, scope) // signed inside encrypted (RFC 3156 6.1)
 	case ct == "multipart/signed" && strings.Contains(strings.ToLower(params["protocol"]), "pgp-signature"):
 		parts := parse.SplitMultipart(body, params["boundary"], 10)
 		if len(parts) < 2 {
@@ -203,15 +211,15 @@ func (u *unwrapper) unwrap(res *Result, msg []byte, depth int) {
 			return
 		}
 		_, sigBody := parse.SplitMessage(parts[1])
-		u.verifyDetached(res, canonicalCRLF(parts[0]), sigBody)
+		u.verifyDetached(res, canonicalCRLF(parts[0]), sigBody, scope)
 		inner := replaceBody(hdr, parts[0])
 		res.Cleartext = inner
 		u.protectedHeaders(res, parts[0])
-		u.unwrap(res, inner, depth+1)
+		u.unwrap(res, inner, depth+1, scope)
 	case strings.HasPrefix(ct, "multipart/"):
 		// Inline PGP below a plain multipart: armored text parts and
 		// encrypted attachments (.asc, .pgp, .gpg, application/pgp-encrypted).
-		u.unwrapParts(res, msg, hdr, body, params["boundary"], depth)
+		u.unwrapParts(res, msg, hdr, body, ct, params["boundary"], depth, scope)
 	case ct == "text/plain":
 		text := parse.DecodeTransfer(body, parse.HeaderValue(hdr, "Content-Transfer-Encoding"), len(body)+16)
 		if i := bytes.Index(text, []byte("-----BEGIN PGP MESSAGE-----")); i >= 0 {
@@ -229,7 +237,7 @@ func (u *unwrapper) unwrap(res *Result, msg []byte, depth int) {
 			// the outer header (minus the transfer encoding).
 			newText := append(append(append([]byte{}, text[:i]...), plain...), text[end:]...)
 			res.Cleartext = replaceText(hdr, newText)
-			u.unwrap(res, res.Cleartext, depth+1)
+			u.unwrap(res, res.Cleartext, depth+1, within(scope, text[:i], text[end:], "the encrypted block of the text"))
 			return
 		}
 		if i := bytes.Index(text, []byte("-----BEGIN PGP SIGNED MESSAGE-----")); i >= 0 {
@@ -238,7 +246,7 @@ func (u *unwrapper) unwrap(res *Result, msg []byte, depth int) {
 				res.Signature, res.SignatureDetail = SigBad, "unreadable cleartext signature"
 				return
 			}
-			u.verifyClearsigned(res, b)
+			u.verifyClearsigned(res, b, within(scope, text[:i], rest, "the clearsigned block of the text"))
 			newText := append(append(append([]byte{}, text[:i]...), b.Plaintext...), rest...)
 			res.Cleartext = replaceText(hdr, newText)
 		}
@@ -364,7 +372,21 @@ func issuer(sigData []byte) string {
 	return ""
 }
 
-func (u *unwrapper) verifyDetached(res *Result, signed, armoredSig []byte) {
+// within is the scope of a block inside a text: the text's own scope when
+// nothing but white space surrounds the block, else the block named.
+func within(scope string, before, after []byte, block string) string {
+	b, a := len(bytes.TrimSpace(before)), len(bytes.TrimSpace(after))
+	if b == 0 && a == 0 {
+		return scope
+	}
+	s := fmt.Sprintf("%s (%d bytes of text before it and %d after it are not signed)", block, b, a)
+	if scope != "" {
+		s += ", in " + scope
+	}
+	return s
+}
+
+func (u *unwrapper) verifyDetached(res *Result, signed, armoredSig []byte, scope string) {
 	blk, err := armor.Decode(bytes.NewReader(bytes.TrimLeft(armoredSig, " \t\r\n")))
 	if err != nil {
 		res.Signature, res.SignatureDetail = SigBad, "unreadable signature: "+err.Error()
@@ -375,19 +397,20 @@ func (u *unwrapper) verifyDetached(res *Result, signed, armoredSig []byte) {
 		res.Signature, res.SignatureDetail = SigBad, "unreadable signature: "+err.Error()
 		return
 	}
-	u.check(res, signed, sigData)
+	u.check(res, signed, sigData, scope)
 }
 
-func (u *unwrapper) verifyClearsigned(res *Result, b *clearsign.Block) {
+func (u *unwrapper) verifyClearsigned(res *Result, b *clearsign.Block, scope string) {
 	sigData, err := io.ReadAll(io.LimitReader(b.ArmoredSignature.Body, 1<<20))
 	if err != nil {
 		res.Signature, res.SignatureDetail = SigBad, "unreadable signature: "+err.Error()
 		return
 	}
-	u.check(res, b.Bytes, sigData)
+	u.check(res, b.Bytes, sigData, scope)
 }
 
-func (u *unwrapper) check(res *Result, signed, sigData []byte) {
+func (u *unwrapper) check(res *Result, signed, sigData []byte, scope string) {
+	res.SignedPart = scope
 	cfg := &packet.Config{Time: func() time.Time { return u.now }}
 	_, signer, err := openpgp.VerifyDetachedSignature(u.keys.verify, bytes.NewReader(signed), bytes.NewReader(sigData), cfg)
 	res.Signature = sigStatus(err)
@@ -433,11 +456,21 @@ func (u *unwrapper) protectedHeaders(res *Result, inner []byte) {
 // (its decrypted content replaces it, as text or as an attachment named
 // without the .asc/.pgp/.gpg), and the message is rebuilt around the same
 // boundary. Parts without OpenPGP are kept byte for byte.
-func (u *unwrapper) unwrapParts(res *Result, msg, hdr, body []byte, boundary string, depth int) {
+func (u *unwrapper) unwrapParts(res *Result, msg, hdr, body []byte, ct, boundary string, depth int, scope string) {
 	if boundary == "" {
 		return
 	}
 	parts := parse.SplitMultipart(body, boundary, 200)
+	partScope := func(i int) string {
+		if len(parts) == 1 {
+			return scope
+		}
+		s := fmt.Sprintf("part %d of the %d parts of a %s", i+1, len(parts), ct)
+		if scope != "" {
+			s += ", in " + scope
+		}
+		return s
+	}
 	changed := false
 	for i, part := range parts {
 		ph, pb := parse.SplitMessage(part)
@@ -451,7 +484,7 @@ func (u *unwrapper) unwrapParts(res *Result, msg, hdr, body []byte, boundary str
 		switch {
 		case pct == "text/plain" && name == "" || strings.HasPrefix(pct, "multipart/"):
 			sub := Result{Decryption: DecNone, Signature: SigNone}
-			u.unwrap(&sub, part, depth+1)
+			u.unwrap(&sub, part, depth+1, partScope(i))
 			if sub.Decryption == DecNone && sub.Signature == SigNone {
 				continue
 			}
@@ -514,6 +547,7 @@ func mergeVerdicts(res, sub *Result) {
 	if res.Signature == SigNone && sub.Signature != SigNone {
 		res.Signature, res.SignatureDetail = sub.Signature, sub.SignatureDetail
 		res.SignerFingerprint, res.Signer, res.signerAddrs = sub.SignerFingerprint, sub.Signer, sub.signerAddrs
+		res.SignedPart = sub.SignedPart
 	}
 	if res.ProtectedSubject == "" {
 		res.ProtectedSubject = sub.ProtectedSubject

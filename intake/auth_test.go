@@ -110,7 +110,7 @@ func TestSubmissionAuthOnlyAfterTLS(t *testing.T) {
 		t.Fatalf("%d spooled", n)
 	}
 	m, _ := s.GetMessage(context.Background(), 2)
-	if m == nil || !strings.Contains(m.Peer, "auth=bob") || m.Channel != store.ChannelSMTP {
+	if m == nil || !strings.Contains(m.Peer, "auth=bob") || m.Channel != store.ChannelSubmission {
 		t.Fatalf("peer of the submitted message: %+v", m)
 	}
 }

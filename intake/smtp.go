@@ -105,8 +105,11 @@ func NewServer(b *Backend) *smtp.Server {
 }
 
 func (b *Backend) channel() string {
-	if b.Config.LMTP {
+	switch {
+	case b.Config.LMTP:
 		return store.ChannelLMTP
+	case b.RequireAuth:
+		return store.ChannelSubmission // MAIL is refused before AUTH
 	}
 	return store.ChannelSMTP
 }

@@ -42,7 +42,12 @@ type Signature struct {
 	SignerFingerprint string `json:"signer_fingerprint,omitempty"`
 	Signer            string `json:"signer,omitempty"`
 	SignerMismatch    bool   `json:"signer_mismatch,omitempty"`
-	Detail            string `json:"detail,omitempty"`
+	// Scope is "whole" when the signature covers the whole message and
+	// "part" when it covers only SignedPart; a partial signature grants
+	// no trust.
+	Scope      string `json:"scope,omitempty"`
+	SignedPart string `json:"signed_part,omitempty"`
+	Detail     string `json:"detail,omitempty"`
 }
 
 // Classification is an RSIT taxonomy/type with a confidence.

@@ -261,7 +261,7 @@ func TestCorpusFiling(t *testing.T) {
 		}
 		base := filepath.Base(msg.File)
 		ticketOf[base] = res.Ticket
-		action := map[string]string{store.OutcomeNew: "new", store.OutcomeAttached: "attach", store.OutcomeDuplicate: "duplicate"}[res.Outcome]
+		action := map[string]string{store.OutcomeNew: "new", store.OutcomeAttached: "attach", store.OutcomeDuplicate: "duplicate", store.OutcomeNoted: "none"}[res.Outcome]
 		if !slices.Contains(msg.Incident.AcceptableActions, action) {
 			t.Errorf("%s: %s (%s), want one of %v", base, action, res.Note, msg.Incident.AcceptableActions)
 		}

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"os"
 	"runtime"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -71,6 +72,13 @@ func analyzeTimed(raw []byte, keys *crypto.Keys, cl crypto.Limits, opt parse.Opt
 	rep.Decryption = parse.Decryption{Status: string(res.Decryption), Detail: res.DecryptionDetail}
 	rep.Signature = parse.Signature{Status: string(res.Signature), SignerFingerprint: res.SignerFingerprint,
 		Signer: res.Signer, Detail: res.SignatureDetail}
+	if res.Signature != crypto.SigNone {
+		rep.Signature.Scope = "whole"
+		if res.SignedPart != "" {
+			rep.Signature.Scope, rep.Signature.SignedPart = "part", res.SignedPart
+			rep.Warnings = append(rep.Warnings, "the signature covers only "+res.SignedPart+": the rest of the message is not vouched for")
+		}
+	}
 	if res.ProtectedSubject != "" {
 		rep.Subject = res.ProtectedSubject
 	}
@@ -266,16 +274,13 @@ func (p *Processor) filing(msg *store.Message, rep *parse.Report) *store.Filing 
 	if rep.TLP != nil {
 		f.TLP = *rep.TLP
 	}
-	for _, a := range p.ParseOpts.OwnAddresses {
-		if rep.From == a {
-			f.Trusted = true
-		}
-	}
-	if rep.Trust == "bounce-of-own-message" {
-		f.Trusted = true // a bounce is never answered, so attaching it risks nothing
-	}
-	if rep.Signature.Status == string(crypto.SigGood) && !rep.Signature.SignerMismatch {
-		f.Trusted = true
+	f.Trusted = trusted(msg, rep)
+	// A bounce of our mail, or a message in the team's name that is not
+	// authenticated as the team's, names a ticket: it may join it by the
+	// unguessable Message-ID of what we sent, but is no report of its own.
+	fromTeam := slices.ContainsFunc(p.ParseOpts.OwnAddresses, func(a string) bool { return strings.EqualFold(a, rep.From) })
+	if (rep.Trust == "bounce-of-own-message" || fromTeam && !f.Trusted) && (f.Ticket != "" || len(f.References) > 0) {
+		f.AttachOnly = true
 	}
 	add := func(kind string, vs []string) {
 		for _, v := range vs {
@@ -311,6 +316,23 @@ func (p *Processor) filing(msg *store.Message, rep *parse.Report) *store.Filing 
 		}
 	}
 	return f
+}
+
+// trusted tells whether a message may join an incident by its ticket tag
+// alone, whoever its requester. Only what is authenticated counts: the
+// staff submission listener's AUTH, or a good signature over the whole
+// message by a known key that carries the From address (the team's own
+// key for mail from the team's address). A From header naming the team,
+// a bounce quoting our message (it threads by the unguessable Message-ID
+// of the outbox row it returns, or not at all) and a signature over part
+// of the text earn nothing. DKIM/SPF/DMARC come with sender
+// authentication.
+func trusted(msg *store.Message, rep *parse.Report) bool {
+	if msg.Channel == store.ChannelSubmission {
+		return true
+	}
+	sig := rep.Signature
+	return sig.Status == string(crypto.SigGood) && !sig.SignerMismatch && sig.SignedPart == ""
 }
 
 // batchSize is how many rows a worker claims and files in one transaction.

@@ -2,7 +2,9 @@ package store
 
 import (
 	"context"
+	"crypto/rand"
 	"database/sql"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -23,6 +25,10 @@ const (
 	OutcomeAttached    = "attached"
 	OutcomeDuplicate   = "duplicate"
 	OutcomeReprocessed = "reprocessed"
+	// OutcomeNoted: an AttachOnly filing that joined no incident. No
+	// report or incident is made; the raw message stays in the spool and
+	// the ticket it named (if any) gets an event saying so.
+	OutcomeNoted = "noted"
 )
 
 // Indicator is one indicator of a report.
@@ -42,7 +48,12 @@ type Filing struct {
 	// Trusted: the message carries a good signature by a known key whose
 	// user ID matches the sender, or comes from the team itself. With a
 	// ticket tag alone a stranger cannot inject into a ticket.
-	Trusted    bool
+	Trusted bool
+	// AttachOnly: the message is not a report of its own (a bounce of our
+	// mail, a message in the team's name that is not authenticated as the
+	// team's): it joins the incident it threads to, and when it threads to
+	// none it is noted, never filed as a new incident.
+	AttachOnly bool
 	Taxonomy   string
 	Type       string
 	TLP        string
@@ -234,6 +245,9 @@ func (s *Store) file(ctx context.Context, tx *sql.Tx, f *Filing) (FileResult, er
 	if err != nil {
 		return res, err
 	}
+	if incidentID == 0 && f.AttachOnly {
+		return FileResult{Outcome: OutcomeNoted, Note: note}, nil
+	}
 	outcome := OutcomeAttached
 	if incidentID == 0 && s.driver == Postgres {
 		out := make([]FileResult, 1)
@@ -303,7 +317,7 @@ func outbound(f *Filing, res *FileResult, i int) []outboundRow {
 	add := func(kind, recipient, domain string) {
 		payload, _ := json.Marshal(map[string]any{"report_id": res.ReportID})
 		rows = append(rows, outboundRow{filing: i, incidentID: res.IncidentID, reportID: res.ReportID, kind: kind, recipient: recipient,
-			messageID: fmt.Sprintf("<%s.%s.%d@%s>", ticketSlug(res.Ticket), kind, res.ReportID, domain), payload: string(payload)})
+			messageID: fmt.Sprintf("<%s.%s.%d.%s@%s>", ticketSlug(res.Ticket), kind, res.ReportID, unguessable(), domain), payload: string(payload)})
 	}
 	if f.Ack != nil && f.Ack.Recipient != "" {
 		switch {
@@ -322,6 +336,17 @@ func outbound(f *Filing, res *FileResult, i int) []outboundRow {
 		}
 	}
 	return rows
+}
+
+// unguessable is the random part of our Message-IDs. A reply naming one
+// in References joins the incident without a ticket tag, so nobody who
+// has not seen our message may be able to write it down: a Message-ID
+// made only of the ticket and a counter let any stranger join any
+// incident.
+func unguessable() string {
+	b := make([]byte, 12)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
 }
 
 // ticketSlug turns CSIRT#2026-000123 into csirt-2026-000123 for Message-IDs.
@@ -359,7 +384,11 @@ func (s *Store) thread(ctx context.Context, tx *sql.Tx, f *Filing) (int64, strin
 			}
 			// A stranger quoting a ticket tag: file separately, tell the
 			// tagged incident so an analyst can merge by hand.
-			if err := s.event(ctx, tx, id, "tag-from-stranger", fmt.Sprintf("%s used the ticket tag without references or signature; filed separately", f.Sender)); err != nil {
+			what := "filed separately"
+			if f.AttachOnly {
+				what = fmt.Sprintf("not attached; kept as spool %d", f.SpoolID)
+			}
+			if err := s.event(ctx, tx, id, "tag-from-stranger", fmt.Sprintf("%s used the ticket tag without references or signature; %s", f.Sender, what)); err != nil {
 				return 0, "", err
 			}
 			return 0, "carried ticket tag " + f.Ticket + " from a sender not on that ticket", nil

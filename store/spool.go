@@ -21,6 +21,10 @@ const (
 	ChannelLMTP   = "lmtp"
 	ChannelIMAP   = "imap"
 	ChannelImport = "import"
+	// ChannelSubmission is the staff submission listener: the sender
+	// authenticated (SMTP AUTH) before the message was accepted, so it
+	// may speak as the team.
+	ChannelSubmission = "submission"
 )
 
 // Queue states.
