@@ -1,12 +1,17 @@
 package intake
 
 import (
+	"bytes"
 	"context"
+	"crypto/sha256"
 	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
+	"mime"
 	"net"
+	"net/mail"
+	"strings"
 	"time"
 
 	"github.com/emersion/go-imap/v2"
@@ -19,6 +24,10 @@ import (
 
 var metricIMAPLastPass = promauto.NewGaugeVec(prometheus.GaugeOpts{
 	Name: "madoguchi_imap_last_pass_timestamp_seconds", Help: "When the poller last finished a pass over the mailbox (poll lag: time() minus this).",
+}, []string{"mailbox"})
+
+var metricIMAPHeld = promauto.NewGaugeVec(prometheus.GaugeOpts{
+	Name: "madoguchi_imap_oversize_held", Help: "Messages left in the mailbox for being over the size limit (each has an incident), by mailbox.",
 }, []string{"mailbox"})
 
 var metricIMAPErrors = promauto.NewCounterVec(prometheus.CounterOpts{
@@ -40,14 +49,19 @@ type IMAPConfig struct {
 	// connections after ~30 minutes; RFC 2177 asks to re-issue within 29).
 	PollInterval time.Duration
 	TLSConfig    *tls.Config
-	MaxMessage   int64 // larger messages are left in the mailbox with a log line
+	// MaxMessage: a larger message is left in the mailbox, never moved or
+	// flagged, and staff get an incident naming it; raising the limit
+	// lets a later pass file it.
+	MaxMessage int64
 }
 
 // IMAPStore is what the poller needs of the store.
 type IMAPStore interface {
 	GetIMAPState(ctx context.Context, key string) (store.IMAPState, error)
 	SetIMAPState(ctx context.Context, key string, st store.IMAPState) error
-	SpoolIMAP(ctx context.Context, m *store.Message, key string, st store.IMAPState) (int64, error)
+	SpoolIMAP(ctx context.Context, m *store.Message, key string, st store.IMAPState, uid uint32) (int64, error)
+	HoldIMAPOversize(ctx context.Context, notice *store.Message, key string, st store.IMAPState, uid uint32, size int64) (int64, error)
+	IMAPOversize(ctx context.Context, key string, uidValidity uint32) (map[uint32]bool, error)
 	LockMailbox(ctx context.Context, key string) (release func(), ok bool, err error)
 }
 
@@ -230,13 +244,21 @@ func (p *Poller) pass(ctx context.Context, c *imapclient.Client, uidValidity uin
 			return 0, err
 		}
 	}
-	// In move mode every message still in the mailbox is either new or
-	// spooled-but-not-moved; in flag mode only UIDs past the last one are
-	// looked at.
+	held, err := p.Store.IMAPOversize(ctx, key, uidValidity)
+	if err != nil {
+		return 0, err
+	}
+	metricIMAPHeld.WithLabelValues(key).Set(float64(len(held)))
+	// In move mode every message still in the mailbox is new, held for its
+	// size, or spooled-but-not-moved; in flag mode only UIDs past the last
+	// one and the held ones are looked at.
 	crit := &imap.SearchCriteria{}
 	if p.Cfg.ProcessedMailbox == "" {
 		var set imap.UIDSet
 		set.AddRange(imap.UID(st.LastUID+1), 0)
+		for uid := range held {
+			set.AddNum(imap.UID(uid))
+		}
 		crit.UID = []imap.UIDSet{set}
 	}
 	found, err := c.UIDSearch(crit, nil).Wait()
@@ -246,23 +268,32 @@ func (p *Poller) pass(ctx context.Context, c *imapclient.Client, uidValidity uin
 	var done imap.UIDSet
 	spooled := 0
 	for _, uid := range found.AllUIDs() {
-		if uint32(uid) <= st.LastUID {
+		if uint32(uid) <= st.LastUID && !held[uint32(uid)] {
 			if p.Cfg.ProcessedMailbox != "" {
 				done.AddNum(uid) // spooled before a crash, not yet moved
 			}
 			continue
 		}
-		raw, err := p.fetch(c, uid)
+		raw, size, err := p.fetch(c, uid)
 		if err != nil {
 			return spooled, err
 		}
+		next := store.IMAPState{UIDValidity: uidValidity, LastUID: max(st.LastUID, uint32(uid))}
+		if raw == nil && size > 0 {
+			if !held[uint32(uid)] {
+				if err := p.hold(ctx, c, uid, size, next); err != nil {
+					return spooled, err
+				}
+				st = next
+			}
+			continue // left in the mailbox until the limit allows it
+		}
 		if raw == nil {
-			continue // vanished, or too large (logged)
+			continue // vanished
 		}
 		start := time.Now()
-		next := store.IMAPState{UIDValidity: uidValidity, LastUID: uint32(uid)}
 		id, err := p.Store.SpoolIMAP(ctx, &store.Message{Channel: store.ChannelIMAP, RcptTo: []string{p.Cfg.Username},
-			Peer: p.Cfg.Address + " " + p.Cfg.Mailbox + fmt.Sprintf(" uid=%d uidvalidity=%d", uid, uidValidity), Raw: raw}, key, next)
+			Peer: p.Cfg.Address + " " + p.Cfg.Mailbox + fmt.Sprintf(" uid=%d uidvalidity=%d", uid, uidValidity), Raw: raw}, key, next, uint32(uid))
 		if err != nil {
 			metricRefused.WithLabelValues(store.ChannelIMAP, "spool-error").Inc()
 			// The message stays in the mailbox; the session is retried.
@@ -288,27 +319,108 @@ func (p *Poller) pass(ctx context.Context, c *imapclient.Client, uidValidity uin
 	return spooled, p.finish(c, done)
 }
 
-func (p *Poller) fetch(c *imapclient.Client, uid imap.UID) ([]byte, error) {
+// fetch returns the message uid. A message over the size limit is not
+// read: raw is nil and size is its size. Both zero: it vanished.
+func (p *Poller) fetch(c *imapclient.Client, uid imap.UID) (raw []byte, size int64, err error) {
 	if p.Cfg.MaxMessage > 0 {
 		msgs, err := c.Fetch(imap.UIDSetNum(uid), &imap.FetchOptions{UID: true, RFC822Size: true}).Collect()
 		if err != nil {
-			return nil, fmt.Errorf("fetch size uid %d: %w", uid, err)
+			return nil, 0, fmt.Errorf("fetch size uid %d: %w", uid, err)
 		}
 		if len(msgs) == 1 && msgs[0].RFC822Size > p.Cfg.MaxMessage {
-			metricRefused.WithLabelValues(store.ChannelIMAP, "size").Inc()
-			p.Log.Error("imap: message over the size limit left in the mailbox", "mailbox", p.Key(), "uid", uid, "bytes", msgs[0].RFC822Size)
-			return nil, nil
+			return nil, msgs[0].RFC822Size, nil
 		}
 	}
 	msgs, err := c.Fetch(imap.UIDSetNum(uid), &imap.FetchOptions{UID: true,
 		BodySection: []*imap.FetchItemBodySection{{Peek: true}}}).Collect()
 	if err != nil {
-		return nil, fmt.Errorf("fetch uid %d: %w", uid, err)
+		return nil, 0, fmt.Errorf("fetch uid %d: %w", uid, err)
 	}
 	if len(msgs) == 0 || len(msgs[0].BodySection) == 0 {
-		return nil, nil
+		return nil, 0, nil
 	}
-	return msgs[0].BodySection[0].Bytes, nil
+	return msgs[0].BodySection[0].Bytes, int64(len(msgs[0].BodySection[0].Bytes)), nil
+}
+
+// maxNoticeHeader bounds the header read of a message held for its size.
+const maxNoticeHeader = 64 << 10
+
+// hold leaves the over-size message uid in the mailbox and records it, in
+// one transaction with a notice that staff see as an incident: which
+// mailbox and UID, the size and limit, and its From, Subject, Date and
+// Message-ID (read from its header, with PEEK, so it stays unseen).
+func (p *Poller) hold(ctx context.Context, c *imapclient.Client, uid imap.UID, size int64, next store.IMAPState) error {
+	metricRefused.WithLabelValues(store.ChannelIMAP, "size").Inc()
+	hdr := map[string]string{}
+	msgs, err := c.Fetch(imap.UIDSetNum(uid), &imap.FetchOptions{UID: true, BodySection: []*imap.FetchItemBodySection{
+		{Peek: true, Specifier: imap.PartSpecifierHeader, HeaderFields: []string{"From", "Subject", "Date", "Message-ID"},
+			Partial: &imap.SectionPartial{Offset: 0, Size: maxNoticeHeader}}}}).Collect()
+	if err != nil {
+		return fmt.Errorf("fetch header uid %d: %w", uid, err)
+	}
+	if len(msgs) == 1 && len(msgs[0].BodySection) > 0 {
+		if m, err := mail.ReadMessage(bytes.NewReader(append(msgs[0].BodySection[0].Bytes, "\r\n"...))); err == nil {
+			dec := new(mime.WordDecoder)
+			for _, k := range []string{"From", "Subject", "Date", "Message-ID"} {
+				v, err := dec.DecodeHeader(m.Header.Get(k))
+				if err != nil {
+					v = m.Header.Get(k)
+				}
+				hdr[k] = oneLine(v, 300)
+			}
+		}
+	}
+	notice := oversizeNotice(p.Key(), p.Cfg.Address, uint32(uid), next.UIDValidity, size, p.Cfg.MaxMessage, hdr)
+	id, err := p.Store.HoldIMAPOversize(ctx, &store.Message{Channel: store.ChannelIMAP, RcptTo: []string{p.Cfg.Username},
+		Peer: p.Cfg.Address + " " + p.Cfg.Mailbox + fmt.Sprintf(" uid=%d uidvalidity=%d oversize", uid, next.UIDValidity), Raw: notice},
+		p.Key(), next, uint32(uid), size)
+	if err != nil {
+		return fmt.Errorf("hold uid %d: %w", uid, err)
+	}
+	p.Log.Error("imap: message over the size limit left in the mailbox; staff notified", "mailbox", p.Key(), "uid", uid,
+		"bytes", size, "limit", p.Cfg.MaxMessage, "from", hdr["From"], "subject", hdr["Subject"], "notice_spool", id)
+	if p.Spooled != nil {
+		select {
+		case p.Spooled <- struct{}{}:
+		default:
+		}
+	}
+	return nil
+}
+
+// oneLine makes a header value safe to repeat in a header: one line, at
+// most n bytes (cut at a rune boundary).
+func oneLine(s string, n int) string {
+	s = strings.Join(strings.Fields(s), " ")
+	if len(s) > n {
+		s = strings.ToValidUTF8(s[:n], "") + "…"
+	}
+	return s
+}
+
+// oversizeNotice is the message the gateway files for a message it left in
+// a mailbox for its size: from MAILER-DAEMON (so it is never answered),
+// with a Message-ID of its own made from the mailbox and UID (a notice
+// spooled twice files once).
+func oversizeNotice(key, server string, uid, uidValidity uint32, size, limit int64, hdr map[string]string) []byte {
+	sum := sha256.Sum256([]byte(key))
+	host, _, _ := net.SplitHostPort(server)
+	if host == "" {
+		host = "localhost"
+	}
+	var b bytes.Buffer
+	fmt.Fprintf(&b, "From: Mail Delivery System <MAILER-DAEMON@%s>\r\n", host)
+	fmt.Fprintf(&b, "Subject: %s\r\n", mime.QEncoding.Encode("utf-8", "Message over the size limit left in "+key+": "+hdr["Subject"]))
+	fmt.Fprintf(&b, "Message-ID: <imap-oversize.%x.%d.%d@madoguchi.invalid>\r\n", sum[:8], uidValidity, uid)
+	fmt.Fprintf(&b, "Date: %s\r\nAuto-Submitted: auto-generated\r\nMIME-Version: 1.0\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: 8bit\r\n\r\n",
+		time.Now().UTC().Format(time.RFC1123Z))
+	fmt.Fprintf(&b, "A message in an IMAP mailbox is over the size limit and was left there: it is\r\n"+
+		"not filed, not moved and not marked as seen. Raise the limit\r\n"+
+		"(intake.smtp.max_message_bytes) and the next pass files it, or handle it by hand.\r\n\r\n"+
+		"Mailbox:     %s\r\nUID:         %d (UIDVALIDITY %d)\r\nSize:        %d bytes (limit %d)\r\n"+
+		"From:        %s\r\nSubject:     %s\r\nDate:        %s\r\nMessage-ID:  %s\r\n",
+		key, uid, uidValidity, size, limit, hdr["From"], hdr["Subject"], hdr["Date"], hdr["Message-ID"])
+	return b.Bytes()
 }
 
 // finish moves the spooled messages to the processed mailbox (MOVE, or

@@ -268,6 +268,27 @@ func TestThreading(t *testing.T) {
 		if r, _ = s.File(ctx, f); r.Outcome != OutcomeNew || r.Ticket != "CSIRT#2026-000125" {
 			t.Fatalf("unknown refs: %+v", r)
 		}
+		// Not a report of its own (a bounce, the team's From unproven):
+		// with the tag alone it is noted on the ticket, never filed as
+		// an incident; by the Message-ID of what we sent it joins.
+		f = filing(spool(t, s, "f"), "<f@x>", "csirt@example.org")
+		f.Ticket, f.AttachOnly = "CSIRT#2026-000123", true
+		if r, err = s.File(ctx, f); err != nil || r.Outcome != OutcomeNoted || r.IncidentID != 0 || r.AckID != 0 {
+			t.Fatalf("attach-only stranger: %+v %v", r, err)
+		}
+		inc, _ := s.GetIncident(ctx, "CSIRT#2026-000123")
+		if ev := inc.Events[len(inc.Events)-1]; ev.Kind != "tag-from-stranger" || !strings.Contains(ev.Detail, "not attached") {
+			t.Fatalf("event on the named ticket: %+v", ev)
+		}
+		f = filing(spool(t, s, "g"), "<g@x>", "mailer-daemon@mx.example")
+		f.Ticket, f.AttachOnly, f.References = "CSIRT#2026-000124", true, []string{d.Outbox[0].MessageID}
+		if r, _ = s.File(ctx, f); r.Outcome != OutcomeAttached || r.Ticket != "CSIRT#2026-000124" {
+			t.Fatalf("attach-only by our Message-ID: %+v", r)
+		}
+		var n int
+		if err := s.rdb.QueryRow(`SELECT COUNT(*) FROM incidents`).Scan(&n); err != nil || n != 3 {
+			t.Fatalf("%d incidents, want 3 (%v)", n, err)
+		}
 	})
 }
 
@@ -612,7 +633,7 @@ func TestIMAPStateAndLock(t *testing.T) {
 		if err != nil || st != (IMAPState{}) {
 			t.Fatalf("fresh state: %+v %v", st, err)
 		}
-		id, err := s.SpoolIMAP(ctx, &Message{Channel: ChannelIMAP, Raw: []byte("Subject: x\r\n\r\nx")}, "csirt@imap/INBOX", IMAPState{UIDValidity: 7, LastUID: 3})
+		id, err := s.SpoolIMAP(ctx, &Message{Channel: ChannelIMAP, Raw: []byte("Subject: x\r\n\r\nx")}, "csirt@imap/INBOX", IMAPState{UIDValidity: 7, LastUID: 3}, 3)
 		if err != nil || id == 0 {
 			t.Fatal(err)
 		}
@@ -1115,6 +1136,8 @@ func TestFileBatchRecordsWhatOneByOneDoes(t *testing.T) {
 }
 
 // dumpStore lists every row a filing writes, in ID order, as text.
+var randomMID = regexp.MustCompile(`\.[0-9a-f]{24}@`)
+
 func dumpStore(t *testing.T, s *Store) []string {
 	t.Helper()
 	var out []string
@@ -1149,7 +1172,8 @@ func dumpStore(t *testing.T, s *Store) []string {
 				}
 				line += fmt.Sprintf(" %v", v)
 			}
-			out = append(out, line)
+			// Our Message-IDs differ by their random part alone.
+			out = append(out, randomMID.ReplaceAllString(line, ".RANDOM@"))
 		}
 		if err := rows.Err(); err != nil {
 			t.Fatal(err)

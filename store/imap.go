@@ -45,7 +45,10 @@ func (s *Store) SetIMAPState(ctx context.Context, key string, st IMAPState) erro
 // SpoolIMAP spools a message fetched from a mailbox and advances the
 // mailbox's last UID in the same transaction: after a crash the poller
 // neither skips the message nor spools it a second time.
-func (s *Store) SpoolIMAP(ctx context.Context, m *Message, key string, st IMAPState) (int64, error) {
+//
+// A message the poller held for its size (HoldIMAPOversize) leaves the
+// held list in the same transaction.
+func (s *Store) SpoolIMAP(ctx context.Context, m *Message, key string, st IMAPState, uid uint32) (int64, error) {
 	var id int64
 	err := s.tx(ctx, func(tx *sql.Tx) error {
 		var err error
@@ -55,9 +58,56 @@ func (s *Store) SpoolIMAP(ctx context.Context, m *Message, key string, st IMAPSt
 		if err := s.setIMAPStateTx(ctx, tx, key, st); err != nil {
 			return fmt.Errorf("%w: imap state: %v", ErrUnavailable, err)
 		}
+		if _, err := s.exec(ctx, tx, `DELETE FROM imap_oversize WHERE mailbox_key = ? AND uidvalidity = ? AND uid = ?`,
+			key, int64(st.UIDValidity), int64(uid)); err != nil {
+			return fmt.Errorf("%w: imap oversize: %v", ErrUnavailable, err)
+		}
 		return nil
 	})
 	return id, err
+}
+
+// HoldIMAPOversize records that the message uid of the mailbox was left
+// there for its size, spools notice (what staff see of it: a message the
+// gateway writes naming the mailbox, UID, size, From and Subject) and
+// advances the mailbox state past it, all in one transaction. The held
+// message is never moved or flagged until SpoolIMAP takes it.
+func (s *Store) HoldIMAPOversize(ctx context.Context, notice *Message, key string, st IMAPState, uid uint32, size int64) (int64, error) {
+	var id int64
+	err := s.tx(ctx, func(tx *sql.Tx) error {
+		var err error
+		if id, err = s.spoolTx(ctx, tx, notice, s.now()); err != nil {
+			return err
+		}
+		if err := s.setIMAPStateTx(ctx, tx, key, st); err != nil {
+			return fmt.Errorf("%w: imap state: %v", ErrUnavailable, err)
+		}
+		if _, err := s.exec(ctx, tx, `INSERT INTO imap_oversize (mailbox_key, uidvalidity, uid, size, held_at) VALUES (?, ?, ?, ?, ?)
+			ON CONFLICT (mailbox_key, uidvalidity, uid) DO NOTHING`, key, int64(st.UIDValidity), int64(uid), size, micros(s.now())); err != nil {
+			return fmt.Errorf("%w: imap oversize: %v", ErrUnavailable, err)
+		}
+		return nil
+	})
+	return id, err
+}
+
+// IMAPOversize returns the UIDs of the mailbox held for their size under
+// uidValidity.
+func (s *Store) IMAPOversize(ctx context.Context, key string, uidValidity uint32) (map[uint32]bool, error) {
+	rows, err := s.rdb.QueryContext(ctx, s.q(`SELECT uid FROM imap_oversize WHERE mailbox_key = ? AND uidvalidity = ?`), key, int64(uidValidity))
+	if err != nil {
+		return nil, fmt.Errorf("%w: imap oversize: %v", ErrUnavailable, err)
+	}
+	defer rows.Close()
+	out := map[uint32]bool{}
+	for rows.Next() {
+		var u int64
+		if err := rows.Scan(&u); err != nil {
+			return nil, err
+		}
+		out[uint32(u)] = true
+	}
+	return out, rows.Err()
 }
 
 // localLocks keeps two pollers of one process off one mailbox on SQLite,
