@@ -95,7 +95,9 @@ func (s *Store) fileBatchPostgres(ctx context.Context, fs []*Filing) ([]FileResu
 // mayOpenPlainly: nothing in the filing ties it to an incident (a ticket
 // tag or References). Whether it was filed before or repeats a filed
 // report only the store can tell (prefetchStmt).
-func (f *Filing) mayOpenPlainly() bool { return f.Ticket == "" && len(f.References) == 0 && !f.AttachOnly }
+func (f *Filing) mayOpenPlainly() bool {
+	return f.Ticket == "" && len(f.References) == 0 && !f.AttachOnly
+}
 
 // prefetchPostgres reads, for each filing, its spool row's SHA-256 and
 // whether it is plain: neither filed before nor a duplicate of a filed
