@@ -374,28 +374,6 @@ func (p *Processor) Run(ctx context.Context, worker string, n int, wake <-chan s
 	wg.Wait()
 }
 
-// Drain processes until the queue has nothing ready (import, tests).
-func (p *Processor) Drain(ctx context.Context, worker string) (map[string]int, error) {
-	out := map[string]int{}
-	for {
-		cl, err := p.Store.Claim(ctx, worker, 16, p.Lease, p.MaxAttempts)
-		if err != nil {
-			return out, err
-		}
-		if len(cl) == 0 {
-			return out, nil
-		}
-		for _, c := range cl {
-			res, err := p.Process(ctx, c.SpoolID)
-			if err != nil {
-				out["failed"]++
-				continue
-			}
-			out[res.Outcome]++
-		}
-	}
-}
-
 func sleep(ctx context.Context, d time.Duration, wake <-chan struct{}) {
 	t := time.NewTimer(d)
 	defer t.Stop()

@@ -337,18 +337,26 @@ func TestClaimLeaseFailQuarantine(t *testing.T) {
 			t.Fatalf("counts %v", counts)
 		}
 		// reprocess --quarantined
-		if n, err := s.Requeue(ctx, 0, true, time.Time{}); n != 1 || err != nil {
-			t.Fatalf("requeue: %d %v", n, err)
+		if ids, err := s.Requeue(ctx, 0, true, time.Time{}, "", 0); len(ids) != 1 || err != nil {
+			t.Fatalf("requeue: %v %v", ids, err)
 		}
 		if cl, _ = s.Claim(ctx, "w4", 10, time.Minute, 3); len(cl) != 1 || cl[0].Attempts != 1 {
 			t.Fatalf("after requeue: %+v", cl)
 		}
-		if _, err := s.Requeue(ctx, 9999, false, time.Time{}); err != ErrNotFound {
+		if _, err := s.Requeue(ctx, 9999, false, time.Time{}, "", 0); err != ErrNotFound {
 			t.Fatalf("requeue missing: %v", err)
 		}
 		// since: everything
-		if n, _ := s.Requeue(ctx, 0, false, time.Date(2000, 1, 1, 0, 0, 0, 0, time.UTC)); n != 1 {
-			t.Fatalf("requeue since: %d", n)
+		if ids, _ := s.Requeue(ctx, 0, false, time.Date(2000, 1, 1, 0, 0, 0, 0, time.UTC), "", 0); len(ids) != 1 {
+			t.Fatalf("requeue since: %v", ids)
+		}
+		// For a worker: claimed by it, invisible to other claims.
+		ids, err := s.Requeue(ctx, 0, false, time.Date(2000, 1, 1, 0, 0, 0, 0, time.UTC), "reprocess/1", time.Minute)
+		if len(ids) != 1 || err != nil { // the other is w4's, claimed
+			t.Fatalf("requeue for a worker: %v %v", ids, err)
+		}
+		if cl, _ = s.Claim(ctx, "w5", 10, time.Minute, 3); len(cl) != 0 {
+			t.Fatalf("another worker claimed rows requeued for reprocess: %+v", cl)
 		}
 	})
 }
@@ -845,7 +853,7 @@ func TestDurableCommitsSyncTheWAL(t *testing.T) {
 	}
 	expect("mark sent", 0, func() error { return s.MarkSent(ctx, ob[0].ID) })
 	expect("fail", 1, func() error { _, err := s.Fail(ctx, id+1, "parse-error", "x", 5); return err })
-	expect("requeue", 1, func() error { _, err := s.Requeue(ctx, id, false, time.Time{}); return err })
+	expect("requeue", 1, func() error { _, err := s.Requeue(ctx, id, false, time.Time{}, "", 0); return err })
 	var mode int
 	if err := s.DB().QueryRow(`PRAGMA synchronous`).Scan(&mode); err != nil || mode != 1 {
 		t.Fatalf("synchronous = %d (%v), want 1 (NORMAL): the commit itself must not fsync", mode, err)

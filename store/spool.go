@@ -50,6 +50,22 @@ type Message struct {
 	// it is read in chunks of ChunkSize inside the spool transaction, from
 	// its start each time it is spooled, so it is never held whole.
 	Source io.ReadSeeker
+	// ClaimedBy, when set, spools the message already claimed by that
+	// worker for Lease, so that no other worker (a daemon sharing the
+	// store) takes it: madoguchi import files exactly what it read, with
+	// its own options. Should the claimer die, the lease runs out and any
+	// worker files it.
+	ClaimedBy string
+	Lease     time.Duration
+}
+
+// queueRow is the state, worker, lease and attempts a new queue row
+// starts with.
+func queueRow(m *Message, now time.Time) (state, worker string, leaseUntil int64, attempts int) {
+	if m.ClaimedBy == "" {
+		return StateReady, "", 0, 0
+	}
+	return StateClaimed, m.ClaimedBy, micros(now.Add(max(m.Lease, time.Minute))), 1
 }
 
 // ChunkSize is the size of one spool chunk.
@@ -106,12 +122,13 @@ func (s *Store) spoolBatch(ctx context.Context, ms []*Message) ([]int64, error) 
 // and the round trips were a third of its 250's wait.
 func (s *Store) spoolOnePostgres(ctx context.Context, m *Message, now time.Time) (int64, error) {
 	rcpt := prepareSpool(m, now)
+	state, worker, lease, attempts := queueRow(m, now)
 	var id int64
 	err := s.db.QueryRowContext(ctx, `WITH s AS (
 			INSERT INTO spool (sha256, channel, mail_from, rcpt_to, peer, received_at, size, raw)
 			VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING id)
-		INSERT INTO queue (spool_id, state, not_before, updated_at) SELECT id, $9, $10, $10 FROM s RETURNING spool_id`,
-		m.SHA256, m.Channel, m.MailFrom, rcpt, m.Peer, micros(m.ReceivedAt), m.Size, nonNilBytes(m.Raw), StateReady, micros(now)).Scan(&id)
+		INSERT INTO queue (spool_id, state, not_before, updated_at, worker, lease_until, attempts) SELECT id, $9, $10, $10, $11, $12, $13 FROM s RETURNING spool_id`,
+		m.SHA256, m.Channel, m.MailFrom, rcpt, m.Peer, micros(m.ReceivedAt), m.Size, nonNilBytes(m.Raw), state, micros(now), worker, lease, attempts).Scan(&id)
 	if err != nil {
 		return 0, fmt.Errorf("%w: spool insert: %v", ErrUnavailable, err)
 	}
@@ -157,8 +174,9 @@ func (s *Store) spoolTx(ctx context.Context, tx *sql.Tx, m *Message, now time.Ti
 			return 0, err
 		}
 	}
-	if _, err := s.exec(ctx, tx, `INSERT INTO queue (spool_id, state, not_before, updated_at) VALUES (?, ?, ?, ?)`,
-		id, StateReady, micros(now), micros(now)); err != nil {
+	state, worker, lease, attempts := queueRow(m, now)
+	if _, err := s.exec(ctx, tx, `INSERT INTO queue (spool_id, state, not_before, updated_at, worker, lease_until, attempts) VALUES (?, ?, ?, ?, ?, ?, ?)`,
+		id, state, micros(now), micros(now), worker, lease, attempts); err != nil {
 		return 0, fmt.Errorf("%w: queue insert: %v", ErrUnavailable, err)
 	}
 	m.ID = id
@@ -493,36 +511,53 @@ func (s *Store) QueueCounts(ctx context.Context) (map[string]int, error) {
 
 // Requeue selects spooled messages to run again (madoguchi reprocess): one
 // id (>0), all quarantined ones, or everything received since a time. It
-// returns how many rows were made ready. Re-running never files a duplicate:
-// File updates the report of a spool row that was filed before.
-func (s *Store) Requeue(ctx context.Context, id int64, quarantined bool, since time.Time) (int, error) {
+// returns the spool IDs of the rows made ready, or, with a worker, claimed
+// by that worker for lease, so that the caller files exactly those and
+// nothing else of the queue (and no other worker takes them while it
+// does). Re-running never files a duplicate: File updates the report of a
+// spool row that was filed before.
+func (s *Store) Requeue(ctx context.Context, id int64, quarantined bool, since time.Time, worker string, lease time.Duration) ([]int64, error) {
 	now := micros(s.now())
-	var res sql.Result
-	var err error
+	state, leaseUntil, attempts := StateReady, int64(0), 0
+	if worker != "" {
+		state, leaseUntil, attempts = StateClaimed, now+max(lease, time.Minute).Microseconds(), 1
+	}
+	set := `UPDATE queue SET state = ?, attempts = ?, worker = ?, lease_until = ?, not_before = ?, updated_at = ? WHERE `
+	args := []any{state, attempts, worker, leaseUntil, now, now}
+	var where string
 	switch {
 	case id > 0:
-		res, err = s.db.ExecContext(ctx, s.q(`UPDATE queue SET state = ?, attempts = 0, not_before = ?, lease_until = 0, updated_at = ? WHERE spool_id = ? AND state <> ?`),
-			StateReady, now, now, id, StateClaimed)
+		where, args = `spool_id = ? AND state <> ?`, append(args, id, StateClaimed)
 	case quarantined:
-		res, err = s.db.ExecContext(ctx, s.q(`UPDATE queue SET state = ?, attempts = 0, not_before = ?, lease_until = 0, updated_at = ? WHERE state = ?`),
-			StateReady, now, now, StateQuarantined)
+		where, args = `state = ?`, append(args, StateQuarantined)
 	default:
-		res, err = s.db.ExecContext(ctx, s.q(`UPDATE queue SET state = ?, attempts = 0, not_before = ?, lease_until = 0, updated_at = ?
-			WHERE state <> ? AND spool_id IN (SELECT id FROM spool WHERE received_at >= ?)`),
-			StateReady, now, now, StateClaimed, micros(since))
+		where, args = `state <> ? AND spool_id IN (SELECT id FROM spool WHERE received_at >= ?)`, append(args, StateClaimed, micros(since))
 	}
+	rows, err := s.db.QueryContext(ctx, s.q(set+where+` RETURNING spool_id`), args...)
 	if err != nil {
-		return 0, err
+		return nil, err
+	}
+	var ids []int64
+	for rows.Next() {
+		var v int64
+		if err := rows.Scan(&v); err != nil {
+			_ = rows.Close()
+			return nil, err
+		}
+		ids = append(ids, v)
+	}
+	if err := rows.Close(); err != nil {
+		return nil, err
 	}
 	if err := s.durable(); err != nil { // an operator's request: durable when it returns
-		return 0, err
+		return nil, err
 	}
-	n, _ := res.RowsAffected()
-	if id > 0 && n == 0 {
+	slices.Sort(ids)
+	if id > 0 && len(ids) == 0 {
 		var c int
 		if err := s.db.QueryRowContext(ctx, s.q(`SELECT COUNT(*) FROM queue WHERE spool_id = ?`), id).Scan(&c); err == nil && c == 0 {
-			return 0, ErrNotFound
+			return nil, ErrNotFound
 		}
 	}
-	return int(n), nil
+	return ids, nil
 }

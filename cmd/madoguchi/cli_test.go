@@ -15,6 +15,7 @@ import (
 
 	_ "github.com/jackc/pgx/v5/stdlib"
 	"github.com/madoguchi/madoguchi/internal/testenv"
+	"github.com/madoguchi/madoguchi/store"
 )
 
 func runCLI(t *testing.T, args ...string) (string, string, int) {
@@ -84,6 +85,58 @@ func TestImportTwiceOneIncident(t *testing.T) {
 			out, _, code = runCLI(t, "--config", cfg, "reprocess", "--since", "2000-01-01")
 			if code != 0 || !strings.Contains(out, "0 new incidents") {
 				t.Fatalf("reprocess: %d %q", code, out)
+			}
+		})
+	}
+}
+
+// TestImportAndReprocessFileOnlyTheirOwn: on a store a daemon shares,
+// import files exactly the messages it read and reprocess exactly those
+// asked for; mail the daemon spooled (by SMTP) stays in the queue for the
+// daemon, which acknowledges it, however --no-ack an import is.
+func TestImportAndReprocessFileOnlyTheirOwn(t *testing.T) {
+	for _, drv := range []string{"sqlite", "postgres"} {
+		t.Run(drv, func(t *testing.T) {
+			dsn := filepath.Join(t.TempDir(), "m.db")
+			if drv == "postgres" {
+				dsn = postgresDSN(t)
+			}
+			cfg := writeConfig(t, drv, dsn)
+			ctx := context.Background()
+			driver := store.SQLite
+			if drv == "postgres" {
+				driver = store.Postgres
+			}
+			s, err := store.Open(ctx, driver, dsn, store.Options{TicketPrefix: "CSIRT"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer s.Close()
+			smtpID, err := s.Spool(ctx, &store.Message{Channel: store.ChannelSMTP, MailFrom: "r@reporter.example",
+				Raw: []byte("From: r@reporter.example\r\nSubject: scan\r\nMessage-ID: <smtp1@reporter.example>\r\n\r\n192.0.2.7 scans us\r\n")})
+			if err != nil {
+				t.Fatal(err)
+			}
+			ready := func(what string) {
+				t.Helper()
+				cl, err := s.ListQueue(ctx, store.StateReady, 10)
+				if err != nil || len(cl) != 1 || cl[0].SpoolID != smtpID {
+					t.Fatalf("after %s, the daemon's message is not ready in the queue: %+v %v", what, cl, err)
+				}
+			}
+			out, errOut, code := runCLI(t, "--config", cfg, "import", "--no-ack", "../../testdata/corpus/messages/01-phishing-report-plain-en.eml")
+			if code != 0 || !strings.Contains(out, "imported 1 messages: 1 new incidents") {
+				t.Fatalf("import: %d %q %q", code, out, errOut)
+			}
+			ready("import")
+			out, _, code = runCLI(t, "--config", cfg, "reprocess", "--since", "2000-01-01")
+			if code != 0 || !strings.Contains(out, "reprocessed 2 messages: 1 updated") {
+				t.Fatalf("reprocess: %d %q", code, out)
+			}
+			// reprocess --since asked for the SMTP message too: it is
+			// filed (acknowledged as the daemon would), nothing else.
+			if n, _ := s.QueueCounts(ctx); n[store.StateReady] != 0 || n[store.StateDone] != 2 {
+				t.Fatalf("queue after reprocess: %v", n)
 			}
 		})
 	}

@@ -181,25 +181,19 @@ func (e *env) cmdImport(ctx context.Context, args []string) error {
 	tty := isTerminal(os.Stderr)
 	counts := map[string]int{}
 	for i, it := range items {
-		id, err := s.Spool(ctx, &store.Message{Channel: store.ChannelImport, Peer: "import:" + it.origin, Raw: it.raw})
+		// Spooled already claimed by this import: a daemon sharing the
+		// store never takes it (and acknowledges it despite --no-ack),
+		// and this import files nothing but what it read.
+		id, err := s.Spool(ctx, &store.Message{Channel: store.ChannelImport, Peer: "import:" + it.origin, Raw: it.raw,
+			ClaimedBy: "import", Lease: e.cfg.Pipeline.Lease})
 		if err != nil {
 			return runErr("spool %s: %v", it.origin, err)
 		}
-		// Process this message now (the queue row was just created).
-		cl, err := s.Claim(ctx, "import", 1<<20, e.cfg.Pipeline.Lease, e.cfg.Pipeline.MaxAttempts)
+		res, err := proc.Process(ctx, id)
 		if err != nil {
-			return runErr("claim: %v", err)
-		}
-		for _, c := range cl {
-			res, err := proc.Process(ctx, c.SpoolID)
-			if c.SpoolID != id {
-				continue
-			}
-			if err != nil {
-				counts["failed"]++
-				fmt.Fprintf(e.stderr, "%s: failed: %v\n", it.origin, err)
-				continue
-			}
+			counts["failed"]++
+			fmt.Fprintf(e.stderr, "%s: failed: %v\n", it.origin, err)
+		} else {
 			counts[res.Outcome]++
 		}
 		if i%500 == 499 {
@@ -220,6 +214,9 @@ func (e *env) cmdImport(ctx context.Context, args []string) error {
 	}
 	fmt.Fprintf(e.stdout, "imported %d messages: %d new incidents, %d attached, %d duplicates, %d reprocessed, %d failed, %d unreadable\n",
 		len(items), counts[store.OutcomeNew], counts[store.OutcomeAttached], counts[store.OutcomeDuplicate], counts[store.OutcomeReprocessed], counts["failed"], len(bads))
+	if n := counts[store.OutcomeNoted]; n > 0 {
+		fmt.Fprintf(e.stdout, "%d noted on the ticket they name without being filed (bounces, unauthenticated mail in the team's name)\n", n)
+	}
 	if counts["failed"] > 0 || len(bads) > 0 {
 		return &exitError{1, fmt.Sprintf("%d messages could not be imported", counts["failed"]+len(bads))}
 	}
@@ -363,7 +360,11 @@ func (e *env) cmdReprocess(ctx context.Context, args []string) error {
 		return err
 	}
 	defer s.Close()
-	n, err := s.Requeue(ctx, id, quarantined, since)
+	// Claimed for this command: it files exactly the messages asked for,
+	// not whatever else the queue holds (a daemon sharing the store files
+	// that, with its own options).
+	worker := fmt.Sprintf("reprocess/%d", os.Getpid())
+	ids, err := s.Requeue(ctx, id, quarantined, since, worker, e.cfg.Pipeline.Lease)
 	if errors.Is(err, store.ErrNotFound) {
 		return runErr("no spooled message %d", id)
 	}
@@ -372,10 +373,16 @@ func (e *env) cmdReprocess(ctx context.Context, args []string) error {
 	}
 	proc := e.processor(s, keys, false)
 	proc.Log = e.quietLog()
-	counts, err := proc.Drain(ctx, "reprocess")
-	if err != nil {
-		return runErr("%v", err)
+	counts := map[string]int{}
+	for _, sid := range ids {
+		res, err := proc.Process(ctx, sid)
+		if err != nil {
+			counts["failed"]++
+			continue
+		}
+		counts[res.Outcome]++
 	}
+	n := len(ids)
 	fmt.Fprintf(e.stdout, "reprocessed %d messages: %d updated, %d new incidents, %d attached, %d duplicates, %d failed\n",
 		n, counts[store.OutcomeReprocessed], counts[store.OutcomeNew], counts[store.OutcomeAttached], counts[store.OutcomeDuplicate], counts["failed"])
 	return nil
