@@ -12,8 +12,17 @@ import (
 
 // Limits bound the work Parse does on hostile input. Zero means default.
 type Limits struct {
-	MaxDepth        int   // MIME and forward nesting; default 128
-	MaxParts        int   // parts in the whole tree; default 1000
+	// MaxDepth bounds how deep forwarded messages nest as reports of
+	// their own (default 128); below it they are read into the message
+	// that holds them. Multipart nesting has no depth limit: the walk is
+	// iterative, bounded by MaxParts and MaxWalkBytes, so no wrapping
+	// hides a leaf from it.
+	MaxDepth int
+	MaxParts int // parts in the whole tree; default 1000
+	// MaxWalkBytes bounds the bytes of multipart bodies split in one
+	// walk (each nesting level reads its body again): default 64 MiB, or
+	// eight times the message's size when that is more.
+	MaxWalkBytes    int64
 	MaxHeaderBytes  int   // per header block; default 256 KiB
 	MaxDecodedBytes int64 // total decoded bytes; default 64 MiB
 	MaxTextBytes    int   // text scanned for indicators; default 4 MiB
@@ -25,6 +34,9 @@ func (l Limits) withDefaults() Limits {
 	}
 	if l.MaxParts <= 0 {
 		l.MaxParts = 1000
+	}
+	if l.MaxWalkBytes <= 0 {
+		l.MaxWalkBytes = 64 << 20
 	}
 	if l.MaxHeaderBytes <= 0 {
 		l.MaxHeaderBytes = 256 << 10
@@ -71,7 +83,7 @@ func Parse(raw []byte, opt Options) (rep *Report, err error) {
 	if opt.TicketPrefix == "" {
 		opt.TicketPrefix = "CSIRT"
 	}
-	p := &parser{opt: opt, budget: opt.Limits.MaxDecodedBytes}
+	p := &parser{opt: opt, budget: opt.Limits.MaxDecodedBytes, walkBudget: max(opt.Limits.MaxWalkBytes, 8*int64(len(raw)))}
 	defer func() {
 		if r := recover(); r != nil { // a bug must not take the daemon down
 			if rep == nil {
@@ -107,10 +119,12 @@ func newReport() *Report {
 }
 
 type parser struct {
-	opt      Options
-	budget   int64
-	parts    int
-	lineMemo map[string][]found
+	opt    Options
+	budget int64
+	parts  int
+	// walkBudget is what is left of MaxWalkBytes.
+	walkBudget int64
+	lineMemo   map[string][]found
 	// the last stripOwn input and output
 	stripIn, stripOut string
 	stripOK           bool
@@ -186,33 +200,44 @@ func (p *parser) message(raw []byte, depth int) (*Report, *msgState) {
 	return rep, st
 }
 
-// entity walks one MIME entity.
+// entity walks one MIME entity and everything below it, depth first in
+// document order, with a stack instead of recursion: the work is bounded
+// by the parts and bytes it reads, never by how deep a sender nests
+// multiparts, so every reachable leaf is read. depth is the forward
+// nesting of the message the entity belongs to.
 func (p *parser) entity(st *msgState, h header, body []byte, depth int) {
 	rep := st.rep
 	warn := func(s string) { rep.Warnings = append(rep.Warnings, s) }
-	p.parts++
-	if p.parts > p.opt.Limits.MaxParts {
-		if p.parts == p.opt.Limits.MaxParts+1 {
-			warn(fmt.Sprintf("more than %d MIME parts; the rest ignored", p.opt.Limits.MaxParts))
-		}
-		return
-	}
-	ct, params := mediaType(h.Get("Content-Type"), "text/plain")
-	disp, dparams := mediaType(h.Get("Content-Disposition"), "")
-	filename := dparams["filename"]
-	if filename == "" {
-		filename = params["name"]
-	}
-	filename = decodeHeader(filename)
-	if strings.HasPrefix(ct, "multipart/") {
-		if depth >= p.opt.Limits.MaxDepth {
-			warn(fmt.Sprintf("MIME nesting deeper than %d; inner parts ignored", p.opt.Limits.MaxDepth))
+	stack := []mimePart{{h: h, body: body}}
+	for len(stack) > 0 {
+		n := stack[len(stack)-1]
+		stack = stack[:len(stack)-1]
+		p.parts++
+		if p.parts > p.opt.Limits.MaxParts {
+			if p.parts == p.opt.Limits.MaxParts+1 {
+				warn(fmt.Sprintf("more than %d MIME parts; the rest ignored", p.opt.Limits.MaxParts))
+			}
 			return
+		}
+		ct, params := mediaType(n.h.Get("Content-Type"), "text/plain")
+		disp, dparams := mediaType(n.h.Get("Content-Disposition"), "")
+		filename := dparams["filename"]
+		if filename == "" {
+			filename = params["name"]
+		}
+		filename = decodeHeader(filename)
+		if !strings.HasPrefix(ct, "multipart/") {
+			p.leaf(st, ct, params, disp, filename, n.h, n.body, depth)
+			continue
 		}
 		b := params["boundary"]
 		if b == "" {
 			warn("multipart without boundary; read as text")
-			p.leaf(st, "text/plain", params, "", "", h, body, depth)
+			p.leaf(st, "text/plain", params, "", "", n.h, n.body, depth)
+			continue
+		}
+		if p.walkBudget -= int64(len(n.body)); p.walkBudget < 0 {
+			warn(fmt.Sprintf("multipart nesting read more than %d bytes; the parts below ignored", max(p.opt.Limits.MaxWalkBytes, 0)))
 			return
 		}
 		if ct == "multipart/report" {
@@ -223,21 +248,19 @@ func (p *parser) entity(st *msgState, h header, body []byte, depth int) {
 				st.isARF = true
 			}
 		}
-		parts, closed := p.multipartParts(body, b, warn)
+		parts, closed := p.multipartParts(n.body, b, warn)
 		if !closed {
 			warn("multipart " + clip(b, 40) + " has no closing delimiter")
 		}
 		if len(parts) == 0 {
 			warn("multipart without parts; read as text")
-			p.leaf(st, "text/plain", map[string]string{}, "", "", h, body, depth)
-			return
+			p.leaf(st, "text/plain", map[string]string{}, "", "", n.h, n.body, depth)
+			continue
 		}
-		for _, part := range parts {
-			p.entity(st, part.h, part.body, depth+1)
+		for i := len(parts) - 1; i >= 0; i-- { // popped in document order
+			stack = append(stack, parts[i])
 		}
-		return
 	}
-	p.leaf(st, ct, params, disp, filename, h, body, depth)
 }
 
 func (p *parser) decoded(st *msgState, h header, body []byte) []byte {
@@ -264,8 +287,13 @@ func (p *parser) leaf(st *msgState, ct string, params map[string]string, disp, f
 	switch {
 	case ct == "message/rfc822" || ct == "message/global":
 		if depth >= p.opt.Limits.MaxDepth {
-			rep.Warnings = append(rep.Warnings, "forwarded message nested too deep; not parsed")
+			// Too deep to be a report of its own: its parts are read into
+			// this message, so that nesting hides nothing (the part limit
+			// bounds this).
+			rep.Warnings = append(rep.Warnings, "forwarded message nested too deep; its text read into the message holding it")
 			rep.Attachments = append(rep.Attachments, attachment(filename, ct, data))
+			ih, ib := splitMessage(data)
+			p.entity(st, p.readHeader(ih, func(w string) { rep.Warnings = append(rep.Warnings, w) }), ib, depth)
 			return
 		}
 		fw, _ := p.message(data, depth+1)
