@@ -269,8 +269,12 @@ func (u *unwrapper) decrypt(res *Result, data []byte) ([]byte, bool) {
 		res.Decryption, res.DecryptionDetail = DecCannotDecrypt, "no team key configured"
 		return nil, false
 	}
-	maxSize := u.budget
-	cfg := &packet.Config{Time: func() time.Time { return u.now }, MaxDecompressedMessageSize: &maxSize}
+	// The size limit is ours (the LimitReader below), not go-crypto's
+	// MaxDecompressedMessageSize: past that one the library reports an
+	// opaque "parsing error" for a bzip2 packet (it hides what failed
+	// under the session key), which read as tampering; counting the
+	// plaintext we read tells a bomb from a forgery for every algorithm.
+	cfg := &packet.Config{Time: func() time.Time { return u.now }}
 	ring := append(append(openpgp.EntityList{}, u.keys.Team...), u.keys.Known...)
 	md, err := openpgp.ReadMessage(r, ring, nil, cfg)
 	if err != nil {
@@ -289,7 +293,7 @@ func (u *unwrapper) decrypt(res *Result, data []byte) ([]byte, bool) {
 	n, err := io.Copy(&buf, io.LimitReader(md.UnverifiedBody, u.budget+1))
 	if n > u.budget {
 		res.Decryption = DecRefused
-		res.DecryptionDetail = fmt.Sprintf("decompressed size exceeds the limit of %d bytes; stopped reading", u.budget)
+		res.DecryptionDetail = fmt.Sprintf("decompressed size exceeds the limit of %d bytes (crypto.max_decompressed_bytes); stopped reading", u.budget)
 		return nil, false
 	}
 	if err != nil {
