@@ -9,8 +9,19 @@ import (
 	"golang.org/x/net/html"
 )
 
+// htmlBlock are the elements that start and end on a line of their own.
+var htmlBlock = map[string]bool{
+	"address": true, "article": true, "aside": true, "blockquote": true, "caption": true, "center": true, "dd": true,
+	"div": true, "dl": true, "dt": true, "fieldset": true, "figcaption": true, "figure": true, "footer": true, "form": true,
+	"h1": true, "h2": true, "h3": true, "h4": true, "h5": true, "h6": true, "header": true, "hr": true, "li": true,
+	"main": true, "nav": true, "ol": true, "p": true, "pre": true, "section": true, "table": true, "tbody": true,
+	"tfoot": true, "thead": true, "tr": true, "ul": true,
+}
+
 // htmlToText renders HTML as plain text: text nodes, line breaks at block
-// elements, link targets kept beside their text; script, style and head
+// elements and <br>, table cells apart by a tab (web forms and Outlook lay
+// out "Affected host | 192.0.2.201" as cells, and the words must not run
+// together), link targets kept beside their text; script, style and head
 // dropped. XML namespace attributes never reach the text.
 func htmlToText(s string) string {
 	z := html.NewTokenizer(strings.NewReader(s))
@@ -29,8 +40,10 @@ func htmlToText(s string) string {
 				if tt == html.StartTagToken {
 					skip++
 				}
-			case "br", "p", "div", "tr", "li", "h1", "h2", "h3", "h4", "blockquote", "table", "hr":
+			case "br":
 				b.WriteString("\n")
+			case "td", "th":
+				b.WriteString("\t")
 			case "a":
 				for hasAttr {
 					var k, v []byte
@@ -38,6 +51,10 @@ func htmlToText(s string) string {
 					if string(k) == "href" && (strings.HasPrefix(string(v), "http") || strings.HasPrefix(string(v), "hxxp")) {
 						b.WriteString(" " + string(v) + " ")
 					}
+				}
+			default:
+				if htmlBlock[tag] {
+					b.WriteString("\n")
 				}
 			}
 		case html.EndTagToken:
@@ -47,12 +64,17 @@ func htmlToText(s string) string {
 				if skip > 0 {
 					skip--
 				}
-			case "p", "div", "tr", "li", "table":
-				b.WriteString("\n")
+			case "td", "th":
+				b.WriteString("\t")
+			default:
+				if htmlBlock[string(name)] {
+					b.WriteString("\n")
+				}
 			}
 		case html.TextToken:
 			if skip == 0 {
-				b.Write(z.Text())
+				// &nbsp; separates words as a space does.
+				b.WriteString(strings.ReplaceAll(string(z.Text()), "\u00a0", " "))
 			}
 		}
 	}
