@@ -9,8 +9,10 @@ import (
 	"errors"
 	"io"
 	"log/slog"
+	"net"
 	"os"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/emersion/go-smtp"
@@ -71,8 +73,66 @@ type Backend struct {
 	allowed map[string]bool
 }
 
+// Server is a go-smtp server whose connections close after every 421
+// reply (see Serve).
+type Server struct{ *smtp.Server }
+
+// Serve accepts connections on l. A 421 reply closes the connection once
+// it is written (RFC 5321 4.2.5): a client that answers a 421 with RSET and
+// MAIL again, as Go's net/smtp does, would otherwise loop.
+func (s *Server) Serve(l net.Listener) error { return s.Server.Serve(closingListener{l}) }
+
+// closingListener hands out closingConns.
+type closingListener struct{ net.Listener }
+
+func (l closingListener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err != nil {
+		return nil, err
+	}
+	return &closingConn{Conn: c}, nil
+}
+
+// closingConn closes itself after the next write once told to: the
+// session tells it when it returns a 421, and go-smtp writes that reply as
+// one write (one TLS record after STARTTLS, which wraps this conn, so the
+// reply itself cannot be looked for in the bytes).
+type closingConn struct {
+	net.Conn
+	closeNext atomic.Bool
+}
+
+func (c *closingConn) Write(p []byte) (int, error) {
+	n, err := c.Conn.Write(p)
+	if c.closeNext.Load() {
+		_ = c.Conn.Close()
+	}
+	return n, err
+}
+
+// closeAfterReply arranges for the connection under sc (TLS or not) to
+// close once the next reply is written.
+func closeAfterReply(sc *smtp.Conn) {
+	if sc == nil {
+		return
+	}
+	c := sc.Conn()
+	if tc, ok := c.(*tls.Conn); ok {
+		c = tc.NetConn()
+	}
+	if cc, ok := c.(*closingConn); ok {
+		cc.closeNext.Store(true)
+	}
+}
+
+// errClosing is a 421 reply after which the connection closes.
+func (s *session) errClosing(msg string) error {
+	closeAfterReply(s.conn)
+	return &smtp.SMTPError{Code: 421, EnhancedCode: smtp.EnhancedCode{4, 7, 0}, Message: msg}
+}
+
 // NewServer returns a go-smtp server for the backend.
-func NewServer(b *Backend) *smtp.Server {
+func NewServer(b *Backend) *Server {
 	b.allowed = map[string]bool{}
 	for _, r := range b.Config.Recipients {
 		b.allowed[strings.ToLower(r)] = true
@@ -101,7 +161,7 @@ func NewServer(b *Backend) *smtp.Server {
 	s.MaxLineLength = 1 << 20
 	s.TLSConfig = b.Config.TLS
 	s.AllowInsecureAuth = false
-	return s
+	return &Server{s}
 }
 
 func (b *Backend) channel() string {
@@ -120,11 +180,12 @@ func (b *Backend) NewSession(c *smtp.Conn) (smtp.Session, error) {
 	if c.Conn() != nil {
 		peer = c.Conn().RemoteAddr().String()
 	}
-	return &session{b: b, peer: peer, helo: c.Hostname()}, nil
+	return &session{b: b, conn: c, peer: peer, helo: c.Hostname()}, nil
 }
 
 type session struct {
 	b        *Backend
+	conn     *smtp.Conn
 	peer     string
 	helo     string
 	from     string
@@ -156,11 +217,11 @@ func (s *session) Mail(from string, _ *smtp.MailOptions) error {
 	}
 	if s.idle > 2*maxIdleTransactions { // Reset also runs once per MAIL
 		metricRefused.WithLabelValues(s.b.channel(), "idle-transactions").Inc()
-		return &smtp.SMTPError{Code: 421, EnhancedCode: smtp.EnhancedCode{4, 7, 0}, Message: "Too many commands without a message, reconnect"}
+		return s.errClosing("Too many commands without a message, reconnect")
 	}
 	if s.messages >= s.maxMessages() {
 		metricRefused.WithLabelValues(s.b.channel(), "messages-per-connection").Inc()
-		return &smtp.SMTPError{Code: 421, EnhancedCode: smtp.EnhancedCode{4, 7, 0}, Message: "Too many messages on one connection, reconnect"}
+		return s.errClosing("Too many messages on one connection, reconnect")
 	}
 	s.from = from
 	s.rcpt = nil
