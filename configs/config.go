@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net/mail"
+	"net/url"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -33,6 +34,10 @@ type Config struct {
 
 	// Path is the file the configuration was read from ("" for defaults).
 	Path string `yaml:"-"`
+	// keyLine is the line of each key in the file it was decoded from
+	// (dotted path, as Problem.Key), so that Validate names it.
+	keyLine map[string]int
+	source  string
 }
 
 // Team is the point of contact, also the source of the RFC 2350 profile.
@@ -296,6 +301,17 @@ type Error struct {
 	Msg  string
 }
 
+// Errors are every configuration error of one file, one per line.
+type Errors []*Error
+
+func (es Errors) Error() string {
+	lines := make([]string, len(es))
+	for i, e := range es {
+		lines[i] = e.Error()
+	}
+	return strings.Join(lines, "\n")
+}
+
 func (e *Error) Error() string {
 	var b strings.Builder
 	b.WriteString(e.File)
@@ -341,43 +357,70 @@ func Load(path string) (*Config, error) {
 		return nil, &Error{File: path, Msg: "cannot read: " + errors.Unwrap(err).Error()}
 	}
 	c, err := Decode(path, data)
-	if err != nil {
-		return nil, err
+	if c != nil {
+		c.Path = path
+		c.resolvePaths(filepath.Dir(path))
 	}
-	c.Path = path
-	c.resolvePaths(filepath.Dir(path))
-	return c, nil
+	return c, err
 }
 
 // Decode decodes data (named name in errors) strictly over the defaults.
+// The error is Errors, every problem yaml found; when the file is valid
+// YAML the configuration is returned with it, as decoded around the
+// problems, so that Validate can report the rest in the same run.
 func Decode(name string, data []byte) (*Config, error) {
 	c := Defaults()
+	c.source = name
 	var root yaml.Node
 	if err := yaml.Unmarshal(data, &root); err != nil {
-		return nil, yamlError(name, err, nil)
+		return nil, yamlErrors(name, err, nil)
 	}
 	lines := map[int]string{}
 	keyLines(&root, "", lines)
+	c.keyLine = map[string]int{}
+	for l, k := range lines {
+		if old, ok := c.keyLine[k]; !ok || l < old {
+			c.keyLine[k] = l
+		}
+	}
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	dec.KnownFields(true)
 	if err := dec.Decode(c); err != nil && !errors.Is(err, io.EOF) {
-		return nil, yamlError(name, err, lines)
+		return c, yamlErrors(name, err, lines)
 	}
 	return c, nil
 }
 
-// yamlError turns yaml's message into one line naming file, line and key.
-func yamlError(name string, err error, lines map[int]string) error {
+// yamlErrors turns yaml's message, which lists one entry per problem,
+// into Errors, each on one line naming file, line and key.
+func yamlErrors(name string, err error, lines map[int]string) Errors {
 	msg := err.Error()
 	msg = strings.TrimPrefix(msg, "yaml: ")
 	msg = strings.TrimPrefix(msg, "unmarshal errors:\n")
-	first := msg
-	if i := nextEntryRE.FindStringIndex(msg); i != nil {
-		first = msg[:i[0]]
+	var out Errors
+	for msg != "" {
+		entry, rest := msg, ""
+		if i := nextEntryRE.FindStringIndex(msg); i != nil && i[0] > 0 {
+			entry, rest = msg[:i[0]], msg[i[0]:]
+		}
+		if e := yamlError(name, strings.TrimSpace(entry), lines); e != nil {
+			out = append(out, e)
+		}
+		msg = strings.TrimLeft(rest, " \t\n")
 	}
-	first = strings.TrimSpace(first)
-	e := &Error{File: name, Msg: first}
-	if m := lineRE.FindStringSubmatch(first); m != nil {
+	if len(out) == 0 {
+		out = append(out, &Error{File: name, Msg: "invalid YAML"})
+	}
+	return out
+}
+
+// yamlError reads one entry of yaml's message.
+func yamlError(name, entry string, lines map[int]string) *Error {
+	if entry == "" {
+		return nil
+	}
+	e := &Error{File: name, Msg: entry}
+	if m := lineRE.FindStringSubmatch(entry); m != nil {
 		e.Line, _ = strconv.Atoi(m[1])
 		e.Msg = m[2]
 		key := lines[e.Line]
@@ -492,7 +535,9 @@ func (c *Config) resolvePaths(dir string) {
 type Problem struct {
 	Key     string
 	Msg     string
-	Warning bool // a warning never stops the daemon
+	Warning bool   // a warning never stops the daemon
+	File    string // the file the key came from ("" for the defaults)
+	Line    int    // its line there (0 when the key is not in the file)
 }
 
 func (p Problem) String() string {
@@ -500,11 +545,49 @@ func (p Problem) String() string {
 	if p.Warning {
 		kind = "warning"
 	}
-	return fmt.Sprintf("%s: %s: %s", kind, p.Key, p.Msg)
+	return kind + ": " + p.Where()
 }
 
-// Validate reports every problem, errors and warnings, not just the first.
-func (c *Config) Validate() []Problem {
+// Where is the problem as "FILE:LINE: key: msg", as much as is known.
+func (p Problem) Where() string {
+	loc := ""
+	if p.File != "" {
+		loc = p.File + ":"
+		if p.Line > 0 {
+			loc += strconv.Itoa(p.Line) + ":"
+		}
+		loc += " "
+	}
+	return fmt.Sprintf("%s%s: %s", loc, printable(p.Key, true), printable(p.Msg, false))
+}
+
+// locate fills in where each problem's key is in the file: its own line,
+// or the nearest enclosing key's (a missing key is reported at its
+// section).
+func (c *Config) locate(ps []Problem) []Problem {
+	file := c.Path
+	if file == "" {
+		file = c.source
+	}
+	for i := range ps {
+		ps[i].File = file
+		for k := ps[i].Key; k != "" && ps[i].Line == 0; {
+			ps[i].Line = c.keyLine[k]
+			j := strings.LastIndexAny(k, ".[")
+			if j < 0 {
+				break
+			}
+			k = k[:j]
+		}
+	}
+	return ps
+}
+
+// Validate reports every problem, errors and warnings, not just the first,
+// each with the file and line of its key.
+func (c *Config) Validate() []Problem { return c.locate(c.validate()) }
+
+func (c *Config) validate() []Problem {
 	var ps []Problem
 	bad := func(k, m string) { ps = append(ps, Problem{Key: k, Msg: m}) }
 	warn := func(k, m string) { ps = append(ps, Problem{Key: k, Msg: m, Warning: true}) }
@@ -638,8 +721,11 @@ func (c *Config) Validate() []Problem {
 	if u := c.Notify.Alert.WebhookURL; u != "" && !strings.HasPrefix(u, "https://") && !strings.HasPrefix(u, "http://") {
 		bad("notify.alert.webhook_url", "must be an http(s) URL")
 	}
-	if c.Notify.RatePerHour < 0 || c.Notify.MaxAttempts < 0 {
+	if c.Notify.RatePerHour < 0 {
 		bad("notify.rate_per_hour", "must not be negative")
+	}
+	if c.Notify.MaxAttempts < 0 {
+		bad("notify.max_attempts", "must not be negative")
 	}
 	if c.Crypto.MaxDecompressedBytes <= 0 {
 		bad("crypto.max_decompressed_bytes", "must be positive")
@@ -712,21 +798,60 @@ func (c *Config) OwnAddresses() []string {
 	return out
 }
 
-// Masked returns the configuration as YAML with secrets masked.
+// Masked returns the configuration as YAML with secrets masked: the
+// password of the store DSN in any of its forms (URL user info, a
+// password-like query parameter, a keyword DSN's password=), and the path
+// and query of the webhook URL (chat webhooks carry their token there).
 func (c *Config) Masked() ([]byte, error) {
 	cp := *c
-	if strings.Contains(cp.Store.DSN, "@") && strings.Contains(cp.Store.DSN, "://") {
-		cp.Store.DSN = maskDSN(cp.Store.DSN)
-	}
+	cp.Store.DSN = MaskDSN(cp.Store.DSN)
+	cp.Notify.Alert.WebhookURL = maskURLPath(cp.Notify.Alert.WebhookURL)
 	return yaml.Marshal(&cp)
 }
 
-func maskDSN(dsn string) string {
-	i := strings.Index(dsn, "://")
-	j := strings.LastIndex(dsn, "@")
-	user := dsn[i+3 : j]
-	if k := strings.Index(user, ":"); k >= 0 {
-		user = user[:k] + ":*****"
+const mask = "*****"
+
+// secretParam is a DSN parameter whose value is a secret (libpq's
+// password and sslpassword, and anything else named like one).
+var secretParam = regexp.MustCompile(`(?i)pass(word)?|secret|token`)
+
+// keywordSecretRE finds the value of a secret keyword in a libpq keyword
+// DSN ("host=db password='x y' user=u").
+var keywordSecretRE = regexp.MustCompile(`(?i)(\b\w*(?:pass(?:word)?|secret|token)\w*\s*=\s*)('(?:[^'\\]|\\.)*'|\S*)`)
+
+// MaskDSN hides the secrets of a store DSN.
+func MaskDSN(dsn string) string {
+	if !strings.Contains(dsn, "://") {
+		return keywordSecretRE.ReplaceAllString(dsn, "${1}"+mask)
 	}
-	return dsn[:i+3] + user + dsn[j:]
+	u, err := url.Parse(dsn)
+	if err != nil {
+		return mask // cannot tell the secret apart: show none of it
+	}
+	if _, ok := u.User.Password(); ok {
+		u.User = url.UserPassword(u.User.Username(), "PASSWORDMASK")
+	}
+	q := u.Query()
+	for k := range q {
+		if secretParam.MatchString(k) {
+			q.Set(k, "PASSWORDMASK")
+		}
+	}
+	u.RawQuery = q.Encode()
+	return strings.ReplaceAll(u.String(), "PASSWORDMASK", mask)
+}
+
+// maskURLPath keeps a URL's scheme and host and hides the rest.
+func maskURLPath(s string) string {
+	if s == "" {
+		return ""
+	}
+	u, err := url.Parse(s)
+	if err != nil || u.Host == "" {
+		return mask
+	}
+	if u.Path == "" && u.RawQuery == "" && u.User == nil {
+		return s
+	}
+	return u.Scheme + "://" + u.Host + "/" + mask
 }

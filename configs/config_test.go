@@ -1,6 +1,7 @@
 package configs
 
 import (
+	"errors"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -59,6 +60,60 @@ func TestStrictErrors(t *testing.T) {
 	}
 }
 
+// TestEveryProblemInOneRun: yaml's problems (unknown keys, wrong types)
+// and Validate's come together, each naming file, line and key, and the
+// check of notify.max_attempts names that key.
+func TestEveryProblemInOneRun(t *testing.T) {
+	data := "team:\n  name: X\n  colour: blue\n  address: nope\nnotify:\n  max_attempts: -1\n  rate_per_hour: lots\npipeline:\n  lease: forever\n"
+	c, err := Decode("c.yaml", []byte(data))
+	var es Errors
+	if !errors.As(err, &es) || c == nil {
+		t.Fatalf("Decode: %v %v", c, err)
+	}
+	var got []string
+	for _, e := range es {
+		got = append(got, e.Error())
+	}
+	for _, p := range c.Validate() {
+		if !p.Warning {
+			got = append(got, p.Where())
+		}
+	}
+	all := strings.Join(got, "\n")
+	for _, want := range []string{"c.yaml:3: team.colour: unknown key", "c.yaml:7: notify.rate_per_hour: wrong type", "c.yaml:9: pipeline.lease: wrong type",
+		"c.yaml:4: team.address: not an e-mail address", "c.yaml:6: notify.max_attempts: must not be negative"} {
+		if !strings.Contains(all, want) {
+			t.Errorf("missing %q in:\n%s", want, all)
+		}
+	}
+	if strings.Contains(all, "notify.rate_per_hour: must not be negative") {
+		t.Errorf("max_attempts reported under rate_per_hour:\n%s", all)
+	}
+}
+
+// TestMaskedHidesEverySecret: every form of the DSN's password and the
+// webhook URL's token stay out of config check's output.
+func TestMaskedHidesEverySecret(t *testing.T) {
+	for _, dsn := range []string{
+		"postgres://u:s3cr3t-pw@db/x",
+		"postgres://u@db/x?sslmode=disable&password=s3cr3t-pw",
+		"host=db user=u password=s3cr3t-pw dbname=x",
+		"host=db user=u password='s3cr3t-pw with space' dbname=x",
+		"host=db sslpassword = s3cr3t-pw",
+	} {
+		c := Defaults()
+		c.Store.DSN = dsn
+		c.Notify.Alert.WebhookURL = "https://hooks.example.com/services/T00/B00/s3cr3t-token"
+		b, _ := c.Masked()
+		if strings.Contains(string(b), "s3cr3t") || !strings.Contains(string(b), "*****") {
+			t.Errorf("%s: a secret shown:\n%s", dsn, b)
+		}
+		if !strings.Contains(string(b), "https://hooks.example.com/*****") {
+			t.Errorf("webhook URL not masked to its host")
+		}
+	}
+}
+
 func TestValidateReportsEveryProblem(t *testing.T) {
 	c, err := Decode("c.yaml", []byte("team:\n  address: nope\n  ticket_prefix: '#'\nstore:\n  driver: mysql\nintake:\n  imap:\n    - address: imap.example.org:143\n      tls: none\n"))
 	if err != nil {
@@ -107,10 +162,17 @@ func FuzzLoad(f *testing.F) {
 	}
 	f.Fuzz(func(t *testing.T, b []byte) {
 		c, err := Decode("f.yaml", b)
-		if err == nil {
+		if c != nil {
 			_ = c.Validate()
-		} else if strings.Contains(err.Error(), "\n") {
-			t.Fatalf("multi-line error: %q", err)
+		}
+		var es Errors
+		if err != nil && !errors.As(err, &es) {
+			t.Fatalf("error of type %T", err)
+		}
+		for _, e := range es {
+			if strings.Contains(e.Error(), "\n") {
+				t.Fatalf("multi-line error: %q", e)
+			}
 		}
 	})
 }

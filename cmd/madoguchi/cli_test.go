@@ -259,3 +259,19 @@ func TestImportKeepsPlannerStatistics(t *testing.T) {
 		}
 	}
 }
+
+// TestConfigCheckReportsEveryProblem: one run of config check shows every
+// problem, each with file, line and key, and still exits 2.
+func TestConfigCheckReportsEveryProblem(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "bad.yaml")
+	_ = os.WriteFile(p, []byte("team:\n  name: X\n  colour: blue\n  address: nope\nnotify:\n  max_attempts: -1\n  rate_per_hour: lots\n"), 0o600)
+	_, errOut, code := runCLI(t, "--config", p, "config", "check")
+	if code != 2 {
+		t.Fatalf("exit %d, want 2", code)
+	}
+	for _, want := range []string{p + ":3: team.colour: unknown key", p + ":7: notify.rate_per_hour: wrong type", p + ":4: team.address", p + ":6: notify.max_attempts"} {
+		if !strings.Contains(errOut, want) {
+			t.Errorf("missing %q in:\n%s", want, errOut)
+		}
+	}
+}

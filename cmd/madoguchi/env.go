@@ -41,19 +41,45 @@ func loadEnv(path string) (*env, error) {
 			cfg = configs.Defaults()
 		}
 	}
-	if err != nil {
-		return nil, &exitError{2, err.Error()}
-	}
-	for _, p := range cfg.Validate() {
-		if !p.Warning {
-			return nil, usageErr("%s: %s: %s", orDefault(cfg.Path), p.Key, p.Msg)
-		}
+	if msg := configProblems(cfg, err); msg != "" {
+		return nil, &exitError{2, msg}
 	}
 	e := &env{cfg: cfg, log: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))}
 	if err := e.buildParseOptions(); err != nil {
 		return nil, err
 	}
 	return e, nil
+}
+
+// configProblems is every error of the configuration, one per line with
+// file, line and key: what yaml found (wrong types, unknown keys) and what
+// Validate finds, so that an operator fixing a file sees all of it in one
+// run. "" when there is none.
+func configProblems(cfg *configs.Config, loadErr error) string {
+	var lines []string
+	var es configs.Errors
+	var one *configs.Error
+	switch {
+	case errors.As(loadErr, &es):
+		for _, e := range es {
+			lines = append(lines, e.Error())
+		}
+	case errors.As(loadErr, &one):
+		lines = append(lines, one.Error())
+	case loadErr != nil:
+		lines = append(lines, loadErr.Error())
+	}
+	if cfg != nil {
+		for _, p := range cfg.Validate() {
+			if !p.Warning {
+				if p.File == "" {
+					p.File = orDefault(cfg.Path)
+				}
+				lines = append(lines, p.Where())
+			}
+		}
+	}
+	return strings.Join(lines, "\n")
 }
 
 func orDefault(p string) string {
