@@ -114,12 +114,76 @@ func (c *queueCollector) Collect(ch chan<- prometheus.Metric) {
 	}
 }
 
+// secrets are what serve reads from files named by the configuration,
+// besides the store DSN and the keys (keysAndStore).
+type secrets struct {
+	tokens        *web.Tokens
+	tls           *tls.Config // nil: no STARTTLS
+	submission    *intake.Credentials
+	imapPasswords []string // by intake.imap index
+	relayPassword string
+	webhook       []byte
+}
+
+// loadSecrets reads every secret and certificate serve needs; an error is
+// a usage error (exit 2) naming the key.
+func (e *env) loadSecrets() (*secrets, error) {
+	var sec secrets
+	var err error
+	if sec.tokens, err = e.staffTokens(); err != nil {
+		return nil, err
+	}
+	if c := e.cfg.Intake.SMTP; c.TLSCertFile != "" {
+		cert, err := tls.LoadX509KeyPair(c.TLSCertFile, c.TLSKeyFile)
+		if err != nil {
+			return nil, usageErr("intake.smtp.tls_cert_file: %v", err)
+		}
+		sec.tls = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+	}
+	if sub := e.cfg.Intake.Submission; sub.Listen != "" {
+		b, err := os.ReadFile(sub.CredentialsFile)
+		if err != nil {
+			return nil, usageErr("intake.submission.credentials_file: %v", unwrapPathErr(err))
+		}
+		if sec.submission, err = intake.ParseCredentials(b); err != nil {
+			return nil, usageErr("intake.submission.credentials_file: %s: %v", sub.CredentialsFile, err)
+		}
+	}
+	for i, m := range e.cfg.Intake.IMAP {
+		pw, err := configs.ReadSecret(m.PasswordFile)
+		if err != nil {
+			return nil, usageErr("intake.imap[%d].password_file: %v", i, unwrapPathErr(err))
+		}
+		sec.imapPasswords = append(sec.imapPasswords, pw)
+	}
+	if n := e.cfg.Notify; n.Relay != "" && n.RelayPasswordFile != "" {
+		if sec.relayPassword, err = configs.ReadSecret(n.RelayPasswordFile); err != nil {
+			return nil, usageErr("notify.relay_password_file: %v", unwrapPathErr(err))
+		}
+	}
+	if f := e.cfg.Notify.Alert.WebhookSecretFile; f != "" {
+		w, err := configs.ReadSecret(f)
+		if err != nil {
+			return nil, usageErr("notify.alert.webhook_secret_file: %v", unwrapPathErr(err))
+		}
+		sec.webhook = []byte(w)
+	}
+	return &sec, nil
+}
+
 // cmdServe runs the daemon: workers, the SMTP listener, the outbox writer
 // and the HTTP listener. SIGTERM/SIGINT: listeners stop accepting, in-flight
 // work finishes, exit 0 within 10 s.
 func (e *env) cmdServe(ctx context.Context, args []string) error {
 	if len(args) > 0 {
 		return usageErr("serve takes no arguments")
+	}
+	// Every secret and certificate is read before the store is opened
+	// and anything is bound: a missing or unreadable one stops serve with
+	// exit status 2 naming its key, never after it has taken mail.
+	sec, err := e.loadSecrets()
+	if err != nil {
+		return err
 	}
 	keys, s, err := e.keysAndStore(ctx)
 	if err != nil {
@@ -159,10 +223,7 @@ func (e *env) cmdServe(ctx context.Context, args []string) error {
 	setKeyExpiry(keys)
 	keySource := currentKeys.Load
 	e.publicHandlers(mux, keySource)
-	tokens, err := e.staffTokens()
-	if err != nil {
-		return err
-	}
+	tokens := sec.tokens
 	(&web.Server{Store: s, Tokens: tokens, Team: e.cfg.Team.Name, Log: e.log}).Register(mux)
 	mux.Handle("/metrics", web.LoopbackOrToken(tokens, promhttp.Handler()))
 	if e.cfg.HTTP.Pprof {
@@ -187,14 +248,9 @@ func (e *env) cmdServe(ctx context.Context, args []string) error {
 	// made durable by one commit, each 250 after the commit holding it.
 	committer := s.NewCommitter(64)
 	defer committer.Close()
-	var tlsConf *tls.Config
-	if c := e.cfg.Intake.SMTP; c.TLSCertFile != "" {
-		cert, err := tls.LoadX509KeyPair(c.TLSCertFile, c.TLSKeyFile)
-		if err != nil {
-			return usageErr("intake.smtp.tls_cert_file: %v", err)
-		}
-		tlsConf = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
-		if leaf, err := x509.ParseCertificate(cert.Certificate[0]); err == nil {
+	tlsConf := sec.tls
+	if tlsConf != nil {
+		if leaf, err := x509.ParseCertificate(tlsConf.Certificates[0].Certificate[0]); err == nil {
 			metricCertExpiry.Set(float64(leaf.NotAfter.Unix()))
 		}
 	}
@@ -236,15 +292,7 @@ func (e *env) cmdServe(ctx context.Context, args []string) error {
 		}
 	}
 	if sub := e.cfg.Intake.Submission; sub.Listen != "" {
-		b, err := os.ReadFile(sub.CredentialsFile)
-		if err != nil {
-			return usageErr("intake.submission.credentials_file: %v", unwrapPathErr(err))
-		}
-		creds, err := intake.ParseCredentials(b)
-		if err != nil {
-			return usageErr("intake.submission.credentials_file: %s: %v", sub.CredentialsFile, err)
-		}
-		addr, err := startMail(sub.Listen, false, creds)
+		addr, err := startMail(sub.Listen, false, sec.submission)
 		if err != nil {
 			return runErr("submission listen %s: %v", sub.Listen, err)
 		}
@@ -257,10 +305,7 @@ func (e *env) cmdServe(ctx context.Context, args []string) error {
 	defer stopPolls()
 	var polls sync.WaitGroup
 	for i, m := range e.cfg.Intake.IMAP {
-		pw, err := configs.ReadSecret(m.PasswordFile)
-		if err != nil {
-			return usageErr("intake.imap[%d].password_file: %v", i, unwrapPathErr(err))
-		}
+		pw := sec.imapPasswords[i]
 		p := &intake.Poller{Store: s, Log: e.log, Spooled: wake, Cfg: intake.IMAPConfig{
 			Address: m.Address, TLS: m.TLS, Username: m.Username, Password: pw, Mailbox: m.Mailbox,
 			ProcessedMailbox: m.ProcessedMailbox, PollInterval: m.PollInterval, MaxMessage: e.cfg.Intake.SMTP.MaxMessageBytes}}
@@ -296,21 +341,9 @@ func (e *env) cmdServe(ctx context.Context, args []string) error {
 		// where an acknowledgement is delivered but not yet marked sent.
 		ow.AfterDeliver = func(store.OutboxEntry) { os.Exit(137) }
 	}
-	if f := e.cfg.Notify.Alert.WebhookSecretFile; f != "" {
-		sec, err := configs.ReadSecret(f)
-		if err != nil {
-			return usageErr("notify.alert.webhook_secret_file: %v", unwrapPathErr(err))
-		}
-		ow.WebhookSecret = []byte(sec)
-	}
+	ow.WebhookSecret = sec.webhook
 	if n := e.cfg.Notify; n.Relay != "" {
-		pw := ""
-		if n.RelayPasswordFile != "" {
-			if pw, err = configs.ReadSecret(n.RelayPasswordFile); err != nil {
-				return usageErr("notify.relay_password_file: %v", unwrapPathErr(err))
-			}
-		}
-		ow.Deliver = &notify.Relay{Addr: n.Relay, TLS: n.RelayTLS, Username: n.RelayUsername, Password: pw, Hostname: e.cfg.Intake.SMTP.Hostname}
+		ow.Deliver = &notify.Relay{Addr: n.Relay, TLS: n.RelayTLS, Username: n.RelayUsername, Password: sec.relayPassword, Hostname: e.cfg.Intake.SMTP.Hostname}
 	}
 	go func() { defer wg.Done(); ow.Run(workCtx) }()
 	if warns, err := s.ServerWarnings(workCtx); err == nil {

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -775,5 +776,41 @@ func TestServeIntakeOnly(t *testing.T) {
 	_ = d.cmd.Wait()
 	if c := counts(); c[store.StateDone] != 1 {
 		t.Fatalf("after a daemon with workers: queue %v, want the message done", c)
+	}
+}
+
+// TestServeReadsSecretsBeforeListening: a missing secret file stops serve
+// with exit status 2 naming its key before anything is opened or bound
+// (the store is not even created, no listener ever answered).
+func TestServeReadsSecretsBeforeListening(t *testing.T) {
+	for key, extra := range map[string]string{
+		"notify.alert.webhook_secret_file": "notify:\n  alert:\n    classifications: [intrusions]\n    webhook_url: http://127.0.0.1:9/x\n    webhook_secret_file: %s/missing\n",
+		"intake.imap[0].password_file":     "intake:\n  imap:\n    - address: 127.0.0.1:1143\n      tls: none\n      username: csirt\n      password_file: %s/missing\n      mailbox: INBOX\n",
+		"notify.relay_password_file":       "notify:\n  relay: 127.0.0.1:2526\n  relay_username: u\n  relay_password_file: %s/missing\n",
+		"http.staff_tokens_file":           "http:\n  staff_tokens_file: %s/missing\n",
+	} {
+		t.Run(key, func(t *testing.T) {
+			dir := t.TempDir()
+			cfg := fmt.Sprintf("store:\n  driver: sqlite\n  dsn: %s/m.db\n", dir) + fmt.Sprintf(extra, dir)
+			p := filepath.Join(dir, "m.yaml")
+			if err := os.WriteFile(p, []byte(cfg), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+			defer cancel()
+			cmd := exec.CommandContext(ctx, buildBinary(t), "--config", p, "serve")
+			cmd.Dir = dir
+			out, err := cmd.CombinedOutput()
+			var ee *exec.ExitError
+			if !errors.As(err, &ee) || ee.ExitCode() != 2 || !strings.Contains(string(out), key) {
+				t.Fatalf("serve: %v, want exit status 2 naming %s:\n%s", err, key, out)
+			}
+			if strings.Contains(string(out), "serving") {
+				t.Fatalf("listeners were bound:\n%s", out)
+			}
+			if _, err := os.Stat(filepath.Join(dir, "m.db")); err == nil {
+				t.Fatal("the store was opened before the secrets were read")
+			}
+		})
 	}
 }
