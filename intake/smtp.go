@@ -140,6 +140,9 @@ func NewServer(b *Backend) *Server {
 	s := smtp.NewServer(b)
 	s.Domain = b.Config.Hostname
 	if s.Domain == "" {
+		s.Domain, _ = os.Hostname() // what an MTA greets with
+	}
+	if s.Domain == "" {
 		s.Domain = "localhost"
 	}
 	s.LMTP = b.Config.LMTP

@@ -209,11 +209,33 @@ func (e *env) cryptoLimits() crypto.Limits {
 	return crypto.Limits{MaxDecompressed: e.cfg.Crypto.MaxDecompressedBytes}
 }
 
-func (e *env) processor(s *store.Store, keys *crypto.Keys, noAck bool) *pipeline.Processor {
-	domain := "madoguchi.invalid"
-	if u, err := url.Parse(e.cfg.Team.PublicURL); err == nil && u.Hostname() != "" {
-		domain = u.Hostname()
+// messageIDDomain is the right-hand side of the Message-IDs of what the
+// gateway sends: the domain of team.address (the team's mail domain), else
+// the host of team.public_url, else this machine's name.
+func (e *env) messageIDDomain() string {
+	if i := strings.LastIndex(e.cfg.Team.Address, "@"); i >= 0 && i+1 < len(e.cfg.Team.Address) {
+		return strings.ToLower(e.cfg.Team.Address[i+1:])
 	}
+	if u, err := url.Parse(e.cfg.Team.PublicURL); err == nil && u.Hostname() != "" {
+		return u.Hostname()
+	}
+	return e.hostname()
+}
+
+// hostname is the name the SMTP listener greets with and the relay
+// client says EHLO with: intake.smtp.hostname, else the machine's name.
+func (e *env) hostname() string {
+	if h := e.cfg.Intake.SMTP.Hostname; h != "" {
+		return h
+	}
+	if h, err := os.Hostname(); err == nil && h != "" {
+		return h
+	}
+	return "localhost"
+}
+
+func (e *env) processor(s *store.Store, keys *crypto.Keys, noAck bool) *pipeline.Processor {
+	domain := e.messageIDDomain()
 	return &pipeline.Processor{Store: s, Keys: keys, CryptoLimit: e.cryptoLimits(), ParseOpts: e.parseOpts,
 		AckDomain: domain, NoAck: noAck, MaxAttempts: e.cfg.Pipeline.MaxAttempts, Lease: e.cfg.Pipeline.Lease, Log: e.log,
 		FollowUpNote: e.cfg.Notify.FollowUp == "note", AlertOn: e.cfg.Notify.Alert.Classifications,

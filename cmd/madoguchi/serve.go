@@ -262,7 +262,7 @@ func (e *env) cmdServe(ctx context.Context, args []string) error {
 	startMail := func(listen string, lmtp bool, creds *intake.Credentials) (string, error) {
 		c := e.cfg.Intake.SMTP
 		b := &intake.Backend{Store: committer, Log: e.log, Spooled: wake, Credentials: creds, RequireAuth: creds != nil, Config: intake.SMTPConfig{
-			Recipients: c.Recipients, MaxMessageBytes: c.MaxMessageBytes, Hostname: c.Hostname, LMTP: lmtp,
+			Recipients: c.Recipients, MaxMessageBytes: c.MaxMessageBytes, Hostname: e.hostname(), LMTP: lmtp,
 			TLS: tlsConf, MaxRecipients: c.MaxRecipients, MaxMessagesPerConn: c.MaxMessagesPerConnection, Timeout: c.Timeout}}
 		srv := intake.NewServer(b)
 		l, err := listenAddr(listen)
@@ -343,7 +343,7 @@ func (e *env) cmdServe(ctx context.Context, args []string) error {
 	}
 	ow.WebhookSecret = sec.webhook
 	if n := e.cfg.Notify; n.Relay != "" {
-		ow.Deliver = &notify.Relay{Addr: n.Relay, TLS: n.RelayTLS, Username: n.RelayUsername, Password: sec.relayPassword, Hostname: e.cfg.Intake.SMTP.Hostname}
+		ow.Deliver = &notify.Relay{Addr: n.Relay, TLS: n.RelayTLS, Username: n.RelayUsername, Password: sec.relayPassword, Hostname: e.hostname()}
 	}
 	go func() { defer wg.Done(); ow.Run(workCtx) }()
 	if warns, err := s.ServerWarnings(workCtx); err == nil {
