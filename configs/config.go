@@ -153,6 +153,14 @@ type SMTP struct {
 	MaxRecipients            int           `yaml:"max_recipients"`
 	MaxMessagesPerConnection int           `yaml:"max_messages_per_connection"`
 	Timeout                  time.Duration `yaml:"timeout"`
+	// What one client may hold (intake.ConnLimits says each in full).
+	IPv6PrefixLength int           `yaml:"ipv6_prefix_length"`
+	BusyTimeout      time.Duration `yaml:"busy_timeout"`
+	ProgressTimeout  time.Duration `yaml:"progress_timeout"`
+	MaxJunkCommands  int           `yaml:"max_junk_commands"`
+	MaxSessionTime   time.Duration `yaml:"max_session_time"`
+	MinDataRate      int64         `yaml:"min_data_rate"`
+	MaxAuthFailures  int           `yaml:"max_auth_failures"`
 }
 
 // LMTP is the listener behind an MTA.
@@ -682,8 +690,26 @@ func (c *Config) validate() []Problem {
 			bad("intake.smtp."+l.key, "must be at least 1")
 		}
 	}
-	if c.Intake.SMTP.Timeout < time.Second {
-		bad("intake.smtp.timeout", "must be at least 1s")
+	for _, d := range []struct {
+		key string
+		v   time.Duration
+	}{{"timeout", c.Intake.SMTP.Timeout}, {"busy_timeout", c.Intake.SMTP.BusyTimeout}, {"progress_timeout", c.Intake.SMTP.ProgressTimeout},
+		{"max_session_time", c.Intake.SMTP.MaxSessionTime}} {
+		if d.v < time.Second {
+			bad("intake.smtp."+d.key, "must be at least 1s")
+		}
+	}
+	if p := c.Intake.SMTP.IPv6PrefixLength; p < 1 || p > 128 {
+		bad("intake.smtp.ipv6_prefix_length", "must be 1 to 128")
+	}
+	if c.Intake.SMTP.MaxJunkCommands < 1 {
+		bad("intake.smtp.max_junk_commands", "must be at least 1")
+	}
+	if c.Intake.SMTP.MinDataRate < 1 {
+		bad("intake.smtp.min_data_rate", "must be at least 1 (bytes a second)")
+	}
+	if c.Intake.SMTP.MaxAuthFailures < 1 {
+		bad("intake.smtp.max_auth_failures", "must be at least 1")
 	}
 	for _, k := range c.Team.MissingRFC2350() {
 		bad(k, "missing (the RFC 2350 profile needs it)")

@@ -1,6 +1,10 @@
 package intake
 
 import (
+	"strings"
+	"sync"
+	"time"
+
 	"github.com/emersion/go-sasl"
 	"github.com/emersion/go-smtp"
 
@@ -61,14 +65,86 @@ func (s *session) AuthMechanisms() []string {
 	return []string{sasl.Plain, sasl.Login}
 }
 
-// Auth implements smtp.AuthSession.
+// authFailWindow is how long a client's failed AUTH attempts count
+// against it.
+const authFailWindow = 10 * time.Minute
+
+// authFailures counts failed AUTH per client (IPv4 address or IPv6
+// prefix) over authFailWindow, so that guessing across connections is as
+// bounded as within one.
+type authFailures struct {
+	mu sync.Mutex
+	m  map[string][]time.Time
+}
+
+// add records a failure of client and returns how many it has in the window.
+func (a *authFailures) add(client string, now time.Time) int {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.m == nil {
+		a.m = map[string][]time.Time{}
+	}
+	if len(a.m) > 10000 { // forget clients quiet for a window
+		for k, ts := range a.m {
+			if now.Sub(ts[len(ts)-1]) > authFailWindow {
+				delete(a.m, k)
+			}
+		}
+	}
+	ts := append(recent(a.m[client], now), now)
+	a.m[client] = ts
+	return len(ts)
+}
+
+// count is how many failures client has in the window.
+func (a *authFailures) count(client string, now time.Time) int {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return len(recent(a.m[client], now))
+}
+
+func recent(ts []time.Time, now time.Time) []time.Time {
+	for len(ts) > 0 && now.Sub(ts[0]) > authFailWindow {
+		ts = ts[1:]
+	}
+	return ts
+}
+
+func (s *session) maxAuthFailures() int {
+	if n := s.b.Config.MaxAuthFailures; n > 0 {
+		return n
+	}
+	return 3
+}
+
+// client is what per-client limits count by.
+func (s *session) client() string {
+	if c := connOf(s.conn); c != nil && c.key != "" {
+		return c.key
+	}
+	h, _, _ := strings.Cut(s.peer, ":")
+	return h
+}
+
+// Auth implements smtp.AuthSession. A few failures close the connection
+// (421), and a client that keeps failing across connections is refused
+// before any password is hashed: guessing costs the guesser, not us.
 func (s *session) Auth(mech string) (sasl.Server, error) {
+	if s.b.fails.count(s.client(), time.Now()) >= 10*s.maxAuthFailures() {
+		metricRefused.WithLabelValues(s.b.channel(), "auth-rate").Inc()
+		return nil, s.errClosing("Too many failed authentications, try again later")
+	}
 	check := func(user, pass string) error {
 		if !s.b.Credentials.Check(user, pass) {
 			metricRefused.WithLabelValues(s.b.channel(), "auth").Inc()
+			s.b.fails.add(s.client(), time.Now())
+			if s.authFail++; s.authFail >= s.maxAuthFailures() {
+				return s.errClosing("Too many failed authentications, closing")
+			}
 			return errAuthFailed
 		}
 		s.user = user
+		s.progress()
 		return nil
 	}
 	switch mech {

@@ -12,7 +12,6 @@ import (
 	"net"
 	"os"
 	"strings"
-	"sync/atomic"
 	"time"
 
 	"github.com/emersion/go-smtp"
@@ -49,7 +48,13 @@ type SMTPConfig struct {
 	// Limits per connection (zero: the defaults below).
 	MaxRecipients      int
 	MaxMessagesPerConn int
-	Timeout            time.Duration
+	// MaxAuthFailures on one connection before 421 and close (default
+	// 3); a client past ten times that in authFailWindow gets 421 at
+	// once, without a password being hashed.
+	MaxAuthFailures int
+	// Conns bound connections, idleness and slow uploads (ConnLimits;
+	// its Timeout is the per-read timeout).
+	Conns ConnLimits
 }
 
 // Spooler is where accepted messages go: *store.Store (one commit per
@@ -71,63 +76,32 @@ type Backend struct {
 	// Spooled is signalled (non-blocking) after each commit, to wake workers.
 	Spooled chan<- struct{}
 	allowed map[string]bool
+	fails   authFailures
 }
 
-// Server is a go-smtp server whose connections close after every 421
-// reply (see Serve).
-type Server struct{ *smtp.Server }
-
-// Serve accepts connections on l. A 421 reply closes the connection once
-// it is written (RFC 5321 4.2.5): a client that answers a 421 with RSET and
-// MAIL again, as Go's net/smtp does, would otherwise loop.
-func (s *Server) Serve(l net.Listener) error { return s.Server.Serve(closingListener{l}) }
-
-// closingListener hands out closingConns.
-type closingListener struct{ net.Listener }
-
-func (l closingListener) Accept() (net.Conn, error) {
-	c, err := l.Listener.Accept()
-	if err != nil {
-		return nil, err
-	}
-	return &closingConn{Conn: c}, nil
+// Server is a go-smtp server whose connections keep the listener's
+// ConnLimits and close after every 421 reply (see Serve).
+type Server struct {
+	*smtp.Server
+	limits ConnLimits
 }
 
-// closingConn closes itself after the next write once told to: the
-// session tells it when it returns a 421, and go-smtp writes that reply as
-// one write (one TLS record after STARTTLS, which wraps this conn, so the
-// reply itself cannot be looked for in the bytes).
-type closingConn struct {
-	net.Conn
-	closeNext atomic.Bool
-}
+// Serve accepts connections on l under the server's ConnLimits. A 421
+// reply closes the connection once it is written (RFC 5321 4.2.5): a
+// client that answers a 421 with RSET and MAIL again, as Go's net/smtp
+// does, would otherwise loop.
+func (s *Server) Serve(l net.Listener) error { return s.Server.Serve(newConnListener(l, s.limits)) }
 
-func (c *closingConn) Write(p []byte) (int, error) {
-	n, err := c.Conn.Write(p)
-	if c.closeNext.Load() {
-		_ = c.Conn.Close()
-	}
-	return n, err
-}
-
-// closeAfterReply arranges for the connection under sc (TLS or not) to
-// close once the next reply is written.
-func closeAfterReply(sc *smtp.Conn) {
-	if sc == nil {
-		return
-	}
-	c := sc.Conn()
-	if tc, ok := c.(*tls.Conn); ok {
-		c = tc.NetConn()
-	}
-	if cc, ok := c.(*closingConn); ok {
-		cc.closeNext.Store(true)
-	}
-}
-
-// errClosing is a 421 reply after which the connection closes.
+// errClosing is a 421 reply after which the connection closes: the
+// connection closes after its next write, which is this reply (one TLS
+// record after STARTTLS, which wraps the connection, so the reply itself
+// cannot be looked for in the bytes).
 func (s *session) errClosing(msg string) error {
-	closeAfterReply(s.conn)
+	if c := connOf(s.conn); c != nil {
+		c.mu.Lock()
+		c.closeNext = true
+		c.mu.Unlock()
+	}
 	return &smtp.SMTPError{Code: 421, EnhancedCode: smtp.EnhancedCode{4, 7, 0}, Message: msg}
 }
 
@@ -151,12 +125,11 @@ func NewServer(b *Backend) *Server {
 	if s.MaxRecipients <= 0 {
 		s.MaxRecipients = 100
 	}
-	timeout := b.Config.Timeout
-	if timeout <= 0 {
-		timeout = 2 * time.Minute
-	}
-	s.ReadTimeout = timeout
-	s.WriteTimeout = timeout
+	lim := b.Config.Conns.withDefaults()
+	// Read deadlines are the connection's (smtpConn): for idleness, for
+	// progress and for the rate of DATA, not per command.
+	s.ReadTimeout = 0
+	s.WriteTimeout = lim.Timeout
 	s.EnableSMTPUTF8 = true
 	// RFC 5322 says 998 octets, but real reporters' mailers send longer
 	// lines (HTML on one line, pasted logs) and Postfix takes them: refusing
@@ -164,7 +137,7 @@ func NewServer(b *Backend) *Server {
 	s.MaxLineLength = 1 << 20
 	s.TLSConfig = b.Config.TLS
 	s.AllowInsecureAuth = false
-	return &Server{s}
+	return &Server{Server: s, limits: lim}
 }
 
 func (b *Backend) channel() string {
@@ -195,6 +168,7 @@ type session struct {
 	rcpt     []string
 	messages int    // accepted on this connection
 	user     string // authenticated user, "" before AUTH
+	authFail int    // failed AUTH on this connection
 	// idle counts MAIL and RSET since the last accepted message: a client
 	// cycling transactions without ever sending one is cut off.
 	idle int
@@ -228,7 +202,15 @@ func (s *session) Mail(from string, _ *smtp.MailOptions) error {
 	}
 	s.from = from
 	s.rcpt = nil
+	s.progress()
 	return nil
+}
+
+// progress tells the connection of a transaction step.
+func (s *session) progress() {
+	if c := connOf(s.conn); c != nil {
+		c.progress()
+	}
 }
 
 func (s *session) Rcpt(to string, _ *smtp.RcptOptions) error {
@@ -237,6 +219,7 @@ func (s *session) Rcpt(to string, _ *smtp.RcptOptions) error {
 		return &smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 1, 1}, Message: "No such recipient here"}
 	}
 	s.rcpt = append(s.rcpt, strings.ToLower(to))
+	s.progress()
 	return nil
 }
 
@@ -270,6 +253,10 @@ func (s *session) receive(r io.Reader) (int64, error) {
 	if len(s.rcpt) == 0 {
 		return 0, &smtp.SMTPError{Code: 503, EnhancedCode: smtp.EnhancedCode{5, 5, 1}, Message: "RCPT first"}
 	}
+	if c := connOf(s.conn); c != nil {
+		c.data(true)
+		defer c.data(false)
+	}
 	buf := &spill{limit: inMemoryLimit}
 	defer buf.Close()
 	if _, err := io.Copy(buf, r); err != nil {
@@ -282,7 +269,16 @@ func (s *session) receive(r io.Reader) (int64, error) {
 			metricRefused.WithLabelValues(s.b.channel(), "line-length").Inc()
 			return 0, &smtp.SMTPError{Code: 500, EnhancedCode: smtp.EnhancedCode{5, 5, 2}, Message: "Line longer than 1 MiB"}
 		}
-		return 0, &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 3, 0}, Message: "Read error, try again later"}
+		// Too slow or gone: go-smtp would read the rest of DATA before
+		// it answers, holding the slot as long as the client trickles;
+		// end the connection instead, with a 421.
+		if c := connOf(s.conn); c != nil {
+			c.mu.Lock()
+			c.evicted = true
+			c.mu.Unlock()
+		}
+		metricRefused.WithLabelValues(s.b.channel(), "data-timeout").Inc()
+		return 0, s.errClosing("Message not received in time (too slow or interrupted), closing; try again later")
 	}
 	start := time.Now()
 	m := &store.Message{Channel: s.b.channel(), MailFrom: s.from, RcptTo: s.rcpt, Peer: s.peerString()}

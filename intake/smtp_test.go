@@ -218,7 +218,7 @@ func TestRefusals(t *testing.T) {
 // are open gets 421 4.7.0 at once; when one closes, a new one is served.
 func TestConnectionLimitPerIP(t *testing.T) {
 	s := openStore(t)
-	addr := serve(t, LimitListener(tcpListener(t), 100, 2), s, SMTPConfig{})
+	addr := serve(t, tcpListener(t), s, SMTPConfig{Conns: ConnLimits{MaxConnections: 100, MaxPerClient: 2}})
 	greet := func() (*textproto.Conn, string) {
 		c, err := textproto.Dial("tcp", addr)
 		if err != nil {
@@ -325,7 +325,7 @@ func TestIdleTransactionsCutOff(t *testing.T) {
 // keeps serving others meanwhile.
 func TestSlowClientCutOff(t *testing.T) {
 	s := openStore(t)
-	addr := serve(t, tcpListener(t), s, SMTPConfig{Timeout: time.Second})
+	addr := serve(t, tcpListener(t), s, SMTPConfig{Conns: ConnLimits{Timeout: time.Second}})
 	slow, err := net.Dial("tcp", addr)
 	if err != nil {
 		t.Fatal(err)

@@ -263,14 +263,18 @@ func (e *env) cmdServe(ctx context.Context, args []string) error {
 		c := e.cfg.Intake.SMTP
 		b := &intake.Backend{Store: committer, Log: e.log, Spooled: wake, Credentials: creds, RequireAuth: creds != nil, Config: intake.SMTPConfig{
 			Recipients: c.Recipients, MaxMessageBytes: c.MaxMessageBytes, Hostname: e.hostname(), LMTP: lmtp,
-			TLS: tlsConf, MaxRecipients: c.MaxRecipients, MaxMessagesPerConn: c.MaxMessagesPerConnection, Timeout: c.Timeout}}
+			TLS: tlsConf, MaxRecipients: c.MaxRecipients, MaxMessagesPerConn: c.MaxMessagesPerConnection, MaxAuthFailures: c.MaxAuthFailures,
+			Conns: intake.ConnLimits{Timeout: c.Timeout, IPv6Prefix: c.IPv6PrefixLength, BusyTimeout: c.BusyTimeout,
+				ProgressTimeout: c.ProgressTimeout, MaxJunkCommands: c.MaxJunkCommands, MaxSessionTime: c.MaxSessionTime, MinDataRate: c.MinDataRate}}}
+		if !lmtp {
+			// LMTP comes from the MTA in front (trusted, on a socket):
+			// only the SMTP listeners limit connections.
+			b.Config.Conns.MaxConnections, b.Config.Conns.MaxPerClient = c.MaxConnections, c.MaxConnectionsPerIP
+		}
 		srv := intake.NewServer(b)
 		l, err := listenAddr(listen)
 		if err != nil {
 			return "", err
-		}
-		if !lmtp {
-			l = intake.LimitListener(l, c.MaxConnections, c.MaxConnectionsPerIP)
 		}
 		go func() {
 			if err := srv.Serve(l); err != nil && !errors.Is(err, net.ErrClosed) {
