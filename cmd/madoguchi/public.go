@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"os"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/madoguchi/madoguchi/crypto"
@@ -93,10 +94,44 @@ func (e *env) cmdRFC2350(args []string) error {
 	return err
 }
 
+// docCache keeps the public documents as last rendered and signed. They
+// change only with the keys (a SIGHUP reload) and the day (dates in them);
+// the configuration changes only with a restart. Signing on every request
+// let a flood of GETs cost a private-key signature each.
+type docCache struct {
+	mu   sync.Mutex
+	docs map[string]cachedDoc
+}
+
+type cachedDoc struct {
+	keys *crypto.Keys
+	day  string
+	body []byte
+	err  error
+}
+
+// get returns the document name for keys today, rendering it with render
+// when the cached one is for other keys or another day.
+func (c *docCache) get(name string, keys *crypto.Keys, now time.Time, render func() ([]byte, error)) ([]byte, error) {
+	day := now.UTC().Format(time.DateOnly)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if d, ok := c.docs[name]; ok && d.keys == keys && d.day == day {
+		return d.body, d.err
+	}
+	body, err := render()
+	if c.docs == nil {
+		c.docs = map[string]cachedDoc{}
+	}
+	c.docs[name] = cachedDoc{keys: keys, day: day, body: body, err: err}
+	return body, err
+}
+
 // publicHandlers serves what anyone may fetch: the RFC 2350 profile (plain
 // and clearsigned), security.txt and the team key. Nothing else is served
-// without a token.
+// without a token. What is signed is signed once a day (docCache).
 func (e *env) publicHandlers(mux *http.ServeMux, keySource func() *crypto.Keys) {
+	cache := &docCache{}
 	text := func(w http.ResponseWriter, body []byte) {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		_, _ = w.Write(body)
@@ -116,7 +151,10 @@ func (e *env) publicHandlers(mux *http.ServeMux, keySource func() *crypto.Keys) 
 		})
 		mux.HandleFunc("GET "+doc+".asc", func(w http.ResponseWriter, r *http.Request) {
 			keys := keySource()
-			signed, err := keys.Clearsign([]byte(profile.RFC2350Lang(e.cfg.Team, e.profileKeys(keys), time.Now(), lang)), time.Now())
+			now := time.Now()
+			signed, err := cache.get(doc+".asc", keys, now, func() ([]byte, error) {
+				return keys.Clearsign([]byte(profile.RFC2350Lang(e.cfg.Team, e.profileKeys(keys), now, lang)), now)
+			})
 			if err != nil {
 				fail(w, err)
 				return
@@ -126,18 +164,22 @@ func (e *env) publicHandlers(mux *http.ServeMux, keySource func() *crypto.Keys) 
 	}
 	mux.HandleFunc("GET /.well-known/security.txt", func(w http.ResponseWriter, r *http.Request) {
 		keys := keySource()
-		keyURL := ""
-		if len(keys.TeamKeys()) > 0 {
-			keyURL = strings.TrimRight(e.cfg.Team.PublicURL, "/") + "/pgp-key.asc"
-		}
-		expires, _ := e.cfg.Team.ParseExpires() // checked by config check
-		if expires.IsZero() {
-			expires = time.Now().Add(securityTxtLifetime)
-		}
-		body := []byte(profile.SecurityTxt(e.cfg.Team, keyURL, expires))
-		if signed, err := keys.Clearsign(body, time.Now()); err == nil {
-			body = signed // RFC 9116 section 2.3: a signed file is preferred
-		}
+		now := time.Now()
+		body, _ := cache.get("security.txt", keys, now, func() ([]byte, error) {
+			keyURL := ""
+			if len(keys.TeamKeys()) > 0 {
+				keyURL = strings.TrimRight(e.cfg.Team.PublicURL, "/") + "/pgp-key.asc"
+			}
+			expires, _ := e.cfg.Team.ParseExpires() // checked by config check
+			if expires.IsZero() {
+				expires = now.Add(securityTxtLifetime)
+			}
+			body := []byte(profile.SecurityTxt(e.cfg.Team, keyURL, expires))
+			if signed, err := keys.Clearsign(body, now); err == nil {
+				body = signed // RFC 9116 section 2.3: a signed file is preferred
+			}
+			return body, nil
+		})
 		text(w, body)
 	})
 	// Web Key Directory, direct and advanced methods: the team key under
@@ -170,7 +212,7 @@ func (e *env) publicHandlers(mux *http.ServeMux, keySource func() *crypto.Keys) 
 	}
 	mux.HandleFunc("GET /pgp-key.asc", func(w http.ResponseWriter, r *http.Request) {
 		keys := keySource()
-		pub, err := keys.ExportPublic()
+		pub, err := cache.get("pgp-key.asc", keys, time.Now(), keys.ExportPublic)
 		if err != nil {
 			fail(w, err)
 			return

@@ -12,7 +12,9 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/madoguchi/madoguchi/crypto"
 	"github.com/madoguchi/madoguchi/internal/testenv"
@@ -145,5 +147,57 @@ func TestPublicEndpoints(t *testing.T) {
 	imp.Stdin = bytes.NewReader(key)
 	if out, err := imp.CombinedOutput(); err != nil || !strings.Contains(string(out), "imported") {
 		t.Fatalf("import of /pgp-key.asc: %v\n%s", err, out)
+	}
+}
+
+// TestPublicDocumentsSignedOnce: a flood of GETs costs no signatures: the
+// signed documents are signed once (per day and keys) and served from
+// then on; a key reload signs anew.
+func TestPublicDocumentsSignedOnce(t *testing.T) {
+	e, err := loadEnv(teamKeyConfig(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.log = slog.New(slog.NewTextHandler(io.Discard, nil))
+	keys, err := e.loadKeys()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var current atomic.Pointer[crypto.Keys]
+	current.Store(keys)
+	mux := http.NewServeMux()
+	e.publicHandlers(mux, current.Load)
+	get := func(path string) string {
+		rec := httptest.NewRecorder()
+		mux.ServeHTTP(rec, httptest.NewRequest("GET", path, nil))
+		if rec.Code != 200 {
+			t.Fatalf("%s: %d", path, rec.Code)
+		}
+		return rec.Body.String()
+	}
+	paths := []string{"/rfc2350.txt.asc", "/.well-known/security.txt"}
+	first := map[string]string{}
+	for _, p := range paths {
+		first[p] = get(p)
+	}
+	// A signature made a second later would carry another time.
+	time.Sleep(1100 * time.Millisecond)
+	start := time.Now()
+	for range 200 {
+		for _, p := range paths {
+			if get(p) != first[p] {
+				t.Fatalf("%s signed again", p)
+			}
+		}
+	}
+	if d := time.Since(start); d > 2*time.Second {
+		t.Errorf("400 GETs took %v", d)
+	}
+	reloaded, _ := e.loadKeys()
+	current.Store(reloaded)
+	for _, p := range paths {
+		if get(p) == first[p] {
+			t.Errorf("%s not signed anew after a key reload", p)
+		}
 	}
 }
