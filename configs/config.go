@@ -283,6 +283,13 @@ type HTTP struct {
 	// proxy on the same host every client looks like loopback, and a
 	// profile costs CPU on demand.
 	Pprof bool `yaml:"pprof"`
+	// MaxConnections at once (further clients wait in the kernel's
+	// queue, holding none of the descriptors SMTP and the store need);
+	// the timeouts free connections that stall or idle.
+	MaxConnections int           `yaml:"max_connections"`
+	ReadTimeout    time.Duration `yaml:"read_timeout"`  // a whole request, its header within min(10s, this)
+	WriteTimeout   time.Duration `yaml:"write_timeout"` // a whole response
+	IdleTimeout    time.Duration `yaml:"idle_timeout"`  // a keep-alive connection between requests
 }
 
 //go:embed default.yaml
@@ -752,6 +759,17 @@ func (c *Config) validate() []Problem {
 	}
 	if c.Notify.MaxAttempts < 0 {
 		bad("notify.max_attempts", "must not be negative")
+	}
+	if c.HTTP.MaxConnections < 1 {
+		bad("http.max_connections", "must be at least 1")
+	}
+	for _, d := range []struct {
+		key string
+		v   time.Duration
+	}{{"read_timeout", c.HTTP.ReadTimeout}, {"write_timeout", c.HTTP.WriteTimeout}, {"idle_timeout", c.HTTP.IdleTimeout}} {
+		if d.v < time.Second {
+			bad("http."+d.key, "must be at least 1s")
+		}
 	}
 	if c.Crypto.MaxDecompressedBytes <= 0 {
 		bad("crypto.max_decompressed_bytes", "must be positive")

@@ -24,6 +24,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promauto"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"golang.org/x/net/netutil"
 
 	"github.com/madoguchi/madoguchi/configs"
 	"github.com/madoguchi/madoguchi/crypto"
@@ -171,6 +172,35 @@ func (e *env) loadSecrets() (*secrets, error) {
 	return &sec, nil
 }
 
+// fdReserve is what the store (its pools, SQLite's files), the log, the
+// outbox and the pollers may need of file descriptors besides the
+// listeners' connections.
+const fdReserve = 128
+
+// httpConnLimit is http.max_connections, lowered (with a warning) so that
+// the HTTP connections and every SMTP slot together leave fdReserve
+// descriptors of the process's limit: idle HTTP keep-alives once took
+// every descriptor, and SMTP's accept failed with "too many open files".
+func (e *env) httpConnLimit() int {
+	want := e.cfg.HTTP.MaxConnections
+	var rl syscall.Rlimit
+	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &rl); err != nil || rl.Cur == 0 || rl.Cur > 1<<30 {
+		return want
+	}
+	smtp := e.cfg.Intake.SMTP.MaxConnections
+	if e.cfg.Intake.Submission.Listen != "" {
+		smtp *= 2 // the submission listener has the same limits
+	}
+	room := int(rl.Cur) - smtp - fdReserve
+	if want <= room {
+		return want
+	}
+	got := max(room, 16)
+	e.log.Warn("http.max_connections lowered to fit the file descriptor limit", "configured", want, "now", got,
+		"nofile", rl.Cur, "smtp_slots", smtp, "reserve", fdReserve)
+	return got
+}
+
 // cmdServe runs the daemon: workers, the SMTP listener, the outbox writer
 // and the HTTP listener. SIGTERM/SIGINT: listeners stop accepting, in-flight
 // work finishes, exit 0 within 10 s.
@@ -237,7 +267,10 @@ func (e *env) cmdServe(ctx context.Context, args []string) error {
 	if err != nil {
 		return runErr("http listen %s: %v", e.cfg.HTTP.Listen, err)
 	}
-	hs := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	hc := e.cfg.HTTP
+	hl = netutil.LimitListener(hl, e.httpConnLimit())
+	hs := &http.Server{Handler: mux, ReadHeaderTimeout: min(10*time.Second, hc.ReadTimeout), ReadTimeout: hc.ReadTimeout,
+		WriteTimeout: hc.WriteTimeout, IdleTimeout: hc.IdleTimeout, MaxHeaderBytes: 64 << 10}
 	go func() {
 		if err := hs.Serve(hl); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			e.log.Error("http", "err", err)

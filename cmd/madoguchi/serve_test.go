@@ -814,3 +814,41 @@ func TestServeReadsSecretsBeforeListening(t *testing.T) {
 		})
 	}
 }
+
+// TestHTTPConnectionsBounded: the HTTP listener takes at most
+// http.max_connections at once, and connections that send nothing (or
+// idle after a request) are closed by the timeouts, so silent clients
+// cannot hold it (nor the descriptors SMTP and the store share).
+func TestHTTPConnectionsBounded(t *testing.T) {
+	dir := t.TempDir()
+	cfg := serveConfig(t, dir)
+	editConfig(t, cfg, "http:\n  listen: 127.0.0.1:0\n", "http:\n  listen: 127.0.0.1:0\n  max_connections: 3\n  read_timeout: 1s\n  idle_timeout: 1s\n")
+	d := startDaemon(t, cfg)
+	var silent []net.Conn
+	for range 3 {
+		c, err := net.Dial("tcp", d.http)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		silent = append(silent, c)
+	}
+	// A fourth client waits for a slot and is served once the silent
+	// ones are cut off.
+	start := time.Now()
+	client := &http.Client{Timeout: 10 * time.Second}
+	resp, err := client.Get("http://" + d.http + "/healthz")
+	if err != nil {
+		t.Fatalf("a client behind three silent connections: %v", err)
+	}
+	resp.Body.Close()
+	if el := time.Since(start); el > 5*time.Second {
+		t.Fatalf("served after %v", el)
+	}
+	for i, c := range silent {
+		_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
+		if _, err := c.Read(make([]byte, 1)); err == nil || errors.Is(err, os.ErrDeadlineExceeded) {
+			t.Errorf("silent connection %d was not closed: %v", i, err)
+		}
+	}
+}
