@@ -52,7 +52,7 @@ func setup(t *testing.T) *env {
 	file("From: c@x.example\r\nSubject: Malware\r\n\r\nx\r\n", "<m1@x.example>", "malicious-code", "infected-system", "bad.example")
 	tok, line := NewToken("alice")
 	hash, _ := bcrypt.GenerateFromPassword([]byte("bobs-own-passphrase"), bcrypt.MinCost)
-	tokens, err := ParseTokens([]byte("# staff\n" + line + "\nbob " + string(hash) + "\n"))
+	tokens, err := ParseTokens([]byte("# staff\n" + line + "\nbob " + string(hash) + " bobs-own\n"))
 	if err != nil {
 		t.Fatal(err)
 	}

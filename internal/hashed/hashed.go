@@ -7,6 +7,13 @@
 //	NAME $argon2id$v=19$m=65536,t=3,p=4$SALT$HASH    argon2id (PHC string)
 //	NAME sha256:HEX                                 SHA-256, for random tokens only
 //
+// In a token file a bcrypt or argon2id line carries a third field, the
+// token's identifier: its first characters (at least minIDLen), so that a
+// presented token is checked against its own line alone and a wrong one
+// costs one hash, however many lines there are:
+//
+//	NAME $2y$10$... mdg_AbCdEf12
+//
 // Lines starting with # and blank lines are ignored.
 package hashed
 
@@ -32,15 +39,23 @@ import (
 type File struct {
 	names  []string
 	hashes map[string]string
+	ids    map[string]idLine // token identifier -> its line (slow-hash token lines)
+	sha    map[string]string // hex SHA-256 -> name (sha256: lines)
 	mu     sync.Mutex
 	known  map[[32]byte]string // secrets already matched by a slow hash
 }
+
+// idLine is a slow-hash token line found by its identifier.
+type idLine struct{ name, hash string }
+
+// minIDLen is the shortest token identifier.
+const minIDLen = 6
 
 // Parse reads a hash file's content. SHA-256 lines are accepted only when
 // allowSHA256 is set: a plain hash is fit for long random tokens, not for
 // passwords people chose.
 func Parse(b []byte, allowSHA256 bool) (*File, error) {
-	f := &File{hashes: map[string]string{}, known: map[[32]byte]string{}}
+	f := &File{hashes: map[string]string{}, ids: map[string]idLine{}, sha: map[string]string{}, known: map[[32]byte]string{}}
 	sc := bufio.NewScanner(bytes.NewReader(b))
 	for n := 1; sc.Scan(); n++ {
 		line := strings.TrimSpace(sc.Text())
@@ -48,7 +63,21 @@ func Parse(b []byte, allowSHA256 bool) (*File, error) {
 			continue
 		}
 		fs := strings.Fields(line)
-		if len(fs) != 2 {
+		slow := len(fs) >= 2 && !strings.HasPrefix(fs[1], "sha256:")
+		switch {
+		case allowSHA256 && slow && len(fs) == 2:
+			return nil, fmt.Errorf("line %d: a bcrypt or argon2id token needs its identifier (its first %d or more characters) as a third field", n, minIDLen)
+		case allowSHA256 && slow && len(fs) == 3:
+			if len(fs[2]) < minIDLen {
+				return nil, fmt.Errorf("line %d: a token identifier has at least %d characters", n, minIDLen)
+			}
+			for id := range f.ids {
+				if strings.HasPrefix(id, fs[2]) || strings.HasPrefix(fs[2], id) {
+					return nil, fmt.Errorf("line %d: token identifier %s overlaps another line's", n, fs[2])
+				}
+			}
+			f.ids[fs[2]] = idLine{fs[0], fs[1]}
+		case len(fs) != 2:
 			return nil, fmt.Errorf("line %d: want NAME HASH", n)
 		}
 		h := fs[1]
@@ -62,9 +91,11 @@ func Parse(b []byte, allowSHA256 bool) (*File, error) {
 				return nil, fmt.Errorf("line %d: %v", n, err)
 			}
 		case strings.HasPrefix(h, "sha256:") && allowSHA256:
-			if d, err := hex.DecodeString(strings.TrimPrefix(h, "sha256:")); err != nil || len(d) != 32 {
+			d, err := hex.DecodeString(strings.TrimPrefix(h, "sha256:"))
+			if err != nil || len(d) != 32 {
 				return nil, fmt.Errorf("line %d: sha256: want 64 hex digits", n)
 			}
+			f.sha[hex.EncodeToString(d)] = fs[0]
 		default:
 			kinds := "bcrypt ($2...) or argon2id ($argon2id$...)"
 			if allowSHA256 {
@@ -152,8 +183,11 @@ func (f *File) Check(name, secret string) bool {
 }
 
 // Owner returns the name whose hash secret matches, or "". (Tokens: the
-// secret alone says who it is.) A match by a slow hash is remembered by
-// the secret's SHA-256, so a token is not bcrypt-checked on every request.
+// secret alone says who it is.) It costs one hash, right or wrong: the
+// secret's SHA-256 is looked up among the sha256: lines, and a slow hash
+// is checked only on the line whose identifier starts the secret. A
+// match by a slow hash is remembered by the secret's SHA-256, so a token
+// is not bcrypt-checked on every request.
 func (f *File) Owner(secret string) string {
 	if f == nil || secret == "" || len(secret) > 1024 {
 		return ""
@@ -165,19 +199,18 @@ func (f *File) Owner(secret string) string {
 	if ok {
 		return name
 	}
-	for _, n := range f.names {
-		h := f.hashes[n]
-		if strings.HasPrefix(h, "sha256:") && matches(h, secret) {
-			return n
-		}
+	if n, ok := f.sha[hex.EncodeToString(sum[:])]; ok {
+		return n
 	}
-	for _, n := range f.names {
-		h := f.hashes[n]
-		if !strings.HasPrefix(h, "sha256:") && matches(h, secret) {
+	for id, l := range f.ids {
+		if strings.HasPrefix(secret, id) {
+			if !matches(l.hash, secret) {
+				return ""
+			}
 			f.mu.Lock()
-			f.known[sum] = n
+			f.known[sum] = l.name
 			f.mu.Unlock()
-			return n
+			return l.name
 		}
 	}
 	return ""

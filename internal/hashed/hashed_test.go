@@ -3,7 +3,10 @@ package hashed
 import (
 	"crypto/sha256"
 	"encoding/hex"
+	"fmt"
+	"strings"
 	"testing"
+	"time"
 
 	"golang.org/x/crypto/bcrypt"
 )
@@ -17,6 +20,10 @@ func TestParseCheckOwner(t *testing.T) {
 	if _, err := Parse([]byte(content), false); err == nil {
 		t.Fatal("a SHA-256 line accepted where passwords are expected")
 	}
+	if _, err := Parse([]byte(content), true); err == nil {
+		t.Fatal("a slow-hash token line without an identifier accepted")
+	}
+	content = "# comment\n\nbcr " + string(bc) + " b-secr\narg " + argon2Hash("a-secret") + " a-secr\nsha sha256:" + hex.EncodeToString(sum[:]) + "\n"
 	f, err := Parse([]byte(content), true)
 	if err != nil {
 		t.Fatal(err)
@@ -39,6 +46,45 @@ func TestParseCheckOwner(t *testing.T) {
 		}
 	}
 	for _, bad := range []string{"x", "x plain", "x $argon2id$v=19$m=x$y$z", "x sha256:abcd", "x $2a$10$short"} {
+		if _, err := Parse([]byte(bad), true); err == nil {
+			t.Errorf("accepted %q", bad)
+		}
+	}
+}
+
+// TestWrongTokenCostsOneHash: with many slow-hash token lines, a wrong
+// token costs at most one slow hash (the line its identifier names), so
+// guessing costs the guesser, not the server.
+func TestWrongTokenCostsOneHash(t *testing.T) {
+	var b strings.Builder
+	for i := range 20 {
+		h, _ := bcrypt.GenerateFromPassword([]byte(fmt.Sprintf("tok%03d-secret", i)), 10)
+		fmt.Fprintf(&b, "user%d %s tok%03d\n", i, h, i)
+	}
+	f, err := Parse([]byte(b.String()), true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	one := time.Now()
+	if f.Owner("tok007-wrong") != "" {
+		t.Fatal("a wrong token accepted")
+	}
+	perHash := time.Since(one)
+	start := time.Now()
+	for range 5 {
+		if f.Owner("completely-unknown-token") != "" || f.Owner("tok013-also-wrong") != "" {
+			t.Fatal("a wrong token accepted")
+		}
+	}
+	// Five wrong tokens naming a line (a hash each) and five naming none
+	// (no hash): nowhere near the 200 hashes a scan of the lines costs.
+	if d := time.Since(start); d > 10*perHash+200*time.Millisecond {
+		t.Fatalf("ten wrong tokens took %v (one hash: %v)", d, perHash)
+	}
+	if f.Owner("tok013-secret") != "user13" {
+		t.Fatal("the right token refused")
+	}
+	for _, bad := range []string{"u $2a$10$" + strings.Repeat("a", 53) + " ab", "u sha256:" + strings.Repeat("0", 64) + " x y"} {
 		if _, err := Parse([]byte(bad), true); err == nil {
 			t.Errorf("accepted %q", bad)
 		}
