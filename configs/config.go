@@ -249,6 +249,12 @@ type Notify struct {
 	JapaneseCharset string `yaml:"japanese_charset"`
 	// RatePerHour caps acknowledgements to one address per hour.
 	RatePerHour int `yaml:"rate_per_hour"`
+	// RatePerDomainPerHour and RateGlobalPerHour cap acknowledgements to
+	// one domain and in all; SubaddressSeparators are the characters that
+	// start a sub-address ("+", or "+-"), counted with their address.
+	RatePerDomainPerHour int    `yaml:"rate_per_domain_per_hour"`
+	RateGlobalPerHour    int    `yaml:"rate_global_per_hour"`
+	SubaddressSeparators string `yaml:"subaddress_separators"`
 	// MaxAttempts before an outbound message is a dead letter.
 	MaxAttempts int `yaml:"max_attempts"`
 	// FollowUp: what a reporter gets for a message joining an open
@@ -754,8 +760,16 @@ func (c *Config) validate() []Problem {
 	if u := c.Notify.Alert.WebhookURL; u != "" && !strings.HasPrefix(u, "https://") && !strings.HasPrefix(u, "http://") {
 		bad("notify.alert.webhook_url", "must be an http(s) URL")
 	}
-	if c.Notify.RatePerHour < 0 {
-		bad("notify.rate_per_hour", "must not be negative")
+	for _, r := range []struct {
+		key string
+		v   int
+	}{{"rate_per_hour", c.Notify.RatePerHour}, {"rate_per_domain_per_hour", c.Notify.RatePerDomainPerHour}, {"rate_global_per_hour", c.Notify.RateGlobalPerHour}} {
+		if r.v < 0 {
+			bad("notify."+r.key, "must not be negative")
+		}
+	}
+	if strings.Trim(c.Notify.SubaddressSeparators, "+-") != "" {
+		bad("notify.subaddress_separators", `"+", "-" or "+-"`)
 	}
 	if c.Notify.MaxAttempts < 0 {
 		bad("notify.max_attempts", "must not be negative")

@@ -14,10 +14,12 @@ import (
 	"net/mail"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"sync"
 	"text/template"
 	"time"
+	"unicode"
 	"unicode/utf8"
 
 	"golang.org/x/text/encoding/japanese"
@@ -66,8 +68,17 @@ type Writer struct {
 	// acknowledgements, as older Japanese mailers expect.
 	JapaneseCharset string
 	// RatePerHour caps acknowledgements to one correspondent per hour
-	// (0: 10). Beyond it rows are skipped with the reason recorded.
+	// (0: 10), its sub-addresses counted as the address (see
+	// SubaddressSeparators). Beyond it rows are skipped with the reason
+	// recorded.
 	RatePerHour int
+	// DomainPerHour caps them to one domain (0: 30) and GlobalPerHour in
+	// all (0: 500): forged senders at one victim's domain, or anywhere,
+	// cannot turn the gateway into a source of signed backscatter.
+	DomainPerHour, GlobalPerHour int
+	// SubaddressSeparators are the characters that start a sub-address
+	// in a local part ("" : "+"; "+-" for the qmail/Postfix "-" too).
+	SubaddressSeparators string
 	// MaxAttempts before a row is a dead letter (0: 10).
 	MaxAttempts int
 	// Lease is how long a claimed row is ours before another sender may
@@ -96,7 +107,7 @@ const skipLogEvery = time.Minute
 // noteSkip logs a rate-limited acknowledgement: the first for a recipient
 // at once, then at most one line per skipLogEvery saying how many were
 // skipped since the last.
-func (w *Writer) noteSkip(now time.Time, rcpt string, lastHour int) {
+func (w *Writer) noteSkip(now time.Time, rcpt string, why string) {
 	w.skipMu.Lock()
 	defer w.skipMu.Unlock()
 	if w.skipLog == nil {
@@ -118,7 +129,7 @@ func (w *Writer) noteSkip(now time.Time, rcpt string, lastHour int) {
 	if !n.logged.IsZero() && now.Sub(n.logged) < skipLogEvery {
 		return
 	}
-	w.Log.Warn("acknowledgements skipped: rate limit", "recipient", rcpt, "skipped", n.unlisted, "last_hour", lastHour)
+	w.Log.Warn("acknowledgements skipped", "recipient", rcpt, "skipped", n.unlisted, "why", why)
 	n.logged, n.unlisted = now, 0
 }
 
@@ -133,6 +144,18 @@ type reportFields struct {
 	Decryption struct {
 		Status string `json:"status"`
 	} `json:"decryption"`
+	Signature struct {
+		Status         string `json:"status"`
+		Scope          string `json:"scope"`
+		SignerMismatch bool   `json:"signer_mismatch"`
+	} `json:"signature"`
+}
+
+// authenticated: a good signature over the whole message by a key that
+// carries the From address. Anyone else is a stranger, whose words are
+// repeated sparingly (the From may be forged: backscatter).
+func (r *reportFields) authenticated() bool {
+	return r.Signature.Status == "good" && r.Signature.Scope == "whole" && !r.Signature.SignerMismatch
 }
 
 // templateData is what an acknowledgement template sees.
@@ -160,8 +183,16 @@ func (w *Writer) template(kind, lang string) (*template.Template, error) {
 	return template.New(name).Option("missingkey=error").ParseFS(builtinTemplates, "templates/"+name)
 }
 
-// maxSubjectRunes bounds the original subject echoed in ours.
-const maxSubjectRunes = 200
+// maxSubjectRunes bounds the original subject echoed in ours;
+// maxStrangerSubjectRunes a stranger's.
+const (
+	maxSubjectRunes         = 200
+	maxStrangerSubjectRunes = 60
+)
+
+// linkRE finds what a spammer would put in a subject to be carried to a
+// victim in our signed acknowledgement: URLs, addresses, host names.
+var linkRE = regexp.MustCompile(`(?i)\b(?:[a-z][a-z0-9+.-]*://\S+|www\.\S+|[^\s@<>]+@[^\s@<>]+|(?:[a-z0-9-]+\.)+(?:com|net|org|info|biz|ru|cn|xyz|top|io|co|me|[a-z]{2})\b\S*)`)
 
 // ErrBadRecipient is a recipient no acknowledgement may go to.
 var ErrBadRecipient = errors.New("notify: recipient is not a single plain address")
@@ -199,7 +230,7 @@ func (w *Writer) Render(ctx context.Context, e store.OutboxEntry) (msg []byte, e
 	if w.Now != nil {
 		now = w.Now()
 	}
-	orig := echoedSubject(r.Subject, r.TLP, r.Language)
+	orig := echoedSubject(r.Subject, r.TLP, r.Language, !r.authenticated())
 	subj := fmt.Sprintf("[%s] Re: %s", ticket, orig)
 
 	keys := w.Keys
@@ -301,13 +332,29 @@ func (w *Writer) Render(ctx context.Context, e store.OutboxEntry) (msg []byte, e
 // echoedSubject is the part of the reporter's subject ours repeats:
 // without reply prefixes, bounded, and nothing of a TLP:RED report (notify
 // never repeats its content, even to its sender's mail system).
-func echoedSubject(subject string, tlp *string, lang string) string {
+//
+// A stranger's subject (no authenticated sender) is sanitised: control
+// and bidirectional-override characters dropped, links, addresses and
+// host names replaced by "[…]", and at most maxStrangerSubjectRunes kept:
+// a forged sender cannot have us carry a spam line to its victim.
+func echoedSubject(subject string, tlp *string, lang string, stranger bool) string {
 	orig := strings.TrimSpace(subject)
 	for _, p := range []string{"Re:", "RE:", "re:", "Fwd:", "FW:"} {
 		orig = strings.TrimSpace(strings.TrimPrefix(orig, p))
 	}
-	if utf8.RuneCountInString(orig) > maxSubjectRunes {
-		orig = string([]rune(orig)[:maxSubjectRunes]) + "…"
+	limit := maxSubjectRunes
+	if stranger {
+		limit = maxStrangerSubjectRunes
+		orig = strings.Map(func(r rune) rune {
+			if unicode.IsControl(r) || unicode.Is(unicode.Bidi_Control, r) || r == '\u200b' || r == '\ufeff' {
+				return -1
+			}
+			return r
+		}, orig)
+		orig = strings.Join(strings.Fields(linkRE.ReplaceAllString(orig, "[…]")), " ")
+	}
+	if utf8.RuneCountInString(orig) > limit {
+		orig = string([]rune(orig)[:limit]) + "…"
 	}
 	if tlp != nil && *tlp == "red" || orig == "" {
 		orig = "your report"
@@ -357,6 +404,47 @@ func (w *Writer) protectedHeaders(b *bytes.Buffer, e store.OutboxEntry, subj, ou
 	writeHeader(b, "Date", now.Format(time.RFC1123Z))
 	writeHeader(b, "Message-ID", e.MessageID)
 	writeHeader(b, "HP-Outer", "Subject: "+encodeSubject(outerSubj, charset))
+}
+
+// budget is one hourly limit an acknowledgement counts against.
+type budget struct {
+	key   string           // what is counted, for this pass's tallies
+	who   store.Recipients // the rows it counts
+	limit int
+	what  string // for the skip reason
+}
+
+// budgets are the limits an acknowledgement to rcpt counts against: its
+// address with its sub-addresses, its domain, and all acknowledgements.
+func (w *Writer) budgets(rcpt string) []budget {
+	per := func(v, def int) int {
+		if v > 0 {
+			return v
+		}
+		return def
+	}
+	rcpt = strings.ToLower(rcpt)
+	local, domain, ok := strings.Cut(rcpt, "@")
+	if !ok {
+		return []budget{{key: "all", who: store.Recipients{All: true}, limit: per(w.GlobalPerHour, 500), what: "in all"}}
+	}
+	seps := w.SubaddressSeparators
+	if seps == "" {
+		seps = "+"
+	}
+	base := local
+	if i := strings.IndexAny(local, seps); i > 0 {
+		base = local[:i]
+	}
+	addr := store.Recipients{Exact: base + "@" + domain}
+	for _, sep := range seps {
+		addr.Like = append(addr.Like, store.LikeEscape(base+string(sep))+"%"+store.LikeEscape("@"+domain))
+	}
+	return []budget{
+		{key: "addr:" + base + "@" + domain, who: addr, limit: per(w.RatePerHour, 10), what: "to " + base + "@" + domain + " and its sub-addresses"},
+		{key: "domain:" + domain, who: store.Recipients{Like: []string{"%" + store.LikeEscape("@"+domain)}}, limit: per(w.DomainPerHour, 30), what: "to " + domain},
+		{key: "all", who: store.Recipients{All: true}, limit: per(w.GlobalPerHour, 500), what: "in all"},
+	}
 }
 
 // Run delivers pending rows until ctx ends.
@@ -427,10 +515,6 @@ func (w *Writer) Once(ctx context.Context) (int, error) {
 	if maxAttempts <= 0 {
 		maxAttempts = 10
 	}
-	rate := w.RatePerHour
-	if rate <= 0 {
-		rate = 10
-	}
 	now := time.Now()
 	if w.Now != nil {
 		now = w.Now()
@@ -440,12 +524,13 @@ func (w *Writer) Once(ctx context.Context) (int, error) {
 	// before the mark only has them claimed and skipped again.
 	var skips []store.OutboxSkip
 	flush := func() error { return w.Store.MarkOutboxSkippedAll(ctx, skips) }
-	// The rate limit: acknowledgements to each address in the last hour,
-	// those before this claim as the store has them, those of this claim
-	// as they are sent (its other rows are "sending" in the store until
-	// they are decided, and must not count). Rows another writer claims
-	// meanwhile with higher IDs are not seen: two writers sending to one
-	// address at the same moment can each send up to the limit.
+	// The budgets: acknowledgements in the last hour to each address (its
+	// sub-addresses with it), to each domain and in all; those before this
+	// claim as the store has them, those of this claim as they are sent
+	// (its other rows are "sending" in the store until they are decided,
+	// and must not count). Rows another writer claims meanwhile with
+	// higher IDs are not seen: two writers sending at the same moment can
+	// each send up to a budget.
 	var first int64
 	if len(rows) > 0 {
 		first = rows[0].ID // claims come oldest first
@@ -454,24 +539,27 @@ func (w *Writer) Once(ctx context.Context) (int, error) {
 	sentNow := map[string]int{}
 	for _, e := range rows {
 		staff := e.Kind == store.OutboxAlert || e.Kind == store.OutboxWebhook
-		n := 0
+		over := ""
 		if !staff {
-			// Rows before this claim from the store (once per address
-			// and pass), and what this pass has sent since.
-			c, ok := before[e.Recipient]
-			if !ok {
-				if c, err = w.Store.RecentTo(ctx, e.Recipient, now.Add(-time.Hour), first, rate); err != nil {
-					_ = flush()
-					return 0, err
+			for _, b := range w.budgets(e.Recipient) {
+				c, ok := before[b.key]
+				if !ok {
+					if c, err = w.Store.RecentTo(ctx, b.who, now.Add(-time.Hour), first, b.limit); err != nil {
+						_ = flush()
+						return 0, err
+					}
+					before[b.key] = c
 				}
-				before[e.Recipient] = c
+				if n := c + sentNow[b.key]; n >= b.limit {
+					over = fmt.Sprintf("rate limit: %d acknowledgements %s in the last hour", n, b.what)
+					break
+				}
 			}
-			n = c + sentNow[e.Recipient]
 		}
-		if !staff && n >= rate {
+		if over != "" {
 			metricOutbox.WithLabelValues("skipped").Inc()
-			w.noteSkip(now, e.Recipient, n)
-			skips = append(skips, store.OutboxSkip{ID: e.ID, Reason: fmt.Sprintf("rate limit: %d acknowledgements to this address in the last hour", n)})
+			w.noteSkip(now, e.Recipient, over)
+			skips = append(skips, store.OutboxSkip{ID: e.ID, Reason: over})
 			continue
 		}
 		err := w.deliver(ctx, e)
@@ -493,8 +581,10 @@ func (w *Writer) Once(ctx context.Context) (int, error) {
 			continue
 		}
 		metricOutbox.WithLabelValues("sent").Inc()
-		if e.CreatedAt.After(now.Add(-time.Hour)) {
-			sentNow[e.Recipient]++
+		if e.CreatedAt.After(now.Add(-time.Hour)) && e.Kind != store.OutboxAlert && e.Kind != store.OutboxWebhook {
+			for _, b := range w.budgets(e.Recipient) {
+				sentNow[b.key]++
+			}
 		}
 		if err := w.Store.MarkSent(ctx, e.ID); err != nil {
 			_ = flush()

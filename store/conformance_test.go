@@ -883,25 +883,43 @@ func TestRecentToCountsUpToTheLimit(t *testing.T) {
 				t.Fatal(err)
 			}
 		}
+		// A sub-address and another address of the domain, sent.
+		for i, rcpt := range []string{"busy+tag@x.example", "other@x.example"} {
+			f := filing(spool(t, s, fmt.Sprintf("n%d", i)), fmt.Sprintf("<n%d@x.example>", i), rcpt)
+			res, err := s.File(ctx, f)
+			if err != nil || res.AckID == 0 {
+				t.Fatalf("file: %+v %v", res, err)
+			}
+			_ = s.MarkSent(ctx, res.AckID)
+			acks = append(acks, res.AckID)
+		}
 		since := c.Now().Add(-time.Hour)
+		busy := Recipients{Exact: "busy@x.example"}
+		busyAll := Recipients{Exact: "busy@x.example", Like: []string{LikeEscape("busy+") + "%" + LikeEscape("@x.example")}}
+		domain := Recipients{Like: []string{"%" + LikeEscape("@x.example")}}
+		last := acks[len(acks)-1] + 1
 		for _, tc := range []struct {
-			recipient string
-			before    int64
-			upTo      int
-			want      int
+			r      Recipients
+			before int64
+			upTo   int
+			want   int
 		}{
-			{"busy@x.example", acks[4] + 1, 10, 4}, // the fifth is still pending
-			{"busy@x.example", acks[3], 10, 3},
-			{"busy@x.example", acks[0], 10, 0},
-			{"busy@x.example", acks[4], 2, 2},
-			{"other@x.example", acks[4] + 1, 10, 0},
+			{busy, acks[4] + 1, 10, 4}, // the fifth is still pending
+			{busy, acks[3], 10, 3},
+			{busy, acks[0], 10, 0},
+			{busy, acks[4], 2, 2},
+			{Recipients{Exact: "nobody@x.example"}, last, 10, 0},
+			{busyAll, last, 10, 5},
+			{domain, last, 10, 6},
+			{Recipients{All: true}, last, 10, 6},
+			{Recipients{Like: []string{"%" + LikeEscape("@x_example")}}, last, 10, 0}, // _ is no wildcard
 		} {
-			n, err := s.RecentTo(ctx, tc.recipient, since, tc.before, tc.upTo)
+			n, err := s.RecentTo(ctx, tc.r, since, tc.before, tc.upTo)
 			if err != nil || n != tc.want {
-				t.Errorf("RecentTo(%s, before %d, up to %d) = %d, %v; want %d", tc.recipient, tc.before, tc.upTo, n, err, tc.want)
+				t.Errorf("RecentTo(%+v, before %d, up to %d) = %d, %v; want %d", tc.r, tc.before, tc.upTo, n, err, tc.want)
 			}
 		}
-		if n, _ := s.RecentTo(ctx, "busy@x.example", c.Now().Add(time.Minute), acks[4]+1, 10); n != 0 {
+		if n, _ := s.RecentTo(ctx, busy, c.Now().Add(time.Minute), acks[4]+1, 10); n != 0 {
 			t.Errorf("rows before since counted: %d", n)
 		}
 	})

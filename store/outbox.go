@@ -6,6 +6,7 @@ import (
 	"database/sql"
 	"fmt"
 	"slices"
+	"strings"
 	"time"
 )
 
@@ -184,18 +185,52 @@ func (s *Store) MarkOutboxSkippedAll(ctx context.Context, skips []OutboxSkip) er
 	})
 }
 
-// RecentTo counts the rows to recipient created since, sent or being sent,
-// with an ID below before: the count behind the per-correspondent rate
-// limit, for the rows a writer has claimed from before on (it counts what
-// it sends of those itself). It is read from the store, so the limit holds
-// across daemons. Counting stops at upTo (the limit): a correspondent who
-// mails us all day (a partner's feed, a load test) must not make each
-// acknowledgement count every row of the last hour; the rows sent come
-// first in the hour, and those skipped after them are not read.
-func (s *Store) RecentTo(ctx context.Context, recipient string, since time.Time, before int64, upTo int) (int, error) {
+// Recipients selects acknowledgements and follow-up notes by recipient
+// for the hourly budgets: one address (Exact), addresses matching SQL
+// LIKE patterns (Like: its sub-addresses, a domain), or every one (All).
+type Recipients struct {
+	Exact string
+	Like  []string
+	All   bool
+}
+
+// LikeEscape escapes s for a LIKE pattern with ESCAPE '\'.
+func LikeEscape(s string) string {
+	return strings.NewReplacer(`\`, `\\`, `%`, `\%`, `_`, `\_`).Replace(s)
+}
+
+// RecentTo counts the acknowledgements and follow-up notes to the
+// recipients r created since, sent or being sent, with an ID below
+// before: the count behind the hourly budgets (per address, per domain,
+// in all), for the rows a writer has claimed from before on (it counts
+// what it sends of those itself). It is read from the store, so the
+// budgets hold across daemons. Counting stops at upTo (the budget): a
+// correspondent who mails us all day (a partner's feed, a load test) must
+// not make each acknowledgement count every row of the last hour; the
+// rows sent come first in the hour, and those skipped after them are not
+// read.
+func (s *Store) RecentTo(ctx context.Context, r Recipients, since time.Time, before int64, upTo int) (int, error) {
+	var who []string
+	args := []any{}
+	if r.Exact != "" {
+		who = append(who, "recipient = ?")
+		args = append(args, r.Exact)
+	}
+	for _, l := range r.Like {
+		who = append(who, `recipient LIKE ? ESCAPE '\'`)
+		args = append(args, l)
+	}
+	cond := "TRUE"
+	if !r.All {
+		if len(who) == 0 {
+			return 0, nil
+		}
+		cond = "(" + strings.Join(who, " OR ") + ")"
+	}
+	args = append(args, micros(since), OutboxAck, OutboxFollowUp, OutboxSent, OutboxSending, before, upTo)
 	var n int
-	err := s.rdb.QueryRowContext(ctx, s.q(`SELECT COUNT(*) FROM (SELECT 1 FROM outbox WHERE recipient = ? AND created_at >= ? AND state IN (?, ?) AND id < ? LIMIT ?) AS recent`),
-		recipient, micros(since), OutboxSent, OutboxSending, before, upTo).Scan(&n)
+	err := s.rdb.QueryRowContext(ctx, s.q(`SELECT COUNT(*) FROM (SELECT 1 FROM outbox WHERE `+cond+
+		` AND created_at >= ? AND kind IN (?, ?) AND state IN (?, ?) AND id < ? LIMIT ?) AS recent`), args...).Scan(&n)
 	return n, err
 }
 

@@ -371,7 +371,8 @@ func (e *env) cmdServe(ctx context.Context, args []string) error {
 	ow := &notify.Writer{Store: s, Dir: e.cfg.Notify.OutboxDir, Log: e.log, KeySource: keySource,
 		Team:        notify.Team{Name: e.cfg.Team.Name, Address: e.cfg.Team.Address, Hours: e.cfg.Team.Hours, Timezone: e.cfg.Team.Timezone},
 		TemplateDir: e.cfg.Notify.TemplatesDir, JapaneseCharset: e.cfg.Notify.JapaneseCharset,
-		RatePerHour: e.cfg.Notify.RatePerHour, MaxAttempts: e.cfg.Notify.MaxAttempts, Lease: max(e.cfg.Pipeline.Lease, 5*time.Second),
+		RatePerHour: e.cfg.Notify.RatePerHour, DomainPerHour: e.cfg.Notify.RatePerDomainPerHour, GlobalPerHour: e.cfg.Notify.RateGlobalPerHour,
+		SubaddressSeparators: e.cfg.Notify.SubaddressSeparators, MaxAttempts: e.cfg.Notify.MaxAttempts, Lease: max(e.cfg.Pipeline.Lease, 5*time.Second),
 		AlertInternal: e.cfg.Notify.Alert.Internal}
 	if os.Getenv("MADOGUCHI_TEST_DIE_AFTER_DELIVERY") == "1" {
 		// For the crash test only: die like kill -9 in the one window
