@@ -161,6 +161,8 @@ type SMTP struct {
 	MaxSessionTime   time.Duration `yaml:"max_session_time"`
 	MinDataRate      int64         `yaml:"min_data_rate"`
 	MaxAuthFailures  int           `yaml:"max_auth_failures"`
+	// SpillDir holds messages over 1 MiB while they arrive.
+	SpillDir string `yaml:"spill_dir"`
 }
 
 // LMTP is the listener behind an MTA.
@@ -537,6 +539,7 @@ func (c *Config) resolvePaths(dir string) {
 	abs(&c.Notify.OutboxDir)
 	abs(&c.Intake.SMTP.TLSCertFile)
 	abs(&c.Intake.SMTP.TLSKeyFile)
+	abs(&c.Intake.SMTP.SpillDir)
 	if strings.HasPrefix(c.Intake.LMTP.Listen, "unix:") {
 		p := strings.TrimPrefix(c.Intake.LMTP.Listen, "unix:")
 		abs(&p)

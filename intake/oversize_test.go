@@ -96,3 +96,17 @@ func TestIMAPOversizeNeverMovedUnfiled(t *testing.T) {
 		})
 	}
 }
+
+// TestSpillUnderItsDirectory: a message over the in-memory limit spills
+// to a file under the configured directory (the data directory), not /tmp.
+func TestSpillUnderItsDirectory(t *testing.T) {
+	dir := t.TempDir()
+	s := &spill{limit: 16, dir: dir}
+	defer s.Close()
+	if _, err := s.Write([]byte(strings.Repeat("x", 64))); err != nil {
+		t.Fatal(err)
+	}
+	if s.file == nil || !strings.HasPrefix(s.file.Name(), dir+"/") {
+		t.Fatalf("spilled to %v, want under %s", s.file, dir)
+	}
+}

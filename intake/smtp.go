@@ -55,6 +55,10 @@ type SMTPConfig struct {
 	// Conns bound connections, idleness and slow uploads (ConnLimits;
 	// its Timeout is the per-read timeout).
 	Conns ConnLimits
+	// SpillDir holds messages over 1 MiB while they arrive (unlinked at
+	// once; "": the system's temporary directory). Under the data
+	// directory, not /tmp, which is often a small tmpfs.
+	SpillDir string
 }
 
 // Spooler is where accepted messages go: *store.Store (one commit per
@@ -257,7 +261,7 @@ func (s *session) receive(r io.Reader) (int64, error) {
 		c.data(true)
 		defer c.data(false)
 	}
-	buf := &spill{limit: inMemoryLimit}
+	buf := &spill{limit: inMemoryLimit, dir: s.b.Config.SpillDir}
 	defer buf.Close()
 	if _, err := io.Copy(buf, r); err != nil {
 		var se *smtp.SMTPError
@@ -325,6 +329,7 @@ const inMemoryLimit = 1 << 20
 // spill is a buffer that moves to a temporary file past its limit.
 type spill struct {
 	limit int
+	dir   string
 	mem   bytes.Buffer
 	file  *os.File
 	n     int64
@@ -336,7 +341,7 @@ func (s *spill) Write(p []byte) (int, error) {
 		return s.mem.Write(p)
 	}
 	if s.file == nil {
-		f, err := os.CreateTemp("", "madoguchi-data-*")
+		f, err := os.CreateTemp(s.dir, "madoguchi-data-*")
 		if err != nil {
 			return 0, err
 		}

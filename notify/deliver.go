@@ -146,9 +146,11 @@ func fileName(mid string) string {
 	return s + ".eml"
 }
 
+// writeFileSync writes data to path durably, readable by the owner and
+// its group only (an acknowledgement names a reporter and a ticket).
 func writeFileSync(path string, data []byte) error {
 	tmp := path + ".tmp"
-	f, err := os.Create(tmp)
+	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o640)
 	if err != nil {
 		return err
 	}

@@ -81,6 +81,15 @@ func Open(ctx context.Context, driver, dsn string, opt Options) (*Store, error) 
 			if err := os.MkdirAll(dir, 0o750); err != nil {
 				return nil, fmt.Errorf("%w: %v", ErrUnavailable, err)
 			}
+			// Created by us, for the owner alone (SQLite gives its WAL
+			// and shared-memory files the database file's mode).
+			if !strings.ContainsAny(dsn, "?:") {
+				f, err := os.OpenFile(dsn, os.O_RDONLY|os.O_CREATE, 0o600)
+				if err != nil {
+					return nil, fmt.Errorf("%w: %v", ErrUnavailable, err)
+				}
+				_ = f.Close()
+			}
 		}
 		// One connection: SQLite has one writer anyway, and a single
 		// connection serialises transactions without SQLITE_BUSY spinning.

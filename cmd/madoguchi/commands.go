@@ -453,7 +453,7 @@ func (e *env) cmdKeys(args []string) error {
 			return usageErr("%s: %v", args[1], err)
 		}
 		tmp := ring + ".tmp"
-		if err := os.WriteFile(tmp, merged, 0o644); err != nil {
+		if err := os.WriteFile(tmp, merged, 0o640); err != nil {
 			return runErr("%v", err)
 		}
 		if err := os.Rename(tmp, ring); err != nil {

@@ -47,6 +47,10 @@ commands:
 `
 
 func main() {
+	// Whatever the daemon writes (the database, outbox .eml files, the
+	// keyring) holds reports: no one outside the owner and its group
+	// reads it, whatever the umask of the shell that started it.
+	syscall.Umask(0o027)
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	err := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
 	stop()

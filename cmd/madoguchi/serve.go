@@ -277,6 +277,11 @@ func (e *env) cmdServe(ctx context.Context, args []string) error {
 		}
 	}()
 
+	if d := e.cfg.Intake.SMTP.SpillDir; d != "" {
+		if err := os.MkdirAll(d, 0o700); err != nil {
+			return runErr("intake.smtp.spill_dir: %v", err)
+		}
+	}
 	// SMTP and LMTP share one group committer: concurrent arrivals are
 	// made durable by one commit, each 250 after the commit holding it.
 	committer := s.NewCommitter(64)
@@ -297,6 +302,7 @@ func (e *env) cmdServe(ctx context.Context, args []string) error {
 		b := &intake.Backend{Store: committer, Log: e.log, Spooled: wake, Credentials: creds, RequireAuth: creds != nil, Config: intake.SMTPConfig{
 			Recipients: c.Recipients, MaxMessageBytes: c.MaxMessageBytes, Hostname: e.hostname(), LMTP: lmtp,
 			TLS: tlsConf, MaxRecipients: c.MaxRecipients, MaxMessagesPerConn: c.MaxMessagesPerConnection, MaxAuthFailures: c.MaxAuthFailures,
+			SpillDir: c.SpillDir,
 			Conns: intake.ConnLimits{Timeout: c.Timeout, IPv6Prefix: c.IPv6PrefixLength, BusyTimeout: c.BusyTimeout,
 				ProgressTimeout: c.ProgressTimeout, MaxJunkCommands: c.MaxJunkCommands, MaxSessionTime: c.MaxSessionTime, MinDataRate: c.MinDataRate}}}
 		if !lmtp {

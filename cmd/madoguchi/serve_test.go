@@ -852,3 +852,54 @@ func TestHTTPConnectionsBounded(t *testing.T) {
 		}
 	}
 }
+
+// TestFilesNotWorldReadable: the database and the outbox's .eml files are
+// the owner's (and its group's) alone, whatever the umask serve is
+// started under; a message over 1 MiB is held under spill_dir, not /tmp.
+func TestFilesNotWorldReadable(t *testing.T) {
+	dir := t.TempDir()
+	cfg := serveConfig(t, dir)
+	editConfig(t, cfg, "    recipients: [csirt@example.org]\n", "    recipients: [csirt@example.org]\n    spill_dir: "+dir+"/spill\n")
+	cmd := exec.Command("sh", "-c", `umask 000; exec "$0" "$@"`, buildBinary(t), "--config", cfg, "serve")
+	stderr, _ := cmd.StderrPipe()
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+	sc := bufio.NewScanner(stderr)
+	smtpAddr := ""
+	for sc.Scan() {
+		if m := regexp.MustCompile(`serving smtp=(\S+)`).FindStringSubmatch(sc.Text()); m != nil {
+			smtpAddr = m[1]
+			break
+		}
+	}
+	go func() { _, _ = io.Copy(io.Discard, stderr) }()
+	if smtpAddr == "" {
+		t.Fatal("daemon did not start")
+	}
+	big := "From: r@reporter.example\r\nSubject: big\r\nMessage-ID: <big@reporter.example>\r\n\r\n" + strings.Repeat("192.0.2.1 scanned us\r\n", 80000)
+	if err := smtp.SendMail(smtpAddr, nil, "r@reporter.example", []string{"csirt@example.org"}, []byte(big)); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, func() bool {
+		ents, _ := os.ReadDir(filepath.Join(dir, "outbox"))
+		return len(ents) >= 1
+	})
+	check := func(p string, want os.FileMode) {
+		t.Helper()
+		fi, err := os.Stat(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if fi.Mode().Perm()&^want != 0 {
+			t.Errorf("%s is %v, want at most %v", filepath.Base(p), fi.Mode().Perm(), want)
+		}
+	}
+	check(filepath.Join(dir, "m.db"), 0o600)
+	ents, _ := os.ReadDir(filepath.Join(dir, "outbox"))
+	for _, e := range ents {
+		check(filepath.Join(dir, "outbox", e.Name()), 0o640)
+	}
+	check(filepath.Join(dir, "spill"), 0o700)
+}
