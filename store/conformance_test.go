@@ -304,11 +304,16 @@ func TestClaimLeaseFailQuarantine(t *testing.T) {
 		if again, _ := s.Claim(ctx, "w2", 10, time.Minute, 3); len(again) != 0 {
 			t.Fatalf("claimed twice: %+v", again)
 		}
-		// The worker dies: after the lease, another worker gets them.
+		// The worker dies: after the lease, another worker gets them,
+		// one at a time (either may be what killed it).
 		c.Add(2 * time.Minute)
 		cl, _ = s.Claim(ctx, "w2", 10, time.Minute, 3)
-		if len(cl) != 2 || cl[0].Attempts != 2 {
+		if len(cl) != 1 || cl[0].SpoolID != a || cl[0].Attempts != 2 {
 			t.Fatalf("after lease: %+v", cl)
+		}
+		cl, _ = s.Claim(ctx, "w2", 10, time.Minute, 3)
+		if len(cl) != 1 || cl[0].SpoolID != b || cl[0].Attempts != 2 {
+			t.Fatalf("after lease, the second: %+v", cl)
 		}
 		// b fails: back-off, then quarantine at the last attempt.
 		if q, err := s.Fail(ctx, b, "parse-error", "boom", 3); q || err != nil {
@@ -472,17 +477,21 @@ func TestClaimTakesTheOldestFirst(t *testing.T) {
 			}
 			return out
 		}
-		cl, err := s.Claim(ctx, "w", 3, time.Minute, 5)
-		if want := []int64{ids[0], ids[1], ids[3]}; err != nil || !slices.Equal(got(cl), want) {
-			t.Fatalf("claim 3: got %v, want %v (%v)", got(cl), want, err)
+		// The rows whose lease ran out come alone, one at a time (one
+		// of them may be what killed the worker); then the ready ones.
+		for _, want := range [][]int64{{ids[0]}, {ids[1]}, {ids[3], ids[4], ids[5]}} {
+			cl, err := s.Claim(ctx, "w", 3, time.Minute, 5)
+			if err != nil || !slices.Equal(got(cl), want) {
+				t.Fatalf("claim 3: got %v, want %v (%v)", got(cl), want, err)
+			}
 		}
-		cl, err = s.Claim(ctx, "w", 10, time.Minute, 5)
-		if want := ids[4:]; err != nil || !slices.Equal(got(cl), want) {
+		cl, err := s.Claim(ctx, "w", 10, time.Minute, 5)
+		if want := ids[6:]; err != nil || !slices.Equal(got(cl), want) {
 			t.Fatalf("claim the rest: got %v, want %v (%v)", got(cl), want, err)
 		}
 		c.Add(2 * time.Hour) // every lease and the back-off have run out
 		cl, err = s.Claim(ctx, "w", 2, time.Minute, 5)
-		if want := []int64{ids[0], ids[1]}; err != nil || !slices.Equal(got(cl), want) {
+		if want := []int64{ids[0]}; err != nil || !slices.Equal(got(cl), want) {
 			t.Fatalf("after every lease: got %v, want %v (%v)", got(cl), want, err)
 		}
 	})
@@ -1246,15 +1255,20 @@ func TestClaimMessagesIsClaimAndGetMessage(t *testing.T) {
 		if cl, _, err := s.ClaimMessages(ctx, "w", 3, time.Second, 2); err != nil || len(cl) != 1 || cl[0].SpoolID != ids[3] {
 			t.Fatalf("second claim %+v %v, want only spool %d", cl, err, ids[3])
 		}
-		// Leases run out twice: the third time a row is over maxAttempts and
-		// is quarantined, not returned.
+		// Leases run out twice: rows whose lease ran out are claimed one
+		// at a time; the third time a row is over maxAttempts and is
+		// quarantined, not returned.
 		c.Add(time.Minute)
-		if cl, _, err := s.ClaimMessages(ctx, "w", 10, time.Second, 2); err != nil || len(cl) != 4 || cl[0].Attempts != 2 {
-			t.Fatalf("after the leases ran out: %+v %v, want all four at attempt 2", cl, err)
+		for i := range 4 {
+			if cl, _, err := s.ClaimMessages(ctx, "w", 10, time.Second, 2); err != nil || len(cl) != 1 || cl[0].SpoolID != ids[i] || cl[0].Attempts != 2 {
+				t.Fatalf("after the leases ran out: %+v %v, want spool %d alone at attempt 2", cl, err, ids[i])
+			}
 		}
 		c.Add(time.Minute)
-		if cl, msgs, err := s.ClaimMessages(ctx, "w", 10, time.Second, 2); err != nil || len(cl) != 0 || len(msgs) != 0 {
-			t.Fatalf("third claim %+v %v, want none", cl, err)
+		for range 4 {
+			if cl, msgs, err := s.ClaimMessages(ctx, "w", 10, time.Second, 2); err != nil || len(cl) != 0 || len(msgs) != 0 {
+				t.Fatalf("third claim %+v %v, want none", cl, err)
+			}
 		}
 		qs, _ := s.ListQueue(ctx, StateQuarantined, 10)
 		if len(qs) != 4 || qs[0].Reason != "crashed" {
@@ -1504,6 +1518,50 @@ func TestServerWarnings(t *testing.T) {
 			if !strings.Contains(got[i], w) {
 				t.Errorf("warning %d: %q, want it to name %q", i, got[i], w)
 			}
+		}
+	})
+}
+
+// TestCrashQuarantinesTheCulpritAlone: a batch of eight is claimed and
+// the worker dies on one of them, again and again. After a crash the rows
+// come back one at a time, so the seven innocent ones are filed and only
+// the one that kills the worker is quarantined.
+func TestCrashQuarantinesTheCulpritAlone(t *testing.T) {
+	eachDriver(t, func(t *testing.T, s *Store, c *clock) {
+		ctx := context.Background()
+		var ids []int64
+		for i := range 8 {
+			ids = append(ids, spool(t, s, fmt.Sprint("c", i)))
+		}
+		culprit := ids[5]
+		for round := 0; round < 40; round++ {
+			cl, err := s.Claim(ctx, "w", 8, time.Minute, 3)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(cl) == 0 {
+				break
+			}
+			crashed := false
+			for _, x := range cl {
+				if x.SpoolID == culprit {
+					crashed = true // the daemon dies with the whole claim
+				}
+			}
+			if crashed {
+				c.Add(2 * time.Minute)
+				continue
+			}
+			for _, x := range cl {
+				if _, err := s.File(ctx, filing(x.SpoolID, fmt.Sprintf("<c%d@x>", x.SpoolID), "r@x.example")); err != nil {
+					t.Fatal(err)
+				}
+			}
+		}
+		counts, _ := s.QueueCounts(ctx)
+		qs, _ := s.ListQueue(ctx, StateQuarantined, 10)
+		if counts[StateDone] != 7 || len(qs) != 1 || qs[0].SpoolID != culprit || qs[0].Reason != "crashed" {
+			t.Fatalf("queue %v, quarantined %+v: want the seven filed and spool %d alone quarantined", counts, qs, culprit)
 		}
 	})
 }

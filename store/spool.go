@@ -294,7 +294,7 @@ func (s *Store) Claim(ctx context.Context, worker string, n int, lease time.Dura
 	var out []Claim
 	err := s.lazyTx(ctx, func(tx *sql.Tx) error {
 		rows, err := s.query(ctx, tx, claimQueueSQL(skip),
-			StateClaimed, now+lease.Microseconds(), worker, now, now, n, now, n, n)
+			StateClaimed, now+lease.Microseconds(), worker, now, now, now, n, now, n)
 		if err != nil {
 			return err
 		}
@@ -357,7 +357,7 @@ func (s *Store) ClaimMessages(ctx context.Context, worker string, n int, lease t
 	now := micros(s.now())
 	rows, err := s.db.QueryContext(ctx, s.q(`WITH lazy AS (SELECT set_config('synchronous_commit', 'off', true)), c AS (`+claimQueueSQL(" FOR UPDATE SKIP LOCKED")+`)
 		SELECT c.attempts, `+prefixed("s.", messageColumns)+` FROM lazy, c JOIN spool s ON s.id = c.spool_id`),
-		StateClaimed, now+lease.Microseconds(), worker, now, now, n, now, n, n)
+		StateClaimed, now+lease.Microseconds(), worker, now, now, now, n, now, n)
 	if err != nil {
 		return nil, nil, fmt.Errorf("%w: claim: %v", ErrUnavailable, err)
 	}
@@ -423,12 +423,23 @@ func prefixed(p, columns string) string {
 // An OR of the two read every ready row and sorted them, so that a claim
 // cost as much as the backlog was long (migration 0003). skip is
 // PostgreSQL's row-locking clause.
+//
+// A row whose lease ran out was being processed when its worker died (or
+// took longer than the lease): it may be what killed the daemon. Such a
+// row is claimed alone, one at a time, and no ready row with it, until
+// none is left: a message that crashes the daemon is then retried and
+// quarantined by itself, not with the seven others of its batch.
+//
+// Its arguments: state, lease_until, worker, updated_at, now (ready),
+// now (expired, none?), n, now (expired), n.
 func claimQueueSQL(skip string) string {
 	return `UPDATE queue SET state = ?, lease_until = ?, worker = ?, attempts = attempts + 1, updated_at = ?
 		WHERE spool_id IN (SELECT spool_id FROM (
-			SELECT spool_id FROM (SELECT spool_id FROM queue WHERE state = '` + StateReady + `' AND not_before <= ? ORDER BY spool_id LIMIT ?` + skip + `) AS r
+			SELECT spool_id FROM (SELECT spool_id FROM queue WHERE state = '` + StateReady + `' AND not_before <= ?
+				AND NOT EXISTS (SELECT 1 FROM queue x WHERE x.state = '` + StateClaimed + `' AND x.lease_until <= ?)
+				ORDER BY spool_id LIMIT ?` + skip + `) AS r
 			UNION ALL
-			SELECT spool_id FROM (SELECT spool_id FROM queue WHERE state = '` + StateClaimed + `' AND lease_until <= ? ORDER BY lease_until, spool_id LIMIT ?` + skip + `) AS e
+			SELECT spool_id FROM (SELECT spool_id FROM queue WHERE state = '` + StateClaimed + `' AND lease_until <= ? ORDER BY lease_until, spool_id LIMIT 1` + skip + `) AS e
 		) AS c ORDER BY spool_id LIMIT ?)
 		RETURNING spool_id, attempts`
 }
