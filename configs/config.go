@@ -245,6 +245,9 @@ type Notify struct {
 	RelayTLS          string `yaml:"relay_tls"`
 	RelayUsername     string `yaml:"relay_username"`
 	RelayPasswordFile string `yaml:"relay_password_file"`
+	// RelayCAFile: PEM certificates to trust for the relay's TLS besides
+	// the system's roots (a site relay with an internal CA).
+	RelayCAFile string `yaml:"relay_ca_file"`
 	// TemplatesDir holds ack.en.txt / ack.ja.txt overriding the built-in ones.
 	TemplatesDir string `yaml:"templates_dir"`
 	// JapaneseCharset: utf-8 (default) or iso-2022-jp.
@@ -546,6 +549,7 @@ func (c *Config) resolvePaths(dir string) {
 		c.Intake.LMTP.Listen = "unix:" + p
 	}
 	abs(&c.Notify.RelayPasswordFile)
+	abs(&c.Notify.RelayCAFile)
 	abs(&c.Notify.TemplatesDir)
 	abs(&c.Intake.Submission.CredentialsFile)
 	abs(&c.HTTP.StaffTokensFile)

@@ -3,6 +3,7 @@ package notify
 import (
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"net"
@@ -37,6 +38,30 @@ func IsPermanent(err error) bool {
 // FileDelivery writes each message as an .eml file (fsynced, then renamed
 // into place) for an operator or another tool to pick up.
 type FileDelivery struct{ Dir string }
+
+// RelayTLSConfig is the TLS configuration for the relay at addr: the
+// system's roots, and the certificates in caPEM besides (a site relay
+// with an internal CA; without them every acknowledgement would end a
+// dead letter on a certificate error).
+func RelayTLSConfig(addr string, caPEM []byte) (*tls.Config, error) {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		host = addr
+	}
+	conf := &tls.Config{ServerName: host, MinVersion: tls.VersionTLS12}
+	if len(caPEM) == 0 {
+		return conf, nil
+	}
+	pool, err := x509.SystemCertPool()
+	if err != nil || pool == nil {
+		pool = x509.NewCertPool()
+	}
+	if !pool.AppendCertsFromPEM(caPEM) {
+		return nil, errors.New("no PEM certificate in it")
+	}
+	conf.RootCAs = pool
+	return conf, nil
+}
 
 // Deliver implements Deliverer.
 func (f FileDelivery) Deliver(_ context.Context, _ string, _ []string, msg []byte, id string) error {

@@ -123,6 +123,7 @@ type secrets struct {
 	submission    *intake.Credentials
 	imapPasswords []string // by intake.imap index
 	relayPassword string
+	relayTLS      *tls.Config
 	webhook       []byte
 }
 
@@ -160,6 +161,17 @@ func (e *env) loadSecrets() (*secrets, error) {
 	if n := e.cfg.Notify; n.Relay != "" && n.RelayPasswordFile != "" {
 		if sec.relayPassword, err = configs.ReadSecret(n.RelayPasswordFile); err != nil {
 			return nil, usageErr("notify.relay_password_file: %v", unwrapPathErr(err))
+		}
+	}
+	if n := e.cfg.Notify; n.Relay != "" {
+		var ca []byte
+		if n.RelayCAFile != "" {
+			if ca, err = os.ReadFile(n.RelayCAFile); err != nil {
+				return nil, usageErr("notify.relay_ca_file: %v", unwrapPathErr(err))
+			}
+		}
+		if sec.relayTLS, err = notify.RelayTLSConfig(n.Relay, ca); err != nil {
+			return nil, usageErr("notify.relay_ca_file: %s: %v", n.RelayCAFile, err)
 		}
 	}
 	if f := e.cfg.Notify.Alert.WebhookSecretFile; f != "" {
@@ -387,7 +399,8 @@ func (e *env) cmdServe(ctx context.Context, args []string) error {
 	}
 	ow.WebhookSecret = sec.webhook
 	if n := e.cfg.Notify; n.Relay != "" {
-		ow.Deliver = &notify.Relay{Addr: n.Relay, TLS: n.RelayTLS, Username: n.RelayUsername, Password: sec.relayPassword, Hostname: e.hostname()}
+		ow.Deliver = &notify.Relay{Addr: n.Relay, TLS: n.RelayTLS, Username: n.RelayUsername, Password: sec.relayPassword, Hostname: e.hostname(),
+			TLSConfig: sec.relayTLS}
 	}
 	go func() { defer wg.Done(); ow.Run(workCtx) }()
 	if warns, err := s.ServerWarnings(workCtx); err == nil {
