@@ -129,6 +129,10 @@ type collector struct {
 	memo      map[string][]found
 	recording bool
 	rec       []found
+	// n counts the indicators kept; past opt.Limits.MaxIndicators the
+	// rest are only counted (omitted), so that one report naming a
+	// million addresses files a bounded number of rows.
+	n, omitted int
 }
 
 // found is one value a line gave, of a kind add takes or "cidr".
@@ -167,7 +171,12 @@ func (c *collector) add(kind, v string) {
 	if v == "" || c.seen[kind+"\x00"+v] {
 		return
 	}
+	if limit := c.opt.Limits.MaxIndicators; limit > 0 && c.n >= limit {
+		c.omitted++
+		return
+	}
 	c.seen[kind+"\x00"+v] = true
+	c.n++
 	switch kind {
 	case "ipv4":
 		c.ind.IPv4 = append(c.ind.IPv4, v)

@@ -8,6 +8,7 @@ import (
 	"net/mail"
 	"regexp"
 	"strings"
+	"time"
 )
 
 // Limits bound the work Parse does on hostile input. Zero means default.
@@ -26,6 +27,14 @@ type Limits struct {
 	MaxHeaderBytes  int   // per header block; default 256 KiB
 	MaxDecodedBytes int64 // total decoded bytes; default 64 MiB
 	MaxTextBytes    int   // text scanned for indicators; default 4 MiB
+	// MaxIndicators per report (default 10000): beyond it indicators are
+	// counted, not listed (Extra "indicators_omitted" and a warning), so
+	// that one report cannot hold the store's writer with a million rows.
+	MaxIndicators int
+	// MaxParseTime bounds the work on one message (default 10s): past it
+	// the walk stops where it is, with a warning, and what was read is
+	// the report.
+	MaxParseTime time.Duration
 }
 
 func (l Limits) withDefaults() Limits {
@@ -46,6 +55,12 @@ func (l Limits) withDefaults() Limits {
 	}
 	if l.MaxTextBytes <= 0 {
 		l.MaxTextBytes = 4 << 20
+	}
+	if l.MaxIndicators <= 0 {
+		l.MaxIndicators = 10000
+	}
+	if l.MaxParseTime <= 0 {
+		l.MaxParseTime = 10 * time.Second
 	}
 	return l
 }
@@ -83,7 +98,8 @@ func Parse(raw []byte, opt Options) (rep *Report, err error) {
 	if opt.TicketPrefix == "" {
 		opt.TicketPrefix = "CSIRT"
 	}
-	p := &parser{opt: opt, budget: opt.Limits.MaxDecodedBytes, walkBudget: max(opt.Limits.MaxWalkBytes, 8*int64(len(raw)))}
+	p := &parser{opt: opt, budget: opt.Limits.MaxDecodedBytes, walkBudget: max(opt.Limits.MaxWalkBytes, 8*int64(len(raw))),
+		deadline: time.Now().Add(opt.Limits.MaxParseTime), fwText: opt.Limits.MaxTextBytes}
 	defer func() {
 		if r := recover(); r != nil { // a bug must not take the daemon down
 			if rep == nil {
@@ -124,6 +140,12 @@ type parser struct {
 	parts  int
 	// walkBudget is what is left of MaxWalkBytes.
 	walkBudget int64
+	// fwText is what is left of the text forwarded reports may hold
+	// together (MaxTextBytes).
+	fwText int
+	// deadline ends the walk (MaxParseTime); timedOut once it has.
+	deadline time.Time
+	timedOut bool
 	lineMemo   map[string][]found
 	// the last stripOwn input and output
 	stripIn, stripOut string
@@ -171,7 +193,7 @@ func (p *parser) message(raw []byte, depth int) (*Report, *msgState) {
 		}
 	}
 	// Inline forwards inside the main text.
-	if depth < p.opt.Limits.MaxDepth {
+	if depth < p.opt.Limits.MaxDepth && !p.expired(rep) {
 		if p.lineMemo == nil {
 			// Sized for the text's lines up front: growing it line by line
 			// was a tenth of parsing a 20 KiB report.
@@ -179,11 +201,35 @@ func (p *parser) message(raw []byte, depth int) (*Report, *msgState) {
 		}
 		rep.Forwarded = append(rep.Forwarded, p.inlineForwards(p.stripOwn(rep.Text))...)
 	}
+	// The attached messages' texts follow the main text, up to the text
+	// limit (built once: appending each to the whole was quadratic).
+	var text strings.Builder
+	text.WriteString(rep.Text)
+	cut := 0
 	for _, fw := range rep.Forwarded {
 		if fw.Extra == nil || fw.Extra["inline"] == nil {
-			rep.Text = strings.TrimRight(rep.Text, "\n") + "\n\n---------- Attached message ----------\nFrom: " + fw.From +
-				"\nDate: " + fw.Date + "\nSubject: " + fw.Subject + "\n\n" + fw.Text
+			if text.Len() >= p.opt.Limits.MaxTextBytes {
+				cut++
+				continue
+			}
+			trimmed := strings.TrimRight(text.String(), "\n")
+			text.Reset()
+			text.WriteString(trimmed)
+			text.WriteString("\n\n---------- Attached message ----------\nFrom: " + fw.From + "\nDate: " + fw.Date + "\nSubject: " + fw.Subject + "\n\n" + fw.Text)
 		}
+	}
+	rep.Text = text.String()
+	if cut > 0 {
+		rep.Text = strings.TrimRight(rep.Text, "\n") + fmt.Sprintf("\n\n[%d more attached messages: their text is in the forwarded reports and the raw message]\n", cut)
+	}
+	if depth > 0 {
+		// Forwarded reports share one text budget, so that a message of
+		// a hundred forwards is not stored as its size several times.
+		if len(rep.Text) > p.fwText {
+			rep.Text = strings.ToValidUTF8(rep.Text[:max(p.fwText, 0)], "") + "\n[text cut at the limit; the raw message has it all]\n"
+			rep.Warnings = append(rep.Warnings, "text longer than what is left of the forwarded messages' limit; truncated")
+		}
+		p.fwText -= len(rep.Text)
 	}
 	rep.Extra = map[string]any{}
 	if st.isDSN {
@@ -200,6 +246,20 @@ func (p *parser) message(raw []byte, depth int) (*Report, *msgState) {
 	return rep, st
 }
 
+// expired tells whether the parse is past its time (MaxParseTime), and
+// says so in the report the first time.
+func (p *parser) expired(rep *Report) bool {
+	if p.timedOut {
+		return true
+	}
+	if time.Now().Before(p.deadline) {
+		return false
+	}
+	p.timedOut = true
+	rep.Warnings = append(rep.Warnings, fmt.Sprintf("parsing stopped after %v (the limit): the rest of the message is not read", p.opt.Limits.MaxParseTime))
+	return true
+}
+
 // entity walks one MIME entity and everything below it, depth first in
 // document order, with a stack instead of recursion: the work is bounded
 // by the parts and bytes it reads, never by how deep a sender nests
@@ -209,7 +269,7 @@ func (p *parser) entity(st *msgState, h header, body []byte, depth int) {
 	rep := st.rep
 	warn := func(s string) { rep.Warnings = append(rep.Warnings, s) }
 	stack := []mimePart{{h: h, body: body}}
-	for len(stack) > 0 {
+	for len(stack) > 0 && !p.expired(rep) {
 		n := stack[len(stack)-1]
 		stack = stack[:len(stack)-1]
 		p.parts++

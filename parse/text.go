@@ -1,6 +1,7 @@
 package parse
 
 import (
+	"fmt"
 	"net/netip"
 	"regexp"
 	"strings"
@@ -565,6 +566,14 @@ func (p *parser) indicators(rep *Report, st *msgState) {
 		merge(c, fw.Indicators)
 	}
 	rep.Indicators = c.ind
+	if c.omitted > 0 {
+		if rep.Extra == nil {
+			rep.Extra = map[string]any{}
+		}
+		rep.Extra["indicators_omitted"] = c.omitted
+		rep.Warnings = append(rep.Warnings, fmt.Sprintf("more indicators than the limit of %d: %d further mentions not listed (the raw message has them all)",
+			p.opt.Limits.MaxIndicators, c.omitted))
+	}
 }
 
 func merge(c *collector, in Indicators) {

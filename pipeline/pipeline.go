@@ -340,6 +340,30 @@ func trusted(msg *store.Message, rep *parse.Report) bool {
 // and nothing waits.
 const batchSize = 8
 
+// batchBytes bounds a batch by the size of its messages as well: a batch
+// keeps its first message whatever its size, and the following ones while
+// the total stays within it; the rest go back to the queue for the next
+// claim. A huge report is then parsed and filed on its own, and the small
+// ones claimed with it do not wait for it.
+const batchBytes = 4 << 20
+
+// withinBytes is how many of the claimed messages (in order) a batch
+// keeps: at least one, then as many as fit in batchBytes.
+func withinBytes(msgs []*store.Message) int {
+	total := int64(0)
+	for i, m := range msgs {
+		size := int64(0)
+		if m != nil {
+			size = max(m.Size, int64(len(m.Raw)))
+		}
+		if i > 0 && total+size > batchBytes {
+			return i
+		}
+		total += size
+	}
+	return len(msgs)
+}
+
 // Run claims and processes rows with n workers until ctx ends. In-flight
 // messages finish (they are short); unclaimed rows stay for the next start.
 func (p *Processor) Run(ctx context.Context, worker string, n int, wake <-chan struct{}) {
@@ -363,6 +387,16 @@ func (p *Processor) Run(ctx context.Context, worker string, n int, wake <-chan s
 				}
 				// Finish the batch even when asked to stop: it is short, and
 				// its result is committed in one transaction.
+				if k := withinBytes(msgs); k < len(cl) {
+					back := make([]int64, 0, len(cl)-k)
+					for _, c := range cl[k:] {
+						back = append(back, c.SpoolID)
+					}
+					if err := p.Store.Release(context.WithoutCancel(ctx), id, back); err != nil {
+						p.log().Warn("release", "err", err) // their leases run out instead
+					}
+					cl, msgs = cl[:k], msgs[:k]
+				}
 				ids := make([]int64, len(cl))
 				for i, c := range cl {
 					ids[i] = c.SpoolID

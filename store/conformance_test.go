@@ -1565,3 +1565,25 @@ func TestCrashQuarantinesTheCulpritAlone(t *testing.T) {
 		}
 	})
 }
+
+// TestReleaseHandsBackUntouched: rows a worker claimed but gives back
+// are ready at once, their attempt not counted, and no other worker's
+// rows are touched.
+func TestReleaseHandsBackUntouched(t *testing.T) {
+	eachDriver(t, func(t *testing.T, s *Store, c *clock) {
+		ctx := context.Background()
+		a, b := spool(t, s, "a"), spool(t, s, "b")
+		cl, _ := s.Claim(ctx, "w1", 1, time.Minute, 3)
+		cl2, _ := s.Claim(ctx, "w2", 1, time.Minute, 3)
+		if len(cl) != 1 || len(cl2) != 1 || cl[0].SpoolID != a || cl2[0].SpoolID != b {
+			t.Fatalf("claims %+v %+v", cl, cl2)
+		}
+		if err := s.Release(ctx, "w1", []int64{a, b}); err != nil {
+			t.Fatal(err)
+		}
+		again, _ := s.Claim(ctx, "w3", 10, time.Minute, 3)
+		if len(again) != 1 || again[0].SpoolID != a || again[0].Attempts != 1 {
+			t.Fatalf("after release: %+v, want spool %d alone at attempt 1 (w2's row untouched)", again, a)
+		}
+	})
+}

@@ -444,6 +444,25 @@ func claimQueueSQL(skip string) string {
 		RETURNING spool_id, attempts`
 }
 
+// Release hands claimed rows back to the queue untouched (ready at once,
+// the attempt not counted): a worker that claimed more bytes than it
+// files in one go gives back the rest.
+func (s *Store) Release(ctx context.Context, worker string, ids []int64) error {
+	if len(ids) == 0 {
+		return nil
+	}
+	now := micros(s.now())
+	return s.tx(ctx, func(tx *sql.Tx) error {
+		for _, id := range ids {
+			if _, err := s.exec(ctx, tx, `UPDATE queue SET state = ?, attempts = attempts - 1, worker = '', lease_until = 0, not_before = ?, updated_at = ?
+				WHERE spool_id = ? AND state = ? AND worker = ?`, StateReady, now, now, id, StateClaimed, worker); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
 // Fail records a failed attempt. Before maxAttempts the row returns to ready
 // after an exponential back-off; at maxAttempts it is quarantined with the
 // reason code, never retried on its own and never blocking others.

@@ -903,3 +903,56 @@ func TestFilesNotWorldReadable(t *testing.T) {
 	}
 	check(filepath.Join(dir, "spill"), 0o700)
 }
+
+// TestHugeReportBounded: a report naming a hundred thousand addresses
+// files the indicator limit, with a warning staff see, and does not
+// delay another sender's 250.
+func TestHugeReportBounded(t *testing.T) {
+	dir := t.TempDir()
+	cfg := serveConfig(t, dir)
+	d := startDaemon(t, cfg)
+	var b strings.Builder
+	b.WriteString("From: feed@partner.example\r\nTo: csirt@example.org\r\nSubject: scanners\r\nMessage-ID: <huge@partner.example>\r\nMIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=B\r\n\r\n--B\r\nContent-Type: text/plain\r\n\r\nThe attached CSV lists the scanners we saw.\r\n--B\r\nContent-Type: text/csv; name=scanners.csv\r\nContent-Disposition: attachment; filename=scanners.csv\r\n\r\nip,first_seen\r\n")
+	for i := range 100000 {
+		fmt.Fprintf(&b, "10.%d.%d.%d,2026-12-01\r\n", i/65536, i/256%256, i%256)
+	}
+	b.WriteString("--B--\r\n")
+	if err := smtp.SendMail(d.smtp, nil, "feed@partner.example", []string{"csirt@example.org"}, []byte(b.String())); err != nil {
+		t.Fatal(err)
+	}
+	// Another sender while the huge report is parsed and filed.
+	var worst time.Duration
+	for i := range 5 {
+		start := time.Now()
+		if err := sendMail(d.smtp, "other@reporter.example", "csirt@example.org", 100+i); err != nil {
+			t.Fatal(err)
+		}
+		worst = max(worst, time.Since(start))
+	}
+	if worst > 2*time.Second {
+		t.Errorf("another sender's 250 took %v", worst)
+	}
+	waitDrained(t, cfg)
+	out, _, code := runCLI(t, "--config", cfg, "incidents", "list", "--json")
+	var list []struct {
+		Ticket  string `json:"ticket"`
+		Subject string `json:"subject"`
+	}
+	if code != 0 || json.Unmarshal([]byte(out), &list) != nil {
+		t.Fatalf("list: %s", out)
+	}
+	for _, in := range list {
+		if in.Subject != "scanners" {
+			continue
+		}
+		show, _, _ := runCLI(t, "--config", cfg, "incidents", "show", in.Ticket, "--json")
+		if n := len(regexp.MustCompile(`"kind":\s*"ipv4"`).FindAllString(show, -1)); n > 10000 || n < 1000 {
+			t.Errorf("%d IPv4 indicators filed, want at most the limit of 10000", n)
+		}
+		if !strings.Contains(show, "more indicators than the limit of 10000") {
+			t.Errorf("no warning for staff in the report")
+		}
+		return
+	}
+	t.Fatal("the huge report was not filed")
+}
