@@ -146,7 +146,7 @@ type parser struct {
 	// deadline ends the walk (MaxParseTime); timedOut once it has.
 	deadline time.Time
 	timedOut bool
-	lineMemo   map[string][]found
+	lineMemo map[string][]found
 	// the last stripOwn input and output
 	stripIn, stripOut string
 	stripOK           bool
