@@ -19,6 +19,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promauto"
 
+	"github.com/madoguchi/madoguchi/internal/oauth"
 	"github.com/madoguchi/madoguchi/store"
 )
 
@@ -40,7 +41,10 @@ type IMAPConfig struct {
 	TLS      string // implicit | starttls | none (none: loopback only, checked by config)
 	Username string
 	Password string
-	Mailbox  string
+	// OAuth2, when set, authenticates with a bearer token (XOAUTH2 or
+	// OAUTHBEARER, as the server offers) instead of Password.
+	OAuth2  *oauth.Source
+	Mailbox string
 	// ProcessedMailbox receives each message once it is spooled. Empty:
 	// the message stays and is flagged \Seen instead.
 	ProcessedMailbox string
@@ -166,8 +170,8 @@ func (p *Poller) session(ctx context.Context, connected func()) error {
 	defer c.Close()
 	stop := context.AfterFunc(ctx, func() { _ = c.Close() })
 	defer stop()
-	if err := c.Login(p.Cfg.Username, p.Cfg.Password).Wait(); err != nil {
-		return fmt.Errorf("login: %w", err)
+	if err := p.login(ctx, c); err != nil {
+		return err
 	}
 	sel, err := c.Select(p.Cfg.Mailbox, nil).Wait()
 	if err != nil {
@@ -189,6 +193,39 @@ func (p *Poller) session(ctx context.Context, connected func()) error {
 			return err
 		}
 	}
+}
+
+// login authenticates: LOGIN with the password, or a bearer token. A
+// token the server refuses is dropped and a fresh one tried once (it may
+// have been revoked early, or the clocks disagree).
+func (p *Poller) login(ctx context.Context, c *imapclient.Client) error {
+	if p.Cfg.OAuth2 == nil {
+		if err := c.Login(p.Cfg.Username, p.Cfg.Password).Wait(); err != nil {
+			return fmt.Errorf("login: %w", err)
+		}
+		return nil
+	}
+	var mechs []string
+	for _, m := range c.Caps().AuthMechanisms() {
+		mechs = append(mechs, m)
+	}
+	mech := oauth.Pick(mechs)
+	var err error
+	for try := 0; try < 2; try++ {
+		var tok string
+		if tok, err = p.Cfg.OAuth2.Token(ctx); err != nil {
+			return fmt.Errorf("login: %w", err)
+		}
+		sc, err2 := oauth.NewClient(mech, p.Cfg.Username, tok)
+		if err2 != nil {
+			return fmt.Errorf("login: %w (the server offers %v)", err2, mechs)
+		}
+		if err = c.Authenticate(sc); err == nil {
+			return nil
+		}
+		p.Cfg.OAuth2.Invalidate()
+	}
+	return fmt.Errorf("login (%s): %w", mech, err)
 }
 
 // wait returns when the mailbox may have news: an EXISTS pushed during

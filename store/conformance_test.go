@@ -1587,3 +1587,22 @@ func TestReleaseHandsBackUntouched(t *testing.T) {
 		}
 	})
 }
+
+// TestOAuth2TokensKept: an account's refresh token is kept and replaced
+// (rotation), and is none before it is set.
+func TestOAuth2TokensKept(t *testing.T) {
+	eachDriver(t, func(t *testing.T, s *Store, c *clock) {
+		ctx := context.Background()
+		if _, err := s.GetOAuth2Token(ctx, "imap:csirt"); err != ErrNotFound {
+			t.Fatalf("before: %v", err)
+		}
+		for _, tok := range []OAuth2Token{{"rt-1", "seed"}, {"rt-2", "seed"}} {
+			if err := s.SetOAuth2Token(ctx, "imap:csirt", tok); err != nil {
+				t.Fatal(err)
+			}
+			if got, err := s.GetOAuth2Token(ctx, "imap:csirt"); err != nil || got != tok {
+				t.Fatalf("got %+v %v, want %+v", got, err, tok)
+			}
+		}
+	})
+}

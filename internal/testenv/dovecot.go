@@ -25,6 +25,9 @@ type Dovecot struct {
 	dir  string
 	conf string
 	Addr string
+	// token, in an OAuth2-only Dovecot, gives the harness's own client a
+	// bearer token.
+	token func() string
 }
 
 func freePort(t testing.TB) int {
@@ -39,7 +42,17 @@ func freePort(t testing.TB) int {
 
 // StartDovecot starts one for the test and stops it after. Without
 // dovecot the test is skipped (fails under CI); it needs root.
-func StartDovecot(t testing.TB) *Dovecot {
+func StartDovecot(t testing.TB) *Dovecot { return startDovecot(t, "", nil) }
+
+// StartDovecotOAuth2 starts a Dovecot that accepts nothing but bearer
+// tokens (AUTH=XOAUTH2 AUTH=OAUTHBEARER, LOGINDISABLED), validating them by
+// RFC 7662 introspection at introspectURL; token gives the harness's own
+// client (Append, Count) one. See shared/oauth2-dovecot.md.
+func StartDovecotOAuth2(t testing.TB, introspectURL string, token func() string) *Dovecot {
+	return startDovecot(t, introspectURL, token)
+}
+
+func startDovecot(t testing.TB, introspectURL string, token func() string) *Dovecot {
 	t.Helper()
 	if _, err := exec.LookPath("dovecot"); err != nil {
 		if os.Getenv("CI") != "" {
@@ -65,6 +78,33 @@ func StartDovecot(t testing.TB) *Dovecot {
 		t.Fatal(err)
 	}
 	port := freePort(t)
+	auth := fmt.Sprintf(`auth_mechanisms = plain login
+passdb {
+  driver = passwd-file
+  args = scheme=PLAIN username_format=%%u %[1]s/passwd
+}
+`, dir)
+	if introspectURL != "" {
+		oconf := "introspection_url = " + introspectURL + "\nintrospection_mode = post\nusername_attribute = username\nactive_attribute = active\nactive_value = true\n"
+		if err := os.WriteFile(filepath.Join(dir, "oauth2.conf"), []byte(oconf), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		// No failure delay and no per-IP penalty: the tests refuse
+		// tokens on purpose and log in often from loopback.
+		auth = fmt.Sprintf(`auth_mechanisms = xoauth2 oauthbearer
+auth_failure_delay = 0
+passdb {
+  driver = oauth2
+  mechanisms = xoauth2 oauthbearer
+  args = %[1]s/oauth2.conf
+}
+service anvil {
+  unix_listener anvil-auth-penalty {
+    mode = 0
+  }
+}
+`, dir)
+	}
 	conf := fmt.Sprintf(`base_dir = %[1]s/run
 state_dir = %[1]s/state
 log_path = %[1]s/dovecot.log
@@ -72,7 +112,7 @@ protocols = imap
 listen = 127.0.0.1
 ssl = no
 disable_plaintext_auth = no
-auth_mechanisms = plain login
+%[3]s
 default_internal_user = dovecot
 default_login_user = dovenull
 mail_location = maildir:~/Maildir
@@ -90,10 +130,6 @@ service pop3-login {
     port = 0
   }
 }
-passdb {
-  driver = passwd-file
-  args = scheme=PLAIN username_format=%%u %[1]s/passwd
-}
 userdb {
   driver = static
   args = uid=65534 gid=65534 home=%[1]s/home/%%u
@@ -108,8 +144,8 @@ namespace inbox {
     auto = create
   }
 }
-`, dir, port)
-	d := &Dovecot{t: t, dir: dir, conf: filepath.Join(dir, "dovecot.conf"), Addr: fmt.Sprintf("127.0.0.1:%d", port)}
+`, dir, port, auth)
+	d := &Dovecot{t: t, dir: dir, conf: filepath.Join(dir, "dovecot.conf"), Addr: fmt.Sprintf("127.0.0.1:%d", port), token: token}
 	if err := os.WriteFile(d.conf, []byte(conf), 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -183,11 +219,26 @@ func (d *Dovecot) Client() *imapclient.Client {
 	if err != nil {
 		d.t.Fatal(err)
 	}
+	if d.token != nil {
+		if err := c.Authenticate(&xoauth2{user: "csirt", token: d.token()}); err != nil {
+			d.t.Fatal(err)
+		}
+		return c
+	}
 	if err := c.Login("csirt", "secret").Wait(); err != nil {
 		d.t.Fatal(err)
 	}
 	return c
 }
+
+// xoauth2 is the harness's own XOAUTH2 client (the one under test is
+// internal/oauth's).
+type xoauth2 struct{ user, token string }
+
+func (x *xoauth2) Start() (string, []byte, error) {
+	return "XOAUTH2", []byte("user=" + x.user + "\x01auth=Bearer " + x.token + "\x01\x01"), nil
+}
+func (x *xoauth2) Next([]byte) ([]byte, error) { return []byte{}, nil }
 
 // Append puts a message into a mailbox with a real IMAP APPEND.
 func (d *Dovecot) Append(mailbox, raw string) {
