@@ -170,12 +170,47 @@ type LMTP struct {
 	Listen string `yaml:"listen"`
 }
 
+// OAuth2 is an account's OAuth2 client (auth: oauth2).
+type OAuth2 struct {
+	// Provider fills in the endpoints and scopes: microsoft (with
+	// Tenant), google, or "" (give TokenURL).
+	Provider      string   `yaml:"provider"`
+	Tenant        string   `yaml:"tenant"`
+	TokenURL      string   `yaml:"token_url"`
+	DeviceAuthURL string   `yaml:"device_auth_url"`
+	ClientID      string   `yaml:"client_id"`
+	Scopes        []string `yaml:"scopes"`
+	// ClientSecretFile alone: the client-credentials grant (app-only).
+	// RefreshTokenFile: the refresh-token grant, seeded from the file;
+	// with neither, the refresh token comes from madoguchi oauth2 login.
+	// Grant: refresh_token lets a client secret go with the
+	// refresh-token grant (Google's clients have one).
+	ClientSecretFile string `yaml:"client_secret_file"`
+	RefreshTokenFile string `yaml:"refresh_token_file"`
+	Grant            string `yaml:"grant"`
+}
+
+// ClientCredentials tells whether the account uses the client-credentials
+// grant (else the refresh-token grant).
+func (o *OAuth2) ClientCredentials() bool {
+	switch o.Grant {
+	case "client_credentials":
+		return true
+	case "refresh_token":
+		return false
+	}
+	return o.ClientSecretFile != "" && o.RefreshTokenFile == ""
+}
+
 // IMAP is one polled mailbox.
 type IMAP struct {
 	Address      string `yaml:"address"`
 	TLS          string `yaml:"tls"`
 	Username     string `yaml:"username"`
 	PasswordFile string `yaml:"password_file"`
+	// Auth: password (default) | oauth2, with OAuth2.
+	Auth   string  `yaml:"auth"`
+	OAuth2 *OAuth2 `yaml:"oauth2"`
 	Mailbox      string `yaml:"mailbox"`
 	// ProcessedMailbox receives each message once it is spooled; empty:
 	// messages stay in Mailbox and are flagged \Seen.
@@ -245,6 +280,9 @@ type Notify struct {
 	RelayTLS          string `yaml:"relay_tls"`
 	RelayUsername     string `yaml:"relay_username"`
 	RelayPasswordFile string `yaml:"relay_password_file"`
+	// RelayAuth: password (default) | oauth2, with RelayOAuth2.
+	RelayAuth   string  `yaml:"relay_auth"`
+	RelayOAuth2 *OAuth2 `yaml:"relay_oauth2"`
 	// RelayCAFile: PEM certificates to trust for the relay's TLS besides
 	// the system's roots (a site relay with an internal CA).
 	RelayCAFile string `yaml:"relay_ca_file"`
@@ -556,6 +594,14 @@ func (c *Config) resolvePaths(dir string) {
 	abs(&c.Notify.Alert.WebhookSecretFile)
 	for i := range c.Intake.IMAP {
 		abs(&c.Intake.IMAP[i].PasswordFile)
+		if o := c.Intake.IMAP[i].OAuth2; o != nil {
+			abs(&o.ClientSecretFile)
+			abs(&o.RefreshTokenFile)
+		}
+	}
+	if o := c.Notify.RelayOAuth2; o != nil {
+		abs(&o.ClientSecretFile)
+		abs(&o.RefreshTokenFile)
 	}
 }
 
@@ -689,8 +735,15 @@ func (c *Config) validate() []Problem {
 		default:
 			bad(k+".tls", "must be implicit, starttls or none")
 		}
-		if m.PasswordFile == "" {
-			bad(k+".password_file", "missing")
+		switch m.Auth {
+		case "", "password":
+			if m.PasswordFile == "" {
+				bad(k+".password_file", "missing")
+			}
+		case "oauth2":
+			ps = append(ps, validateOAuth2(k+".oauth2", m.OAuth2)...)
+		default:
+			bad(k+".auth", "must be password or oauth2")
 		}
 		if m.Mailbox == "" {
 			bad(k+".mailbox", "missing")
@@ -746,6 +799,19 @@ func (c *Config) validate() []Problem {
 	if c.Pipeline.Lease < time.Second {
 		bad("pipeline.lease", "must be at least 1s")
 	}
+	switch c.Notify.RelayAuth {
+	case "", "password":
+	case "oauth2":
+		if c.Notify.Relay == "" {
+			bad("notify.relay_auth", "oauth2 needs notify.relay")
+		}
+		if c.Notify.RelayUsername == "" {
+			bad("notify.relay_username", "missing (the account the token is for)")
+		}
+		ps = append(ps, validateOAuth2("notify.relay_oauth2", c.Notify.RelayOAuth2)...)
+	default:
+		bad("notify.relay_auth", "must be password or oauth2")
+	}
 	switch c.Notify.RelayTLS {
 	case "", "starttls", "implicit", "none":
 	default:
@@ -796,6 +862,56 @@ func (c *Config) validate() []Problem {
 		bad("crypto.max_decompressed_bytes", "must be positive")
 	}
 	return ps
+}
+
+// validateOAuth2 checks an account's OAuth2 block at key k.
+func validateOAuth2(k string, o *OAuth2) []Problem {
+	var ps []Problem
+	bad := func(key, m string) { ps = append(ps, Problem{Key: key, Msg: m}) }
+	if o == nil {
+		bad(k, "missing (auth: oauth2 needs it)")
+		return ps
+	}
+	switch strings.ToLower(o.Provider) {
+	case "microsoft":
+		if o.Tenant == "" {
+			bad(k+".tenant", "missing (provider microsoft needs the tenant's ID or domain)")
+		}
+	case "google":
+	case "":
+		if o.TokenURL == "" {
+			bad(k+".token_url", "missing (no provider to take it from)")
+		}
+	default:
+		bad(k+".provider", "must be microsoft, google or empty")
+	}
+	for _, u := range []struct{ key, v string }{{"token_url", o.TokenURL}, {"device_auth_url", o.DeviceAuthURL}} {
+		if u.v != "" && !strings.HasPrefix(u.v, "https://") && !(strings.HasPrefix(u.v, "http://") && isLoopbackURL(u.v)) {
+			bad(k+"."+u.key, "must be an https URL (http on loopback only)")
+		}
+	}
+	if o.ClientID == "" {
+		bad(k+".client_id", "missing")
+	}
+	switch o.Grant {
+	case "":
+		if o.ClientSecretFile != "" && o.RefreshTokenFile != "" {
+			bad(k, "exactly one of client_secret_file (client credentials) and refresh_token_file (refresh token); grant: refresh_token lets both go together")
+		}
+	case "client_credentials":
+		if o.ClientSecretFile == "" {
+			bad(k+".client_secret_file", "missing (the client-credentials grant needs it)")
+		}
+	case "refresh_token":
+	default:
+		bad(k+".grant", "must be client_credentials or refresh_token")
+	}
+	return ps
+}
+
+func isLoopbackURL(u string) bool {
+	p, err := url.Parse(u)
+	return err == nil && isLoopback(p.Hostname()+":0")
 }
 
 // UnstatedRFC2350 lists the optional RFC 2350 fields of Team that are

@@ -14,6 +14,8 @@ import (
 
 	"github.com/emersion/go-sasl"
 	"github.com/emersion/go-smtp"
+
+	"github.com/madoguchi/madoguchi/internal/oauth"
 )
 
 // Deliverer hands a rendered message on. An error wrapped in
@@ -82,6 +84,9 @@ type Relay struct {
 	Password  string
 	Hostname  string // our EHLO name
 	Timeout   time.Duration
+	// OAuth2, when set, authenticates Username with a bearer token
+	// (XOAUTH2 or OAUTHBEARER, as the relay offers) instead of Password.
+	OAuth2 *oauth.Source
 }
 
 // Deliver implements Deliverer.
@@ -140,14 +145,42 @@ func (r *Relay) Deliver(ctx context.Context, from string, to []string, msg []byt
 		if _, isTLS := c.TLSConnectionState(); !isTLS && r.TLS != "none" {
 			return &PermanentError{fmt.Errorf("relay %s: refusing to send credentials without TLS", r.Addr)}
 		}
-		if err := c.Auth(sasl.NewPlainClient("", r.Username, r.Password)); err != nil {
-			return classify(err)
+		if err := r.auth(ctx, c); err != nil {
+			return err
 		}
 	}
 	if err := c.SendMail(from, to, strings.NewReader(string(msg))); err != nil {
 		return classify(err)
 	}
 	return c.Quit()
+}
+
+// auth authenticates to the relay: AUTH PLAIN with the password, or a
+// bearer token, a refused one dropped and a fresh one tried once. A token
+// the endpoint refuses is an oauth.PermanentError: the writer postpones
+// its rows instead of failing them.
+func (r *Relay) auth(ctx context.Context, c *smtp.Client) error {
+	if r.OAuth2 == nil {
+		return classify(c.Auth(sasl.NewPlainClient("", r.Username, r.Password)))
+	}
+	_, params := c.Extension("AUTH")
+	mech := oauth.Pick(strings.Fields(params))
+	var err error
+	for try := 0; try < 2; try++ {
+		tok, terr := r.OAuth2.Token(ctx)
+		if terr != nil {
+			return terr
+		}
+		sc, serr := oauth.NewClient(mech, r.Username, tok)
+		if serr != nil {
+			return &PermanentError{fmt.Errorf("relay %s: %w (it offers AUTH %s)", r.Addr, serr, params)}
+		}
+		if err = c.Auth(sc); err == nil {
+			return nil
+		}
+		r.OAuth2.Invalidate()
+	}
+	return fmt.Errorf("relay %s: %s refused: %w", r.Addr, mech, err) // temporary: the token may be renewed
 }
 
 // classify turns a 5xx reply into a PermanentError; 4xx replies and

@@ -6,5 +6,5 @@ import (
 )
 
 var metricOutbox = promauto.NewCounterVec(prometheus.CounterOpts{
-	Name: "madoguchi_notify_deliveries_total", Help: "Outbox delivery outcomes (sent, retry, dead, skipped).",
+	Name: "madoguchi_notify_deliveries_total", Help: "Outbox delivery outcomes (sent, retry, dead, skipped, postponed).",
 }, []string{"outcome"})

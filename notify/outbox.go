@@ -25,6 +25,7 @@ import (
 	"golang.org/x/text/encoding/japanese"
 
 	"github.com/madoguchi/madoguchi/crypto"
+	"github.com/madoguchi/madoguchi/internal/oauth"
 	"github.com/madoguchi/madoguchi/store"
 )
 
@@ -537,7 +538,7 @@ func (w *Writer) Once(ctx context.Context) (int, error) {
 	}
 	before := map[string]int{}
 	sentNow := map[string]int{}
-	for _, e := range rows {
+	for i, e := range rows {
 		staff := e.Kind == store.OutboxAlert || e.Kind == store.OutboxWebhook
 		over := ""
 		if !staff {
@@ -565,6 +566,24 @@ func (w *Writer) Once(ctx context.Context) (int, error) {
 		err := w.deliver(ctx, e)
 		if err == nil && w.AfterDeliver != nil {
 			w.AfterDeliver(e)
+		}
+		var refused *oauth.PermanentError
+		if errors.As(err, &refused) {
+			// The relay's credential is refused: the relay is stopped,
+			// not the rows. This row and the rest of the claim wait,
+			// uncounted, and the next pass tries again (the token source
+			// has logged the refusal once).
+			metricOutbox.WithLabelValues("postponed").Inc()
+			for _, r := range rows[i:] {
+				if perr := w.Store.PostponeOutbox(ctx, r.ID, oneLine(err), time.Minute); perr != nil {
+					_ = flush()
+					return 0, perr
+				}
+			}
+			if ferr := flush(); ferr != nil {
+				return 0, ferr
+			}
+			return len(rows), nil
 		}
 		if err != nil {
 			dead := IsPermanent(err) || e.Attempts >= maxAttempts

@@ -148,6 +148,16 @@ func (s *Store) MarkOutboxFailed(ctx context.Context, id int64, detail string, d
 		state, detail, micros(now.Add(backoff)), micros(now), id)
 }
 
+// PostponeOutbox puts a claimed row back to pending after wait without
+// counting the attempt: what failed was not the row (the relay's
+// credential is refused), and the row must not become a dead letter while
+// the operator renews it.
+func (s *Store) PostponeOutbox(ctx context.Context, id int64, detail string, wait time.Duration) error {
+	now := s.now()
+	return s.mark(ctx, `UPDATE outbox SET state = ?, attempts = attempts - 1, last_error = ?, not_before = ?, lease_until = 0, updated_at = ? WHERE id = ?`,
+		OutboxPending, detail, micros(now.Add(wait)), micros(now), id)
+}
+
 // OutboxSkip is a row not sent on purpose, and why.
 type OutboxSkip struct {
 	ID     int64

@@ -29,6 +29,7 @@ import (
 	"github.com/madoguchi/madoguchi/configs"
 	"github.com/madoguchi/madoguchi/crypto"
 	"github.com/madoguchi/madoguchi/intake"
+	"github.com/madoguchi/madoguchi/internal/oauth"
 	"github.com/madoguchi/madoguchi/notify"
 	"github.com/madoguchi/madoguchi/store"
 	"github.com/madoguchi/madoguchi/web"
@@ -121,7 +122,9 @@ type secrets struct {
 	tokens        *web.Tokens
 	tls           *tls.Config // nil: no STARTTLS
 	submission    *intake.Credentials
-	imapPasswords []string // by intake.imap index
+	imapPasswords []string        // by intake.imap index
+	imapOAuth2    []*oauth.Config // by intake.imap index, nil for passwords
+	relayOAuth2   *oauth.Config
 	relayPassword string
 	relayTLS      *tls.Config
 	webhook       []byte
@@ -152,11 +155,22 @@ func (e *env) loadSecrets() (*secrets, error) {
 		}
 	}
 	for i, m := range e.cfg.Intake.IMAP {
-		pw, err := configs.ReadSecret(m.PasswordFile)
-		if err != nil {
+		var pw string
+		var oc *oauth.Config
+		if m.Auth == "oauth2" {
+			if oc, err = e.oauthConfig(fmt.Sprintf("intake.imap[%d].oauth2", i), imapAccount(m), m.OAuth2, oauth.ForIMAP); err != nil {
+				return nil, err
+			}
+		} else if pw, err = configs.ReadSecret(m.PasswordFile); err != nil {
 			return nil, usageErr("intake.imap[%d].password_file: %v", i, unwrapPathErr(err))
 		}
 		sec.imapPasswords = append(sec.imapPasswords, pw)
+		sec.imapOAuth2 = append(sec.imapOAuth2, oc)
+	}
+	if n := e.cfg.Notify; n.Relay != "" && n.RelayAuth == "oauth2" {
+		if sec.relayOAuth2, err = e.oauthConfig("notify.relay_oauth2", relayAccount(n), n.RelayOAuth2, oauth.ForSMTP); err != nil {
+			return nil, err
+		}
 	}
 	if n := e.cfg.Notify; n.Relay != "" && n.RelayPasswordFile != "" {
 		if sec.relayPassword, err = configs.ReadSecret(n.RelayPasswordFile); err != nil {
@@ -211,6 +225,44 @@ func (e *env) httpConnLimit() int {
 	e.log.Warn("http.max_connections lowered to fit the file descriptor limit", "configured", want, "now", got,
 		"nofile", rl.Cur, "smtp_slots", smtp, "reserve", fdReserve)
 	return got
+}
+
+// imapAccount names a mailbox's OAuth2 account: the store's key for its
+// refresh token and the metric's label.
+func imapAccount(m configs.IMAP) string { return "imap:" + m.Username + "@" + m.Address }
+
+// relayAccount names the relay's.
+func relayAccount(n configs.Notify) string { return "relay:" + n.RelayUsername + "@" + n.Relay }
+
+// oauthConfig reads an account's OAuth2 secrets (key names them in
+// errors) and fills in its provider's endpoints and scopes.
+func (e *env) oauthConfig(key, account string, o *configs.OAuth2, purpose string) (*oauth.Config, error) {
+	cc := o.ClientCredentials()
+	tokenURL, deviceURL, scopes, err := oauth.Preset(o.Provider, o.Tenant, purpose, cc)
+	if err != nil {
+		return nil, usageErr("%s: %v", key, err)
+	}
+	c := &oauth.Config{Account: account, TokenURL: tokenURL, DeviceAuthURL: deviceURL, ClientID: o.ClientID, Scopes: scopes, RefreshGrant: !cc}
+	if o.TokenURL != "" {
+		c.TokenURL = o.TokenURL
+	}
+	if o.DeviceAuthURL != "" {
+		c.DeviceAuthURL = o.DeviceAuthURL
+	}
+	if len(o.Scopes) > 0 {
+		c.Scopes = o.Scopes
+	}
+	if o.ClientSecretFile != "" {
+		if c.ClientSecret, err = configs.ReadSecret(o.ClientSecretFile); err != nil {
+			return nil, usageErr("%s.client_secret_file: %v", key, unwrapPathErr(err))
+		}
+	}
+	if o.RefreshTokenFile != "" {
+		if c.Seed, err = configs.ReadSecret(o.RefreshTokenFile); err != nil {
+			return nil, usageErr("%s.refresh_token_file: %v", key, unwrapPathErr(err))
+		}
+	}
+	return c, nil
 }
 
 // cmdServe runs the daemon: workers, the SMTP listener, the outbox writer
@@ -361,8 +413,12 @@ func (e *env) cmdServe(ctx context.Context, args []string) error {
 	var polls sync.WaitGroup
 	for i, m := range e.cfg.Intake.IMAP {
 		pw := sec.imapPasswords[i]
+		var src *oauth.Source
+		if oc := sec.imapOAuth2[i]; oc != nil {
+			src = oauth.NewSource(*oc, s, e.log)
+		}
 		p := &intake.Poller{Store: s, Log: e.log, Spooled: wake, Cfg: intake.IMAPConfig{
-			Address: m.Address, TLS: m.TLS, Username: m.Username, Password: pw, Mailbox: m.Mailbox,
+			Address: m.Address, TLS: m.TLS, Username: m.Username, Password: pw, OAuth2: src, Mailbox: m.Mailbox,
 			ProcessedMailbox: m.ProcessedMailbox, PollInterval: m.PollInterval, MaxMessage: e.cfg.Intake.SMTP.MaxMessageBytes}}
 		polls.Add(1)
 		go func() { defer polls.Done(); p.Run(pollCtx) }()
@@ -399,8 +455,12 @@ func (e *env) cmdServe(ctx context.Context, args []string) error {
 	}
 	ow.WebhookSecret = sec.webhook
 	if n := e.cfg.Notify; n.Relay != "" {
-		ow.Deliver = &notify.Relay{Addr: n.Relay, TLS: n.RelayTLS, Username: n.RelayUsername, Password: sec.relayPassword, Hostname: e.hostname(),
+		relay := &notify.Relay{Addr: n.Relay, TLS: n.RelayTLS, Username: n.RelayUsername, Password: sec.relayPassword, Hostname: e.hostname(),
 			TLSConfig: sec.relayTLS}
+		if sec.relayOAuth2 != nil {
+			relay.OAuth2 = oauth.NewSource(*sec.relayOAuth2, s, e.log)
+		}
+		ow.Deliver = relay
 	}
 	go func() { defer wg.Done(); ow.Run(workCtx) }()
 	if warns, err := s.ServerWarnings(workCtx); err == nil {
