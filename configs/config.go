@@ -209,9 +209,9 @@ type IMAP struct {
 	Username     string `yaml:"username"`
 	PasswordFile string `yaml:"password_file"`
 	// Auth: password (default) | oauth2, with OAuth2.
-	Auth   string  `yaml:"auth"`
-	OAuth2 *OAuth2 `yaml:"oauth2"`
-	Mailbox      string `yaml:"mailbox"`
+	Auth    string  `yaml:"auth"`
+	OAuth2  *OAuth2 `yaml:"oauth2"`
+	Mailbox string  `yaml:"mailbox"`
 	// ProcessedMailbox receives each message once it is spooled; empty:
 	// messages stay in Mailbox and are flagged \Seen.
 	ProcessedMailbox string `yaml:"processed_mailbox"`
