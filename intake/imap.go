@@ -254,6 +254,10 @@ func (p *Poller) wait(ctx context.Context, c *imapclient.Client, exists <-chan s
 	case <-exists:
 	case <-t.C:
 	case <-ctx.Done():
+	case <-c.Closed():
+		// The server went away during IDLE (restarted, the connection
+		// dropped): reconnect now, not when the interval ends.
+		return errors.New("idle: the connection closed")
 	}
 	if err := idle.Close(); err != nil {
 		return fmt.Errorf("idle: %w", err)

@@ -195,6 +195,14 @@ func (d *Dovecot) Stop() {
 		return
 	}
 	pid, _ := strconv.Atoi(strings.TrimSpace(string(b)))
+	// The master and its children: an imap process serving a logged-in
+	// client outlives the master otherwise, and the client never has to
+	// log in again.
+	for _, c := range childrenOf(pid) {
+		if p, err := os.FindProcess(c); err == nil {
+			_ = p.Kill()
+		}
+	}
 	if p, err := os.FindProcess(pid); err == nil {
 		_ = p.Kill()
 	}
@@ -210,6 +218,31 @@ func (d *Dovecot) Stop() {
 		time.Sleep(50 * time.Millisecond)
 	}
 	_ = os.Remove(filepath.Join(d.dir, "run", "master.pid"))
+}
+
+// childrenOf lists the processes whose parent is pid (from /proc).
+func childrenOf(pid int) []int {
+	ents, _ := os.ReadDir("/proc")
+	var out []int
+	for _, e := range ents {
+		c, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		b, err := os.ReadFile(filepath.Join("/proc", e.Name(), "stat"))
+		if err != nil {
+			continue
+		}
+		// pid (comm) state ppid ...: comm may hold spaces, so read after
+		// its closing parenthesis.
+		if i := strings.LastIndexByte(string(b), ')'); i > 0 {
+			f := strings.Fields(string(b)[i+1:])
+			if len(f) > 1 && f[1] == strconv.Itoa(pid) {
+				out = append(out, c)
+			}
+		}
+	}
+	return out
 }
 
 // Client logs in as the mailbox owner.
