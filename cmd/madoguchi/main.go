@@ -43,6 +43,8 @@ commands:
   config check                  validate and print the effective configuration
   rfc2350 [--sign]              print the RFC 2350 profile
   token new NAME                make a staff API token (prints it and its hash line)
+  oauth2 login ACCOUNT          sign a mailbox (its username) or the relay ("relay") in
+                                with OAuth2 (device code) and keep its refresh token
   version                       version, commit, Go version
 `
 
@@ -118,6 +120,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return env.cmdRFC2350(rest)
 	case "token":
 		return env.cmdToken(rest)
+	case "oauth2":
+		return env.cmdOAuth2(ctx, rest)
 	}
 	return usageErr("unknown command %q (see madoguchi --help)", cmd)
 }
