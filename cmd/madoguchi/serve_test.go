@@ -956,3 +956,62 @@ func TestHugeReportBounded(t *testing.T) {
 	}
 	t.Fatal("the huge report was not filed")
 }
+
+// TestServeIMAPOAuth2: the daemon polls a Dovecot that takes nothing but
+// bearer tokens, its refresh token seeded from refresh_token_file and
+// rotated on every use; when the token endpoint revokes it, the mailbox
+// stops (the metric counts the refusal) while SMTP intake goes on, and a
+// restarted daemon still uses the rotated token, not the spent seed.
+func TestServeIMAPOAuth2(t *testing.T) {
+	ts := testenv.NewTokenServer(t, "csirt")
+	dc := testenv.StartDovecotOAuth2(t, ts.URL+"/introspect", ts.AccessToken)
+	dir := t.TempDir()
+	cfg := serveConfig(t, dir)
+	seed := filepath.Join(dir, "refresh-token")
+	if err := os.WriteFile(seed, []byte(ts.NewRefreshToken()+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	editConfig(t, cfg, "intake:\n", "intake:\n  imap:\n    - address: "+dc.Addr+"\n      tls: none\n      username: csirt\n      auth: oauth2\n"+
+		"      oauth2:\n        token_url: "+ts.URL+"/token\n        client_id: madoguchi\n        refresh_token_file: "+seed+"\n"+
+		"      mailbox: INBOX\n      processed_mailbox: Processed\n      poll_interval: 500ms\n")
+	filed := func(subject string) bool {
+		out, _, _ := runCLI(t, "--config", cfg, "incidents", "list", "--json", "--limit", "0")
+		return strings.Contains(out, subject)
+	}
+	imapMsg := func(n int) string {
+		return fmt.Sprintf("From: r%d@reporter.example\r\nSubject: OAuth2 report %d\r\nMessage-ID: <oauth%d@reporter.example>\r\n\r\nhttp://evil%d.example/\r\n", n, n, n, n)
+	}
+	dc.Append("INBOX", imapMsg(1))
+	d := startDaemon(t, cfg)
+	waitFor(t, func() bool { return filed("OAuth2 report 1") })
+	_ = d.cmd.Process.Signal(syscall.SIGTERM)
+	_ = d.cmd.Wait()
+
+	// Restarted: the seed was spent by the rotation; the store's token works.
+	dc.Append("INBOX", imapMsg(2))
+	d = startDaemon(t, cfg)
+	waitFor(t, func() bool { return filed("OAuth2 report 2") })
+
+	// Revoked, and the IMAP server restarted so that the poller logs in
+	// again: refused, counted; SMTP still takes mail.
+	ts.RevokeAll()
+	dc.Stop()
+	dc.Start()
+	dc.Append("INBOX", imapMsg(3))
+	waitFor(t, func() bool {
+		resp, err := http.Get("http://" + d.http + "/metrics")
+		if err != nil {
+			return false
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return regexp.MustCompile(`madoguchi_oauth2_errors_total\{account="imap:csirt@[^"]+",error="invalid_grant"\} [1-9]`).Match(b)
+	})
+	if err := sendMail(d.smtp, "reporter@reporter.example", "csirt@example.org", 7); err != nil {
+		t.Fatalf("SMTP while the mailbox's credential is refused: %v", err)
+	}
+	waitFor(t, func() bool { return filed("Phishing report 7") })
+	if filed("OAuth2 report 3") {
+		t.Fatal("a message was polled with a revoked credential")
+	}
+}
