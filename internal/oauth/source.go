@@ -136,6 +136,16 @@ func (s *Source) fetch(ctx context.Context) (*oauth2.Token, error) {
 	}
 	conf := s.oauth2Config()
 	tok, err := conf.TokenSource(ctx, &oauth2.Token{RefreshToken: rt}).Token()
+	var re *oauth2.RetrieveError
+	if errors.As(err, &re) && re.ErrorCode == "invalid_grant" {
+		// Another daemon sharing the store (every one runs the relay
+		// client) may have rotated the token since it was read: once
+		// more with the store's, if it changed.
+		if again, rerr := s.refreshToken(ctx); rerr == nil && again != rt {
+			rt = again
+			tok, err = conf.TokenSource(ctx, &oauth2.Token{RefreshToken: rt}).Token()
+		}
+	}
 	if err != nil {
 		return nil, err
 	}
