@@ -205,10 +205,7 @@ func (p *Poller) login(ctx context.Context, c *imapclient.Client) error {
 		}
 		return nil
 	}
-	var mechs []string
-	for _, m := range c.Caps().AuthMechanisms() {
-		mechs = append(mechs, m)
-	}
+	mechs := c.Caps().AuthMechanisms()
 	mech := oauth.Pick(mechs)
 	var err error
 	for try := 0; try < 2; try++ {
