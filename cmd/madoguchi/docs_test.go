@@ -15,7 +15,7 @@ import (
 // exists, so the catalogue and the deploy files cannot drift from the code.
 func TestMetricsCatalogue(t *testing.T) {
 	registered := map[string]bool{}
-	nameRE := regexp.MustCompile(`"(madoguchi_[a-z_]+)"`)
+	nameRE := regexp.MustCompile(`"(madoguchi_[a-z0-9_]+)"`)
 	err := filepath.WalkDir("../..", func(p string, d os.DirEntry, err error) error {
 		if err != nil || d.IsDir() || !strings.HasSuffix(p, ".go") || strings.HasSuffix(p, "_test.go") {
 			return err
@@ -50,7 +50,7 @@ func TestMetricsCatalogue(t *testing.T) {
 		t.Fatalf("alert rules: %v", err)
 	}
 	dash, _ := os.ReadFile("../../deploy/grafana-dashboard.json")
-	used := regexp.MustCompile(`madoguchi_[a-z_]+`).FindAllString(string(rules)+string(dash), -1)
+	used := regexp.MustCompile(`madoguchi_[a-z0-9_]+`).FindAllString(string(rules)+string(dash), -1)
 	for _, m := range used {
 		base := strings.TrimSuffix(strings.TrimSuffix(strings.TrimSuffix(m, "_bucket"), "_sum"), "_count")
 		if !registered[base] {

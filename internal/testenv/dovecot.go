@@ -198,17 +198,25 @@ func (d *Dovecot) Stop() {
 	// The master and its children: an imap process serving a logged-in
 	// client outlives the master otherwise, and the client never has to
 	// log in again.
-	for _, c := range childrenOf(pid) {
+	killed := append(childrenOf(pid), pid)
+	for _, c := range killed {
 		if p, err := os.FindProcess(c); err == nil {
 			_ = p.Kill()
 		}
 	}
-	if p, err := os.FindProcess(pid); err == nil {
-		_ = p.Kill()
-	}
-	// Its children (login and imap processes) exit when the master dies;
-	// wait for the port to be free.
+	// Every one gone (its sockets no longer answer), or the next Start
+	// finds "Socket already exists".
 	deadline := time.Now().Add(10 * time.Second)
+	for _, c := range killed {
+		for time.Now().Before(deadline) {
+			b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", c))
+			if err != nil || strings.Contains(string(b), ") Z ") { // gone, or a zombie
+				break
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	// And the port free.
 	for time.Now().Before(deadline) {
 		c, err := net.Dial("tcp", d.Addr)
 		if err != nil {
