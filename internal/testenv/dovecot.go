@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -160,6 +161,14 @@ namespace inbox {
 // Start starts the daemon (again).
 func (d *Dovecot) Start() {
 	d.t.Helper()
+	// A fresh base directory: a socket of the last run that some process
+	// still held would make Dovecot refuse to start ("Socket already
+	// exists").
+	run := filepath.Join(d.dir, "run")
+	_ = os.RemoveAll(run)
+	if err := os.MkdirAll(run, 0o755); err != nil {
+		d.t.Fatal(err)
+	}
 	// Output goes to a file, not a pipe: the daemon's children inherit it,
 	// and a pipe would never reach EOF while they run.
 	out, err := os.OpenFile(filepath.Join(d.dir, "dovecot.out"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
@@ -198,6 +207,11 @@ func (d *Dovecot) Stop() {
 	// The master and its children: an imap process serving a logged-in
 	// client outlives the master otherwise, and the client never has to
 	// log in again.
+	// Stopped first, so that it forks nothing between the listing of its
+	// children and their end.
+	if p, err := os.FindProcess(pid); err == nil {
+		_ = p.Signal(syscall.SIGSTOP)
+	}
 	killed := append(childrenOf(pid), pid)
 	for _, c := range killed {
 		if p, err := os.FindProcess(c); err == nil {
