@@ -153,13 +153,7 @@ func (w *Writer) renderAlert(ctx context.Context, e store.OutboxEntry) ([]byte, 
 	hdr("Importance", "high")
 	hdr("X-Priority", "1")
 	hdr("MIME-Version", "1.0")
-	if contentType == "" {
-		b.Write(payload) // the part's own headers follow on
-	} else {
-		hdr("Content-Type", contentType)
-		b.WriteString("\r\n")
-		b.Write(payload)
-	}
+	writeBody(&b, contentType, payload)
 	return b.Bytes(), nil
 }
 

@@ -320,13 +320,7 @@ func (w *Writer) Render(ctx context.Context, e store.OutboxEntry) (msg []byte, e
 	hdr("X-Auto-Response-Suppress", "All")
 	hdr("Precedence", "bulk")
 	hdr("MIME-Version", "1.0")
-	if contentType == "" {
-		b.Write(payload) // the part's own headers follow on
-	} else {
-		hdr("Content-Type", contentType)
-		b.WriteString("\r\n")
-		b.Write(payload)
-	}
+	writeBody(&b, contentType, payload)
 	return b.Bytes(), encrypt, nil
 }
 
@@ -622,6 +616,19 @@ func oneLine(err error) string {
 		s = s[:500]
 	}
 	return s
+}
+
+// writeBody ends a message's header and writes its body: a part's own
+// header and body as they are (contentType ""), or the Content-Type of a
+// signed or encrypted entity and its body.
+func writeBody(b *bytes.Buffer, contentType string, payload []byte) {
+	if contentType == "" {
+		b.Write(payload) // the part's own headers follow on
+		return
+	}
+	writeHeader(b, "Content-Type", contentType)
+	b.WriteString("\r\n")
+	b.Write(payload)
 }
 
 // writeHeader writes one header field, CR and LF removed (no injection),
