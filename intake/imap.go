@@ -120,7 +120,13 @@ func (p *Poller) Run(ctx context.Context) {
 			return
 		}
 		metricIMAPErrors.WithLabelValues(p.Key()).Inc()
-		p.Log.Warn("imap: session ended, reconnecting", "mailbox", p.Key(), "err", err, "in", backoff)
+		var refused *oauth.PermanentError
+		if errors.As(err, &refused) {
+			// The token source has said so once; the retries are quiet.
+			p.Log.Debug("imap: credential refused, retrying", "mailbox", p.Key(), "in", backoff)
+		} else {
+			p.Log.Warn("imap: session ended, reconnecting", "mailbox", p.Key(), "err", err, "in", backoff)
+		}
 		sleep(ctx, backoff)
 		backoff = min(backoff*2, 5*time.Minute)
 	}

@@ -115,8 +115,8 @@ func TestIMAPOAuth2AgainstDovecot(t *testing.T) {
 	d.Append("INBOX", report(4))
 	r = runPoller(t, s, cfg)
 	waitUntil(t, "the refusal", 20*time.Second, func() bool { return oauthErrors(t, account, "invalid_grant") >= 2 })
-	if n := strings.Count(logs.String(), "refuses the credential"); n != 1 {
-		t.Fatalf("%d log lines for the refusal, want 1:\n%s", n, logs.String())
+	if n := strings.Count(logs.String(), "refuses the credential"); n != 1 || strings.Contains(logs.String(), "session ended") {
+		t.Fatalf("%d log lines for the refusal, want 1 and no other warning:\n%s", n, logs.String())
 	}
 	if spooledCount(t, s) != 3 {
 		t.Fatal("a message was spooled without a valid token")
