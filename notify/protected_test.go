@@ -15,7 +15,9 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
+	"github.com/madoguchi/madoguchi/crypto"
 	"github.com/madoguchi/madoguchi/internal/testenv"
 	"github.com/madoguchi/madoguchi/store"
 )
@@ -122,6 +124,11 @@ func TestEncryptedReportSubjectNeverInClear(t *testing.T) {
 		subj, _ := new(mime.WordDecoder).DecodeHeader(inner.Header.Get("Subject"))
 		if !strings.Contains(subj, secretSubject) || !strings.Contains(inner.Header.Get("Content-Type"), `hp="cipher"`) {
 			t.Errorf("%s: protected headers: Subject %q, Content-Type %q", filepath.Base(p), subj, inner.Header.Get("Content-Type"))
+		}
+		// Our own reader (any RFC 9788 client) shows the real subject
+		// from the protected header: the team's key can read what it sent.
+		if res := crypto.Unwrap(msg, f.keys, crypto.Limits{}, time.Now()); res.Decryption != crypto.DecOK || res.ProtectedSubject == "" || !strings.Contains(res.ProtectedSubject, secretSubject) {
+			t.Errorf("%s: read back: %s, protected subject %q", filepath.Base(p), res.Decryption, res.ProtectedSubject)
 		}
 		sawProtected = true
 		if strings.Contains(hdr, "To: <enc@reporter.example>") && !strings.Contains(hdr, "Re: your encrypted report") {
