@@ -130,8 +130,22 @@ func TestJunkCommandsLimited(t *testing.T) {
 			break
 		}
 	}
-	if n < 15 || n > 25 {
-		t.Fatalf("cut off after %d NOOPs, want about 20", n)
+	if n != 20 {
+		t.Fatalf("cut off after %d NOOPs, want 20", n)
+	}
+	// Pipelined, each command counts.
+	tc = dialFrom(t, "127.0.0.3", addr)
+	_, _, _ = tc.ReadResponse(220)
+	_ = tc.PrintfLine("%s", strings.TrimSuffix(strings.Repeat("NOOP\r\n", 30), "\r\n"))
+	ok := 0
+	for range 30 {
+		if code, _, err := tc.ReadResponse(250); err != nil || code != 250 {
+			break
+		}
+		ok++
+	}
+	if ok >= 30 {
+		t.Fatal("30 pipelined NOOPs all answered with a limit of 20")
 	}
 }
 

@@ -35,8 +35,10 @@ type ConnLimits struct {
 	// 5m.
 	ProgressTimeout time.Duration
 	// MaxJunkCommands: commands between two transaction steps (default
-	// 100). go-smtp answers NOOP, VRFY and HELP itself, so they are
-	// counted as reads from the client: a pipelined batch counts once.
+	// 100). go-smtp answers NOOP, VRFY and HELP itself without telling
+	// the session, so the connection counts the command lines it reads;
+	// after STARTTLS, which it sees only encrypted, it counts reads (a
+	// pipelined batch then counts once).
 	MaxJunkCommands int
 	// MaxSessionTime: the longest a session may last outside DATA
 	// (default 1h).
@@ -200,6 +202,7 @@ type smtpConn struct {
 	dataBytes    int64
 	evicted      bool
 	closeNext    bool
+	tls          bool // a TLS handshake was seen: lines are no longer visible
 }
 
 // deadline is when the next read must have returned.
@@ -221,7 +224,7 @@ func (c *smtpConn) deadline(now time.Time, busy bool) time.Time {
 	if busy {
 		progress = min(progress, lim.BusyTimeout)
 	}
-	if c.junk > lim.MaxJunkCommands {
+	if c.junk >= lim.MaxJunkCommands {
 		return now
 	}
 	return earliest(d, c.lastProgress.Add(progress), c.start.Add(lim.MaxSessionTime))
@@ -247,10 +250,25 @@ func (c *smtpConn) Read(p []byte) (int, error) {
 	n, err := c.Conn.Read(p)
 	if n > 0 {
 		c.mu.Lock()
-		if c.inData {
+		switch {
+		case c.inData:
 			c.dataBytes += int64(n)
-		} else {
+		case c.tls || n >= 2 && p[0] == 0x16 && p[1] == 0x03: // a TLS handshake record
+			c.tls = true
 			c.junk++
+		default:
+			// Count the command lines; past the limit the rest of what was
+			// read is dropped (a pipelined batch would otherwise all be
+			// answered from go-smtp's buffer), and the next read ends the
+			// session.
+			for i := 0; i < n; i++ {
+				if p[i] == '\n' {
+					if c.junk++; c.junk >= c.l.lim.MaxJunkCommands {
+						n = i + 1
+						break
+					}
+				}
+			}
 		}
 		c.mu.Unlock()
 	}
