@@ -118,6 +118,21 @@ func (f xoauth2Server) Next(resp []byte) ([]byte, bool, error) {
 	return nil, true, f(user, token)
 }
 
+// startBearerRelay runs a bearerRelay offering mechs for the test.
+func startBearerRelay(t *testing.T, ts *testenv.TokenServer, mechs ...string) (*bearerRelay, string) {
+	t.Helper()
+	b := &bearerRelay{introspect: ts.URL + "/introspect", mechs: mechs}
+	srv := smtp.NewServer(b)
+	srv.AllowInsecureAuth = true
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go func() { _ = srv.Serve(l) }()
+	t.Cleanup(func() { _ = srv.Close() })
+	return b, l.Addr().String()
+}
+
 // TestRelayOAuth2: the relay client authenticates with XOAUTH2 or
 // OAUTHBEARER, as the relay offers, with client-credentials tokens; with
 // a refresh token that is revoked, the rows are postponed uncounted (not
@@ -125,18 +140,13 @@ func (f xoauth2Server) Next(resp []byte) ([]byte, bool, error) {
 func TestRelayOAuth2(t *testing.T) {
 	ts := testenv.NewTokenServer(t, "csirt@example.org")
 	for _, mechs := range [][]string{{"XOAUTH2"}, {sasl.OAuthBearer}} {
-		b := &bearerRelay{introspect: ts.URL + "/introspect", mechs: mechs}
-		srv := smtp.NewServer(b)
-		srv.AllowInsecureAuth = true
-		l, _ := net.Listen("tcp", "127.0.0.1:0")
-		go func() { _ = srv.Serve(l) }()
-		defer srv.Close()
+		b, addr := startBearerRelay(t, ts, mechs...)
 		f := newFixture(t, nil)
 		f.file(t, "a@reporter.example", "x", "en", "none")
 		f.file(t, "b@reporter.example", "y", "en", "none")
 		log := slog.New(slog.NewTextHandler(io.Discard, nil))
 		src := oauth.NewSource(oauth.Config{Account: "relay:csirt", TokenURL: ts.URL + "/token", ClientID: "madoguchi", ClientSecret: "app-secret"}, f.s, log)
-		w := f.writer(&Relay{Addr: l.Addr().String(), TLS: "none", Username: "csirt@example.org", OAuth2: src})
+		w := f.writer(&Relay{Addr: addr, TLS: "none", Username: "csirt@example.org", OAuth2: src})
 		w.Keys = nil
 		if _, err := w.Once(context.Background()); err != nil {
 			t.Fatal(err)
@@ -147,18 +157,13 @@ func TestRelayOAuth2(t *testing.T) {
 	}
 
 	// The refresh-token grant, revoked.
-	b := &bearerRelay{introspect: ts.URL + "/introspect", mechs: []string{"XOAUTH2"}}
-	srv := smtp.NewServer(b)
-	srv.AllowInsecureAuth = true
-	l, _ := net.Listen("tcp", "127.0.0.1:0")
-	go func() { _ = srv.Serve(l) }()
-	defer srv.Close()
+	b, addr := startBearerRelay(t, ts, "XOAUTH2")
 	f := newFixture(t, nil)
 	ctx := context.Background()
 	_ = f.s.SetOAuth2Token(ctx, "relay:csirt", store.OAuth2Token{RefreshToken: ts.NewRefreshToken()})
 	src := oauth.NewSource(oauth.Config{Account: "relay:csirt", TokenURL: ts.URL + "/token", ClientID: "madoguchi", RefreshGrant: true},
 		f.s, slog.New(slog.NewTextHandler(io.Discard, nil)))
-	w := f.writer(&Relay{Addr: l.Addr().String(), TLS: "none", Username: "csirt@example.org", OAuth2: src})
+	w := f.writer(&Relay{Addr: addr, TLS: "none", Username: "csirt@example.org", OAuth2: src})
 	w.Keys = nil
 	ts.RevokeAll()
 	f.file(t, "c@reporter.example", "z", "en", "none")
