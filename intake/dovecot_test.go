@@ -2,6 +2,7 @@ package intake
 
 import (
 	"context"
+	"database/sql"
 	"fmt"
 	"io"
 	"log/slog"
@@ -9,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/madoguchi/madoguchi/internal/stores"
 	"github.com/madoguchi/madoguchi/internal/testenv"
 	"github.com/madoguchi/madoguchi/store"
 )
@@ -62,7 +64,7 @@ func waitUntil(t *testing.T, what string, d time.Duration, f func() bool) {
 	}
 }
 
-func spooledCount(t *testing.T, s *store.Store) int {
+func spooledCount(t *testing.T, s store.Store) int {
 	t.Helper()
 	c, err := s.QueueCounts(context.Background())
 	if err != nil {
@@ -125,7 +127,7 @@ func TestIMAPPollMoveIdleRestart(t *testing.T) {
 func TestIMAPSpoolFailureLeavesMessage(t *testing.T) {
 	d := startDovecot(t)
 	s := openStore(t)
-	if _, err := s.DB().Exec(`CREATE TRIGGER spool_fails BEFORE INSERT ON spool BEGIN SELECT RAISE(ABORT, 'disk full'); END`); err != nil {
+	if _, err := s.(interface{ SQL() *sql.DB }).SQL().Exec(`CREATE TRIGGER spool_fails BEFORE INSERT ON spool BEGIN SELECT RAISE(ABORT, 'disk full'); END`); err != nil {
 		t.Fatal(err)
 	}
 	d.Append("INBOX", report(1))
@@ -138,7 +140,7 @@ func TestIMAPSpoolFailureLeavesMessage(t *testing.T) {
 	if n, _ := d.Count("Processed"); n != 0 {
 		t.Fatalf("a message that was not spooled was moved (%d)", n)
 	}
-	if _, err := s.DB().Exec(`DROP TRIGGER spool_fails`); err != nil {
+	if _, err := s.(interface{ SQL() *sql.DB }).SQL().Exec(`DROP TRIGGER spool_fails`); err != nil {
 		t.Fatal(err)
 	}
 	waitUntil(t, "spooled after the store recovered", 15*time.Second, func() bool {
@@ -185,9 +187,9 @@ func TestIMAPUIDValidityChangeAndSeenMode(t *testing.T) {
 
 // pgStore opens a store in a fresh PostgreSQL database (skipped unless
 // MADOGUCHI_TEST_POSTGRES or CI is set).
-func pgStore(t *testing.T) *store.Store {
+func pgStore(t *testing.T) store.Store {
 	t.Helper()
-	s, err := store.Open(context.Background(), store.Postgres, testenv.PostgresDSN(t), store.Options{})
+	s, err := stores.Open(context.Background(), stores.Postgres, testenv.PostgresDSN(t), store.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}

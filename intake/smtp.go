@@ -61,7 +61,7 @@ type SMTPConfig struct {
 	SpillDir string
 }
 
-// Spooler is where accepted messages go: *store.Store (one commit per
+// Spooler is where accepted messages go: store.Store (one commit per
 // message) or *store.Committer (group commit). Nil error means durable.
 type Spooler interface {
 	Spool(ctx context.Context, m *store.Message) (int64, error)

@@ -8,6 +8,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"database/sql"
 	"errors"
 	"io"
 	"log/slog"
@@ -21,15 +22,16 @@ import (
 
 	"github.com/emersion/go-smtp"
 
+	"github.com/madoguchi/madoguchi/internal/stores"
 	"github.com/madoguchi/madoguchi/store"
 )
 
 // These tests run the listener on a real store (SQLite in a temp dir) and
 // talk to it with go-smtp's client or raw SMTP lines.
 
-func openStore(t *testing.T) *store.Store {
+func openStore(t *testing.T) store.Store {
 	t.Helper()
-	s, err := store.Open(context.Background(), store.SQLite, filepath.Join(t.TempDir(), "m.db"), store.Options{TicketPrefix: "CSIRT"})
+	s, err := stores.Open(context.Background(), stores.SQLite, filepath.Join(t.TempDir(), "m.db"), store.Options{TicketPrefix: "CSIRT"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -61,7 +63,7 @@ func tcpListener(t *testing.T) net.Listener {
 	return l
 }
 
-func queued(t *testing.T, s *store.Store) int {
+func queued(t *testing.T, s store.Store) int {
 	t.Helper()
 	c, err := s.QueueCounts(context.Background())
 	if err != nil {
@@ -82,7 +84,7 @@ func TestLMTPStatusPerRecipient(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	serve(t, l, s.NewCommitter(8), SMTPConfig{LMTP: true})
+	serve(t, l, store.NewCommitter(s, 8), SMTPConfig{LMTP: true})
 	conn, err := net.Dial("unix", sock)
 	if err != nil {
 		t.Fatal(err)
@@ -360,7 +362,7 @@ func TestLargeMessageStreamed(t *testing.T) {
 		t.Fatal(err)
 	}
 	var rawLen, size int64
-	if err := s.DB().QueryRow(`SELECT length(raw), size FROM spool WHERE id = 1`).Scan(&rawLen, &size); err != nil {
+	if err := s.(interface{ SQL() *sql.DB }).SQL().QueryRow(`SELECT length(raw), size FROM spool WHERE id = 1`).Scan(&rawLen, &size); err != nil {
 		t.Fatal(err)
 	}
 	if rawLen != 0 || size != int64(len(body)) {

@@ -40,7 +40,7 @@ var builtinTemplates embed.FS
 // Writer renders outbox rows and delivers them: to .eml files in Dir, or
 // through Deliver (a relay) when set.
 type Writer struct {
-	Store *store.Store
+	Store store.Store
 	Dir   string
 	Team  Team
 	Log   *slog.Logger

@@ -3,6 +3,7 @@ package notify
 import (
 	"bytes"
 	"context"
+	"database/sql"
 	"fmt"
 	"io"
 	"log/slog"
@@ -21,6 +22,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/madoguchi/madoguchi/crypto"
+	"github.com/madoguchi/madoguchi/internal/stores"
 	"github.com/madoguchi/madoguchi/internal/testenv"
 	"github.com/madoguchi/madoguchi/store"
 )
@@ -166,7 +168,7 @@ func (c *testClock) Now() time.Time      { c.mu.Lock(); defer c.mu.Unlock(); ret
 func (c *testClock) Add(d time.Duration) { c.mu.Lock(); c.t = c.t.Add(d); c.mu.Unlock() }
 
 type fixture struct {
-	s     *store.Store
+	s     store.Store
 	clock *testClock
 	keys  *crypto.Keys
 	n     int
@@ -175,7 +177,7 @@ type fixture struct {
 func newFixture(t *testing.T, known []byte) *fixture {
 	t.Helper()
 	clock := &testClock{t: time.Now()}
-	s, err := store.Open(context.Background(), store.SQLite, filepath.Join(t.TempDir(), "m.db"), store.Options{Now: clock.Now, TicketPrefix: "CSIRT"})
+	s, err := stores.Open(context.Background(), stores.SQLite, filepath.Join(t.TempDir(), "m.db"), store.Options{Now: clock.Now, TicketPrefix: "CSIRT"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -482,7 +484,7 @@ func TestRateLimitSendsTheFirst(t *testing.T) {
 	if n, err := w.Once(context.Background()); err != nil || n != 5 {
 		t.Fatalf("once: %d %v", n, err)
 	}
-	rows, err := f.s.DB().Query(`SELECT state, last_error FROM outbox WHERE recipient = 'flood@reporter.example' ORDER BY id`)
+	rows, err := f.s.(interface{ SQL() *sql.DB }).SQL().Query(`SELECT state, last_error FROM outbox WHERE recipient = 'flood@reporter.example' ORDER BY id`)
 	if err != nil {
 		t.Fatal(err)
 	}

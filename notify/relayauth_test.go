@@ -22,6 +22,7 @@ import (
 	"golang.org/x/text/encoding/japanese"
 
 	"github.com/madoguchi/madoguchi/intake"
+	"github.com/madoguchi/madoguchi/internal/stores"
 	"github.com/madoguchi/madoguchi/store"
 )
 
@@ -43,7 +44,7 @@ func selfSignedCert(t *testing.T) tls.Certificate {
 // in the clear, and renders a Japanese acknowledgement in ISO-2022-JP when
 // so configured.
 func TestRelayAuthOverSTARTTLS(t *testing.T) {
-	relayStore, err := store.Open(context.Background(), store.SQLite, filepath.Join(t.TempDir(), "relay.db"), store.Options{})
+	relayStore, err := stores.Open(context.Background(), stores.SQLite, filepath.Join(t.TempDir(), "relay.db"), store.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}

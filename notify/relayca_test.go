@@ -13,6 +13,7 @@ import (
 	"testing"
 
 	"github.com/madoguchi/madoguchi/intake"
+	"github.com/madoguchi/madoguchi/internal/stores"
 	"github.com/madoguchi/madoguchi/internal/testenv"
 	"github.com/madoguchi/madoguchi/store"
 )
@@ -49,7 +50,7 @@ func internalCA(t *testing.T) (caPEM []byte, cert tls.Certificate) {
 // notify.relay_ca_file; a file without a certificate is an error.
 func TestRelayWithInternalCA(t *testing.T) {
 	caPEM, cert := internalCA(t)
-	relayStore, err := store.Open(context.Background(), store.SQLite, filepath.Join(t.TempDir(), "relay.db"), store.Options{})
+	relayStore, err := stores.Open(context.Background(), stores.SQLite, filepath.Join(t.TempDir(), "relay.db"), store.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}

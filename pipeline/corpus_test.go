@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/madoguchi/madoguchi/crypto"
+	"github.com/madoguchi/madoguchi/internal/stores"
 	"github.com/madoguchi/madoguchi/parse"
 	"github.com/madoguchi/madoguchi/store"
 )
@@ -232,7 +233,7 @@ func TestCorpusFiling(t *testing.T) {
 	m := loadManifest(t)
 	keys := corpusKeys(t)
 	ctx := context.Background()
-	s, err := store.Open(ctx, store.SQLite, filepath.Join(t.TempDir(), "m.db"), store.Options{TicketPrefix: "CSIRT",
+	s, err := stores.Open(ctx, stores.SQLite, filepath.Join(t.TempDir(), "m.db"), store.Options{TicketPrefix: "CSIRT",
 		Now: func() time.Time { return time.Date(2026, 9, 1, 0, 0, 0, 0, time.UTC) }})
 	if err != nil {
 		t.Fatal(err)

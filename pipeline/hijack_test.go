@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/madoguchi/madoguchi/crypto"
+	"github.com/madoguchi/madoguchi/internal/stores"
 	"github.com/madoguchi/madoguchi/parse"
 	"github.com/madoguchi/madoguchi/store"
 )
@@ -23,7 +24,7 @@ import (
 // still threads.
 func TestNobodyHijacksATicket(t *testing.T) {
 	ctx := context.Background()
-	s, err := store.Open(ctx, store.SQLite, filepath.Join(t.TempDir(), "m.db"), store.Options{TicketPrefix: "CSIRT"})
+	s, err := stores.Open(ctx, stores.SQLite, filepath.Join(t.TempDir(), "m.db"), store.Options{TicketPrefix: "CSIRT"})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -19,7 +19,7 @@ import (
 
 // Processor turns one spooled message into a filed report.
 type Processor struct {
-	Store *store.Store
+	Store store.Store
 	Keys  *crypto.Keys // nil: no OpenPGP processing
 	// KeySource, when set, is asked for the keys of each message instead
 	// of Keys (serve reloads them on SIGHUP).

@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/madoguchi/madoguchi/internal/stores"
 	"github.com/madoguchi/madoguchi/store"
 )
 
@@ -15,7 +16,7 @@ import (
 func TestParseSlotsBoundParsing(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	s, err := store.Open(ctx, store.SQLite, filepath.Join(t.TempDir(), "m.db"), store.Options{TicketPrefix: "CSIRT"})
+	s, err := stores.Open(ctx, stores.SQLite, filepath.Join(t.TempDir(), "m.db"), store.Options{TicketPrefix: "CSIRT"})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,4 +1,4 @@
-package store
+package store_test
 
 import (
 	"context"
@@ -10,6 +10,9 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/madoguchi/madoguchi/internal/stores"
+	"github.com/madoguchi/madoguchi/store"
 )
 
 // Benchmarks of the durable ceiling: spool commits/s and queue claims/s on
@@ -47,29 +50,29 @@ func runWriters(b *testing.B, w int, op func(ctx context.Context) error) {
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "ops/s")
 }
 
-func benchStore(b *testing.B, drv string) *Store {
+func benchStore(b *testing.B, drv string) store.Store {
 	b.Helper()
 	return openTest(b, drv, &clock{t: time.Now()})
 }
 
 func BenchmarkSpool(b *testing.B) {
-	for _, drv := range []string{SQLite, Postgres} {
+	for _, drv := range []string{stores.SQLite, stores.Postgres} {
 		for _, w := range []int{1, 8} {
 			b.Run(fmt.Sprintf("%s/writers=%d/each-commits", drv, w), func(b *testing.B) {
 				s := benchStore(b, drv)
 				b.SetBytes(int64(len(benchMessage)))
 				runWriters(b, w, func(ctx context.Context) error {
-					_, err := s.Spool(ctx, &Message{Channel: ChannelSMTP, Raw: benchMessage})
+					_, err := s.Spool(ctx, &store.Message{Channel: store.ChannelSMTP, Raw: benchMessage})
 					return err
 				})
 			})
 			b.Run(fmt.Sprintf("%s/writers=%d/group-commit", drv, w), func(b *testing.B) {
 				s := benchStore(b, drv)
-				gc := s.NewCommitter(64)
+				gc := store.NewCommitter(s, 64)
 				defer gc.Close()
 				b.SetBytes(int64(len(benchMessage)))
 				runWriters(b, w, func(ctx context.Context) error {
-					_, err := gc.Spool(ctx, &Message{Channel: ChannelSMTP, Raw: benchMessage})
+					_, err := gc.Spool(ctx, &store.Message{Channel: store.ChannelSMTP, Raw: benchMessage})
 					return err
 				})
 			})
@@ -78,16 +81,16 @@ func BenchmarkSpool(b *testing.B) {
 }
 
 func BenchmarkClaim(b *testing.B) {
-	for _, drv := range []string{SQLite, Postgres} {
+	for _, drv := range []string{stores.SQLite, stores.Postgres} {
 		for _, w := range []int{1, 8} {
 			b.Run(fmt.Sprintf("%s/workers=%d", drv, w), func(b *testing.B) {
 				s := benchStore(b, drv)
 				ctx := context.Background()
 				small := []byte("Subject: x\r\n\r\nx\r\n")
 				for i := 0; i < b.N; i += 500 {
-					batch := make([]*Message, 0, 500)
+					batch := make([]*store.Message, 0, 500)
 					for j := i; j < b.N && j < i+500; j++ {
-						batch = append(batch, &Message{Channel: ChannelSMTP, Raw: small})
+						batch = append(batch, &store.Message{Channel: store.ChannelSMTP, Raw: small})
 					}
 					if _, err := s.SpoolBatch(ctx, batch); err != nil {
 						b.Fatal(err)
@@ -129,17 +132,17 @@ func BenchmarkFsync(b *testing.B) {
 // BenchmarkFile files one report with 250 indicators (a log excerpt) per
 // op, as a new incident: the store's share of the pipeline.
 func BenchmarkFile(b *testing.B) {
-	for _, drv := range []string{SQLite, Postgres} {
+	for _, drv := range []string{stores.SQLite, stores.Postgres} {
 		b.Run(drv, func(b *testing.B) {
 			s := benchStore(b, drv)
 			ctx := context.Background()
-			inds := make([]Indicator, benchInds)
+			inds := make([]store.Indicator, benchInds)
 			for i := range inds {
-				inds[i] = Indicator{Kind: "ipv4", Value: fmt.Sprintf("198.51.100.%d", i)}
+				inds[i] = store.Indicator{Kind: "ipv4", Value: fmt.Sprintf("198.51.100.%d", i)}
 			}
 			ids := make([]int64, b.N)
 			for i := range ids {
-				id, err := s.Spool(ctx, &Message{Channel: ChannelSMTP, Raw: []byte(fmt.Sprintf("Subject: %d\r\n\r\nx", i))})
+				id, err := s.Spool(ctx, &store.Message{Channel: store.ChannelSMTP, Raw: []byte(fmt.Sprintf("Subject: %d\r\n\r\nx", i))})
 				if err != nil {
 					b.Fatal(err)
 				}
@@ -148,8 +151,8 @@ func BenchmarkFile(b *testing.B) {
 			var next atomic.Int64
 			runWriters(b, 1, func(ctx context.Context) error {
 				i := next.Add(1) - 1
-				_, err := s.File(ctx, &Filing{SpoolID: ids[i], MessageID: fmt.Sprintf("<b%d@x>", i), Sender: "a@x.example", Subject: "s",
-					ReportJSON: benchMessage[:4096], Indicators: inds, Ack: &AckRequest{Recipient: "a@x.example", Domain: "csirt.example.org"}})
+				_, err := s.File(ctx, &store.Filing{SpoolID: ids[i], MessageID: fmt.Sprintf("<b%d@x>", i), Sender: "a@x.example", Subject: "s",
+					ReportJSON: benchMessage[:4096], Indicators: inds, Ack: &store.AckRequest{Recipient: "a@x.example", Domain: "csirt.example.org"}})
 				return err
 			})
 		})

@@ -36,7 +36,7 @@ var pages = template.Must(template.New("").Funcs(template.FuncMap{
 
 // Server is the staff API and pages.
 type Server struct {
-	Store  *store.Store
+	Store  store.Store
 	Tokens *Tokens
 	Team   string
 	Log    *slog.Logger

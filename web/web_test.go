@@ -16,6 +16,7 @@ import (
 
 	"golang.org/x/crypto/bcrypt"
 
+	"github.com/madoguchi/madoguchi/internal/stores"
 	"github.com/madoguchi/madoguchi/store"
 )
 
@@ -23,7 +24,7 @@ const rawPhish = "From: reporter@reporter.example\r\nSubject: <script>alert(1)</
 
 type env struct {
 	srv      *httptest.Server
-	s        *store.Store
+	s        store.Store
 	token    string // sha256 token of "alice"
 	bcryptTk string // bcrypt token of "bob"
 }
@@ -31,7 +32,7 @@ type env struct {
 func setup(t *testing.T) *env {
 	t.Helper()
 	ctx := context.Background()
-	s, err := store.Open(ctx, store.SQLite, filepath.Join(t.TempDir(), "m.db"), store.Options{TicketPrefix: "CSIRT"})
+	s, err := stores.Open(ctx, stores.SQLite, filepath.Join(t.TempDir(), "m.db"), store.Options{TicketPrefix: "CSIRT"})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -3,7 +3,6 @@ package main
 import (
 	"bytes"
 	"context"
-	"database/sql"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -14,6 +13,8 @@ import (
 	"testing"
 
 	_ "github.com/jackc/pgx/v5/stdlib"
+
+	"github.com/madoguchi/madoguchi/internal/stores"
 	"github.com/madoguchi/madoguchi/internal/testenv"
 	"github.com/madoguchi/madoguchi/store"
 )
@@ -103,11 +104,11 @@ func TestImportAndReprocessFileOnlyTheirOwn(t *testing.T) {
 			}
 			cfg := writeConfig(t, drv, dsn)
 			ctx := context.Background()
-			driver := store.SQLite
+			driver := stores.SQLite
 			if drv == "postgres" {
-				driver = store.Postgres
+				driver = stores.Postgres
 			}
-			s, err := store.Open(ctx, driver, dsn, store.Options{TicketPrefix: "CSIRT"})
+			s, err := stores.Open(ctx, driver, dsn, store.Options{TicketPrefix: "CSIRT"})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -227,36 +228,6 @@ func TestParseWithoutTeamKeyFile(t *testing.T) {
 	_, errOut, code = runCLI(t, "--config", cfg, "import", "--no-ack", "../../testdata/corpus/messages/01-phishing-report-plain-en.eml")
 	if code != 2 || !strings.Contains(errOut, missing) {
 		t.Fatalf("import: code %d, stderr %q", code, errOut)
-	}
-}
-
-// TestImportKeepsPlannerStatistics: a large import into a new PostgreSQL
-// database has PostgreSQL measure the tables as they grow (README,
-// "PostgreSQL planner statistics"), as the daemon does.
-func TestImportKeepsPlannerStatistics(t *testing.T) {
-	dsn := postgresDSN(t)
-	dir := t.TempDir()
-	for i := range 1000 {
-		m := fmt.Sprintf("From: r%d@example.net\nTo: csirt@example.org\nSubject: report %d\nMessage-ID: <imp%d@example.net>\n\nPhishing at http://bad%d.example.com/ from 192.0.2.%d\n", i%40, i, i, i, i%250)
-		if err := os.WriteFile(filepath.Join(dir, fmt.Sprintf("%04d.eml", i)), []byte(m), 0o600); err != nil {
-			t.Fatal(err)
-		}
-	}
-	cfg := writeConfig(t, "postgres", dsn)
-	out, errOut, code := runCLI(t, "--config", cfg, "import", "--no-ack", dir)
-	if code != 0 || !strings.Contains(out, "1000 new incidents") {
-		t.Fatalf("import: %d %q %q", code, out, errOut)
-	}
-	db, err := sql.Open("pgx", dsn)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
-	for _, table := range []string{"spool", "queue", "reports"} {
-		var pages int
-		if err := db.QueryRow(`SELECT relpages FROM pg_class WHERE oid = to_regclass($1)`, table).Scan(&pages); err != nil || pages == 0 {
-			t.Errorf("%s: relpages %d %v: never measured", table, pages, err)
-		}
 	}
 }
 

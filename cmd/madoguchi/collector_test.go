@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/madoguchi/madoguchi/internal/stores"
 	"github.com/madoguchi/madoguchi/store"
 )
 
@@ -13,7 +14,7 @@ import (
 // countsMaxAge are answered from the last read; after it, from the store.
 func TestQueueCollectorReadsTheStoreAtMostOncePerMaxAge(t *testing.T) {
 	ctx := context.Background()
-	s, err := store.Open(ctx, store.SQLite, filepath.Join(t.TempDir(), "m.db"), store.Options{})
+	s, err := stores.Open(ctx, stores.SQLite, filepath.Join(t.TempDir(), "m.db"), store.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}

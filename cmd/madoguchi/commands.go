@@ -196,12 +196,6 @@ func (e *env) cmdImport(ctx context.Context, args []string) error {
 		} else {
 			counts[res.Outcome]++
 		}
-		if i%500 == 499 {
-			// A large import into a new PostgreSQL database grows the
-			// tables from empty, as a busy daemon does (README, "PostgreSQL
-			// planner statistics"). Best effort.
-			_, _ = s.RefreshPlannerStatistics(ctx)
-		}
 		if tty {
 			fmt.Fprintf(e.stderr, "\r%s %d/%d", progressBar(i+1, len(items), 30), i+1, len(items))
 		}

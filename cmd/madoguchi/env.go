@@ -15,6 +15,7 @@ import (
 
 	"github.com/madoguchi/madoguchi/configs"
 	"github.com/madoguchi/madoguchi/crypto"
+	"github.com/madoguchi/madoguchi/internal/stores"
 	"github.com/madoguchi/madoguchi/parse"
 	"github.com/madoguchi/madoguchi/pipeline"
 	"github.com/madoguchi/madoguchi/store"
@@ -181,7 +182,7 @@ func (e *env) loadKeysMode(lenient bool) (*crypto.Keys, error) {
 // keysAndStore loads the keys, then opens the store: what every command
 // that runs the pipeline needs first (keys first, so a bad key file stops
 // it before any database work).
-func (e *env) keysAndStore(ctx context.Context) (*crypto.Keys, *store.Store, error) {
+func (e *env) keysAndStore(ctx context.Context) (*crypto.Keys, store.Store, error) {
 	keys, err := e.loadKeys()
 	if err != nil {
 		return nil, nil, err
@@ -193,12 +194,12 @@ func (e *env) keysAndStore(ctx context.Context) (*crypto.Keys, *store.Store, err
 	return keys, s, nil
 }
 
-func (e *env) openStore(ctx context.Context) (*store.Store, error) {
+func (e *env) openStore(ctx context.Context) (store.Store, error) {
 	dsn, err := e.cfg.ResolvedDSN()
 	if err != nil {
 		return nil, usageErr("%s: cannot read: %v", e.cfg.Store.DSNFile, unwrapPathErr(err))
 	}
-	s, err := store.Open(ctx, e.cfg.Store.Driver, dsn, store.Options{TicketPrefix: e.cfg.Team.TicketPrefix})
+	s, err := stores.Open(ctx, e.cfg.Store.Driver, dsn, store.Options{TicketPrefix: e.cfg.Team.TicketPrefix})
 	if err != nil {
 		return nil, runErr("store (%s): %v", e.cfg.Store.Driver, err)
 	}
@@ -234,7 +235,7 @@ func (e *env) hostname() string {
 	return "localhost"
 }
 
-func (e *env) processor(s *store.Store, keys *crypto.Keys, noAck bool) *pipeline.Processor {
+func (e *env) processor(s store.Store, keys *crypto.Keys, noAck bool) *pipeline.Processor {
 	domain := e.messageIDDomain()
 	return &pipeline.Processor{Store: s, Keys: keys, CryptoLimit: e.cryptoLimits(), ParseOpts: e.parseOpts,
 		AckDomain: domain, NoAck: noAck, MaxAttempts: e.cfg.Pipeline.MaxAttempts, Lease: e.cfg.Pipeline.Lease, Log: e.log,

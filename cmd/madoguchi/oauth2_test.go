@@ -8,6 +8,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/madoguchi/madoguchi/internal/stores"
 	"github.com/madoguchi/madoguchi/internal/testenv"
 	"github.com/madoguchi/madoguchi/store"
 )
@@ -38,7 +39,7 @@ intake:
 	if code != 0 || !strings.Contains(out, "WDJB-MJHT") || !strings.Contains(out, ts.URL+"/activate") || !strings.Contains(out, "signed in") {
 		t.Fatalf("oauth2 login: %d\n%s\n%s", code, out, errOut)
 	}
-	s, err := store.Open(context.Background(), store.SQLite, filepath.Join(dir, "m.db"), store.Options{})
+	s, err := stores.Open(context.Background(), stores.SQLite, filepath.Join(dir, "m.db"), store.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -66,7 +66,7 @@ func (e *env) quietLog() *slog.Logger {
 // tables, and a load tool scraping several times a second spent a fifth
 // of the daemon's CPU on it.
 type queueCollector struct {
-	s *store.Store
+	s store.Store
 
 	mu     sync.Mutex
 	at     time.Time
@@ -302,7 +302,7 @@ func (e *env) cmdServe(ctx context.Context, args []string) error {
 		switch {
 		case err != nil:
 			http.Error(w, "store unreachable", http.StatusServiceUnavailable)
-		case v != store.LatestMigration():
+		case v != s.LatestMigration():
 			http.Error(w, "migrations not current", http.StatusServiceUnavailable)
 		case !ready.Load():
 			http.Error(w, "listeners not bound", http.StatusServiceUnavailable)
@@ -348,7 +348,7 @@ func (e *env) cmdServe(ctx context.Context, args []string) error {
 	}
 	// SMTP and LMTP share one group committer: concurrent arrivals are
 	// made durable by one commit, each 250 after the commit holding it.
-	committer := s.NewCommitter(64)
+	committer := store.NewCommitter(s, 64)
 	defer committer.Close()
 	tlsConf := sec.tls
 	if tlsConf != nil {
@@ -463,24 +463,6 @@ func (e *env) cmdServe(ctx context.Context, args []string) error {
 		ow.Deliver = relay
 	}
 	go func() { defer wg.Done(); ow.Run(workCtx) }()
-	if warns, err := s.ServerWarnings(workCtx); err == nil {
-		for _, w := range warns {
-			e.log.Warn(w)
-		}
-	}
-	// On PostgreSQL, keep the planner's idea of the tables' sizes within a
-	// factor of two while they grow (store.RefreshPlannerStatistics).
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		s.KeepPlannerStatistics(workCtx, 5*time.Second, func(analyzed []string, err error) {
-			if err != nil {
-				e.log.Warn("planner statistics", "err", err)
-				return
-			}
-			e.log.Info("planner statistics refreshed", "tables", strings.Join(analyzed, ","))
-		})
-	}()
 	ready.Store(true)
 	e.log.Info("madoguchi serving", "smtp", smtpAddr, "lmtp", lmtpAddr, "http", hl.Addr().String(), "store", e.cfg.Store.Driver)
 	fmt.Fprintf(e.stderr, "madoguchi: serving smtp=%s http=%s lmtp=%s\n", smtpAddr, hl.Addr().String(), lmtpAddr)

@@ -25,6 +25,7 @@ import (
 	"time"
 
 	"github.com/madoguchi/madoguchi/intake"
+	"github.com/madoguchi/madoguchi/internal/stores"
 	"github.com/madoguchi/madoguchi/internal/testenv"
 	"github.com/madoguchi/madoguchi/store"
 )
@@ -574,7 +575,7 @@ func TestTwoDaemonsOnePostgres(t *testing.T) {
 // was marked sent. After a restart the acknowledgement goes out once more,
 // with the same Message-ID, and then never again: the documented bound.
 func TestKilledBetweenSendAndMark(t *testing.T) {
-	relayStore, err := store.Open(context.Background(), store.SQLite, filepath.Join(t.TempDir(), "relay.db"), store.Options{})
+	relayStore, err := stores.Open(context.Background(), stores.SQLite, filepath.Join(t.TempDir(), "relay.db"), store.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -749,7 +750,7 @@ func TestServeIntakeOnly(t *testing.T) {
 	_ = d.cmd.Process.Signal(syscall.SIGTERM)
 	_ = d.cmd.Wait()
 	counts := func() map[string]int {
-		s, err := store.Open(context.Background(), store.SQLite, filepath.Join(dir, "m.db"), store.Options{})
+		s, err := stores.Open(context.Background(), stores.SQLite, filepath.Join(dir, "m.db"), store.Options{})
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -42,7 +42,7 @@ type Config struct {
 	Seed string
 }
 
-// TokenStore keeps refresh tokens (*store.Store).
+// TokenStore keeps refresh tokens (store.Store).
 type TokenStore interface {
 	GetOAuth2Token(ctx context.Context, account string) (store.OAuth2Token, error)
 	SetOAuth2Token(ctx context.Context, account string, t store.OAuth2Token) error

@@ -9,6 +9,7 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/madoguchi/madoguchi/internal/stores"
 	"github.com/madoguchi/madoguchi/internal/testenv"
 	"github.com/madoguchi/madoguchi/store"
 )
@@ -31,7 +32,7 @@ func (g *gatedTransport) RoundTrip(r *http.Request) (*http.Response, error) {
 // finds the rotated token in the store instead of failing.
 func TestTwoDaemonsShareARotatingToken(t *testing.T) {
 	ts := testenv.NewTokenServer(t, "csirt")
-	s, err := store.Open(context.Background(), store.SQLite, filepath.Join(t.TempDir(), "m.db"), store.Options{})
+	s, err := stores.Open(context.Background(), stores.SQLite, filepath.Join(t.TempDir(), "m.db"), store.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}

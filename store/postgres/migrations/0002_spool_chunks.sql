@@ -5,6 +5,6 @@
 CREATE TABLE spool_chunks (
     spool_id BIGINT NOT NULL REFERENCES spool (id),
     seq      INTEGER NOT NULL,
-    data     {{BLOB}} NOT NULL,
+    data     BYTEA NOT NULL,
     PRIMARY KEY (spool_id, seq)
 );

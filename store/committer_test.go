@@ -1,19 +1,21 @@
-package store
+package store_test
 
 import (
 	"context"
 	"fmt"
 	"sync"
 	"testing"
+
+	"github.com/madoguchi/madoguchi/store"
 )
 
 // TestCommitterGroupsAndKeepsEveryMessage: many concurrent callers through one
 // committer each get a distinct id whose row holds exactly their bytes, every
 // one is queued, and after Close a caller gets ErrClosed instead of hanging.
 func TestCommitterGroupsAndKeepsEveryMessage(t *testing.T) {
-	eachDriver(t, func(t *testing.T, s *Store, c *clock) {
+	eachDriver(t, func(t *testing.T, s store.Store, c *clock) {
 		ctx := context.Background()
-		gc := s.NewCommitter(16)
+		gc := store.NewCommitter(s, 16)
 		const n = 60
 		ids := make([]int64, n)
 		errs := make([]error, n)
@@ -22,7 +24,7 @@ func TestCommitterGroupsAndKeepsEveryMessage(t *testing.T) {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				ids[i], errs[i] = gc.Spool(ctx, &Message{Channel: ChannelSMTP, Raw: []byte(fmt.Sprintf("Subject: %d\r\n\r\nbody %d\r\n", i, i))})
+				ids[i], errs[i] = gc.Spool(ctx, &store.Message{Channel: store.ChannelSMTP, Raw: []byte(fmt.Sprintf("Subject: %d\r\n\r\nbody %d\r\n", i, i))})
 			}()
 		}
 		wg.Wait()
@@ -47,11 +49,11 @@ func TestCommitterGroupsAndKeepsEveryMessage(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if counts[StateReady] != n {
+		if counts[store.StateReady] != n {
 			t.Fatalf("queue: %v, want %d ready", counts, n)
 		}
 		gc.Close()
-		if _, err := gc.Spool(ctx, &Message{Channel: ChannelSMTP, Raw: []byte("x")}); err != ErrClosed {
+		if _, err := gc.Spool(ctx, &store.Message{Channel: store.ChannelSMTP, Raw: []byte("x")}); err != store.ErrClosed {
 			t.Fatalf("after Close: %v", err)
 		}
 	})
@@ -61,10 +63,10 @@ func TestCommitterGroupsAndKeepsEveryMessage(t *testing.T) {
 // caller gets an error (never a false success), including those whose
 // message was batched with others.
 func TestCommitterReportsStoreFailure(t *testing.T) {
-	eachDriver(t, func(t *testing.T, s *Store, c *clock) {
-		gc := s.NewCommitter(8)
+	eachDriver(t, func(t *testing.T, s store.Store, c *clock) {
+		gc := store.NewCommitter(s, 8)
 		defer gc.Close()
-		if _, err := s.DB().Exec(`DROP TABLE queue`); err != nil {
+		if _, err := rawDB(s).Exec(`DROP TABLE queue`); err != nil {
 			t.Fatal(err)
 		}
 		var wg sync.WaitGroup
@@ -72,7 +74,7 @@ func TestCommitterReportsStoreFailure(t *testing.T) {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				if id, err := gc.Spool(context.Background(), &Message{Channel: ChannelSMTP, Raw: []byte{byte(i)}}); err == nil {
+				if id, err := gc.Spool(context.Background(), &store.Message{Channel: store.ChannelSMTP, Raw: []byte{byte(i)}}); err == nil {
 					t.Errorf("spooled as %d with no queue table", id)
 				}
 			}()

@@ -1,8 +1,8 @@
--- madoguchi schema, version 1. One history for both drivers: {{ID}}, {{BLOB}}
--- are replaced per dialect; times are Unix microseconds (BIGINT) everywhere.
+-- madoguchi schema, version 1 (SQLite). The PostgreSQL driver has the same
+-- history in its dialect; times are Unix microseconds (BIGINT) everywhere.
 
 CREATE TABLE spool (
-    id          {{ID}},
+    id          INTEGER PRIMARY KEY AUTOINCREMENT,
     sha256      TEXT   NOT NULL,
     channel     TEXT   NOT NULL,
     mail_from   TEXT   NOT NULL,
@@ -10,7 +10,7 @@ CREATE TABLE spool (
     peer        TEXT   NOT NULL,
     received_at BIGINT NOT NULL,
     size        BIGINT NOT NULL,
-    raw         {{BLOB}} NOT NULL
+    raw         BLOB NOT NULL
 );
 CREATE INDEX spool_sha256 ON spool (sha256);
 CREATE INDEX spool_received ON spool (received_at);
@@ -37,7 +37,7 @@ CREATE TABLE ticket_counters (
 );
 
 CREATE TABLE incidents (
-    id          {{ID}},
+    id          INTEGER PRIMARY KEY AUTOINCREMENT,
     ticket      TEXT   NOT NULL UNIQUE,
     status      TEXT   NOT NULL,
     taxonomy    TEXT   NOT NULL DEFAULT '',
@@ -52,7 +52,7 @@ CREATE TABLE incidents (
 CREATE INDEX incidents_created ON incidents (created_at);
 
 CREATE TABLE reports (
-    id          {{ID}},
+    id          INTEGER PRIMARY KEY AUTOINCREMENT,
     spool_id    BIGINT NOT NULL UNIQUE REFERENCES spool (id),
     incident_id BIGINT NOT NULL REFERENCES incidents (id),
     message_id  TEXT   NOT NULL,
@@ -65,7 +65,7 @@ CREATE TABLE reports (
 CREATE INDEX reports_incident ON reports (incident_id);
 
 CREATE TABLE indicators (
-    id          {{ID}},
+    id          INTEGER PRIMARY KEY AUTOINCREMENT,
     report_id   BIGINT NOT NULL REFERENCES reports (id),
     incident_id BIGINT NOT NULL REFERENCES incidents (id),
     kind        TEXT   NOT NULL,
@@ -75,7 +75,7 @@ CREATE INDEX indicators_value ON indicators (value);
 CREATE INDEX indicators_report ON indicators (report_id);
 
 CREATE TABLE events (
-    id          {{ID}},
+    id          INTEGER PRIMARY KEY AUTOINCREMENT,
     incident_id BIGINT NOT NULL REFERENCES incidents (id),
     at          BIGINT NOT NULL,
     kind        TEXT   NOT NULL,
@@ -93,7 +93,7 @@ CREATE TABLE thread_ids (
 -- Outbound messages (acknowledgements, alerts).
 -- state: pending | sending | sent | dead
 CREATE TABLE outbox (
-    id          {{ID}},
+    id          INTEGER PRIMARY KEY AUTOINCREMENT,
     incident_id BIGINT NOT NULL REFERENCES incidents (id),
     report_id   BIGINT REFERENCES reports (id),
     kind        TEXT   NOT NULL,

@@ -1,0 +1,212 @@
+package sqlstore
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/madoguchi/madoguchi/store"
+)
+
+// ImportIncident creates an incident with a given ticket (migration from an
+// earlier tracker, tests). The year's counter is raised past its number so
+// new tickets never collide with it.
+func (d *DB) ImportIncident(ctx context.Context, ticket, subject, requester string, created time.Time) error {
+	var year, seq int
+	i := strings.LastIndex(ticket, "#")
+	if i < 0 {
+		return fmt.Errorf("store: bad ticket %q", ticket)
+	}
+	if _, err := fmt.Sscanf(ticket[i+1:], "%d-%d", &year, &seq); err != nil {
+		return fmt.Errorf("store: bad ticket %q", ticket)
+	}
+	return d.Tx(ctx, func(tx *sql.Tx) error {
+		if _, err := d.exec(ctx, tx, `INSERT INTO ticket_counters (year, last) VALUES (?, 0) ON CONFLICT (year) DO NOTHING`, year); err != nil {
+			return err
+		}
+		if _, err := d.exec(ctx, tx, `UPDATE ticket_counters SET last = ? WHERE year = ? AND last < ?`, seq, year, seq); err != nil {
+			return err
+		}
+		var id int64
+		if err := d.queryRow(ctx, tx, `INSERT INTO incidents (ticket, status, subject, requester, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?) RETURNING id`,
+			ticket, store.StatusOpen, subject, strings.ToLower(requester), Micros(created), Micros(created)).Scan(&id); err != nil {
+			return err
+		}
+		return d.event(ctx, tx, id, "imported", "incident imported with its ticket")
+	})
+}
+
+// ListIncidents lists incidents newest first.
+func (d *DB) ListIncidents(ctx context.Context, f store.Filter) ([]store.Incident, error) {
+	var where []string
+	var args []any
+	add := func(cond string, v any) { where = append(where, cond); args = append(args, v) }
+	if f.Ticket != "" {
+		add("i.ticket = ?", f.Ticket)
+	}
+	if f.Indicator != "" {
+		add("i.id IN (SELECT incident_id FROM indicators WHERE value = ?)", strings.ToLower(f.Indicator))
+	}
+	if f.Taxonomy != "" {
+		add("i.taxonomy = ?", f.Taxonomy)
+	}
+	if f.Type != "" {
+		add("i.type = ?", f.Type)
+	}
+	if f.Status != "" {
+		add("i.status = ?", f.Status)
+	}
+	if !f.Since.IsZero() {
+		add("i.created_at >= ?", Micros(f.Since))
+	}
+	if !f.Until.IsZero() {
+		add("i.created_at < ?", Micros(f.Until))
+	}
+	if f.Limit <= 0 {
+		f.Limit = 100
+	}
+	q := `SELECT i.id, i.ticket, i.status, i.taxonomy, i.type, i.subject, i.requester, i.assignee, i.tlp, i.created_at, i.updated_at,
+		(SELECT COUNT(*) FROM reports r WHERE r.incident_id = i.id) FROM incidents i`
+	if len(where) > 0 {
+		q += " WHERE " + strings.Join(where, " AND ")
+	}
+	q += " ORDER BY i.created_at DESC, i.id DESC LIMIT ? OFFSET ?"
+	args = append(args, f.Limit, f.Offset)
+	rows, err := d.R.QueryContext(ctx, d.q(q), args...)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	out := []store.Incident{}
+	for rows.Next() {
+		var in store.Incident
+		var c, u int64
+		if err := rows.Scan(&in.ID, &in.Ticket, &in.Status, &in.Taxonomy, &in.Type, &in.Subject, &in.Requester, &in.Assignee, &in.TLP, &c, &u, &in.Reports); err != nil {
+			return nil, err
+		}
+		in.CreatedAt, in.UpdatedAt = FromMicros(c), FromMicros(u)
+		out = append(out, in)
+	}
+	return out, rows.Err()
+}
+
+// GetIncident loads one incident by ticket.
+func (d *DB) GetIncident(ctx context.Context, ticket string) (*store.IncidentDetail, error) {
+	list, err := d.ListIncidents(ctx, store.Filter{Ticket: ticket, Limit: 1})
+	if err != nil {
+		return nil, err
+	}
+	if len(list) == 0 {
+		return nil, store.ErrNotFound
+	}
+	det := &store.IncidentDetail{Incident: list[0], ReportList: []store.Report{}, Events: []store.Event{}, Outbox: []store.OutboxEntry{}}
+	rows, err := d.R.QueryContext(ctx, d.q(`SELECT id, spool_id, message_id, sender, created_at, report_json FROM reports WHERE incident_id = ? ORDER BY id`), det.ID)
+	if err != nil {
+		return nil, err
+	}
+	for rows.Next() {
+		var r store.Report
+		var at int64
+		var js string
+		if err := rows.Scan(&r.ID, &r.SpoolID, &r.MessageID, &r.Sender, &at, &js); err != nil {
+			_ = rows.Close()
+			return nil, err
+		}
+		r.CreatedAt, r.Report, r.Indicators = FromMicros(at), json.RawMessage(js), []store.Indicator{}
+		det.ReportList = append(det.ReportList, r)
+	}
+	if err := rows.Close(); err != nil {
+		return nil, err
+	}
+	for i := range det.ReportList {
+		irows, err := d.R.QueryContext(ctx, d.q(`SELECT kind, value FROM indicators WHERE report_id = ? ORDER BY id`), det.ReportList[i].ID)
+		if err != nil {
+			return nil, err
+		}
+		for irows.Next() {
+			var in store.Indicator
+			if err := irows.Scan(&in.Kind, &in.Value); err != nil {
+				_ = irows.Close()
+				return nil, err
+			}
+			det.ReportList[i].Indicators = append(det.ReportList[i].Indicators, in)
+		}
+		if err := irows.Close(); err != nil {
+			return nil, err
+		}
+	}
+	erows, err := d.R.QueryContext(ctx, d.q(`SELECT at, kind, actor, detail FROM events WHERE incident_id = ? ORDER BY id`), det.ID)
+	if err != nil {
+		return nil, err
+	}
+	for erows.Next() {
+		var e store.Event
+		var at int64
+		if err := erows.Scan(&at, &e.Kind, &e.Actor, &e.Detail); err != nil {
+			_ = erows.Close()
+			return nil, err
+		}
+		e.At = FromMicros(at)
+		det.Events = append(det.Events, e)
+	}
+	if err := erows.Close(); err != nil {
+		return nil, err
+	}
+	det.Outbox, err = d.outboxOf(ctx, det.ID)
+	return det, err
+}
+
+// SetStatus changes an incident's status and/or assignee, logging who did it.
+func (d *DB) SetStatus(ctx context.Context, ticket, status, assignee, actor string) error {
+	return d.Tx(ctx, func(tx *sql.Tx) error {
+		var id int64
+		if err := d.queryRow(ctx, tx, `SELECT id FROM incidents WHERE ticket = ?`, ticket).Scan(&id); err != nil {
+			if errors.Is(err, sql.ErrNoRows) {
+				return store.ErrNotFound
+			}
+			return err
+		}
+		if status != "" {
+			if _, err := d.exec(ctx, tx, `UPDATE incidents SET status = ?, updated_at = ? WHERE id = ?`, status, Micros(d.Now()), id); err != nil {
+				return err
+			}
+			if _, err := d.exec(ctx, tx, `INSERT INTO events (incident_id, at, kind, actor, detail) VALUES (?, ?, 'status', ?, ?)`, id, Micros(d.Now()), actor, status); err != nil {
+				return err
+			}
+		}
+		if assignee != "" {
+			if _, err := d.exec(ctx, tx, `UPDATE incidents SET assignee = ?, updated_at = ? WHERE id = ?`, assignee, Micros(d.Now()), id); err != nil {
+				return err
+			}
+			if _, err := d.exec(ctx, tx, `INSERT INTO events (incident_id, at, kind, actor, detail) VALUES (?, ?, 'assignee', ?, ?)`, id, Micros(d.Now()), actor, assignee); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+// ReportTicket returns a report's JSON and its incident's ticket.
+func (d *DB) ReportTicket(ctx context.Context, reportID int64) (json.RawMessage, string, error) {
+	var js, ticket string
+	err := d.R.QueryRowContext(ctx, d.q(`SELECT r.report_json, i.ticket FROM reports r JOIN incidents i ON i.id = r.incident_id WHERE r.id = ?`), reportID).Scan(&js, &ticket)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, "", store.ErrNotFound
+	}
+	return json.RawMessage(js), ticket, err
+}
+
+// ReportSpool returns the spool row a report was filed from: the raw
+// message staff can download.
+func (d *DB) ReportSpool(ctx context.Context, reportID int64) (int64, error) {
+	var id int64
+	err := d.R.QueryRowContext(ctx, d.q(`SELECT spool_id FROM reports WHERE id = ?`), reportID).Scan(&id)
+	if errors.Is(err, sql.ErrNoRows) {
+		return 0, store.ErrNotFound
+	}
+	return id, err
+}

@@ -1,0 +1,3 @@
+-- Version 4 drops the indicators' foreign keys on PostgreSQL (see its
+-- migrations). SQLite checks a foreign key with a B-tree lookup in the same
+-- call and keeps them: the version is recorded, nothing changes.
