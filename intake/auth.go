@@ -131,12 +131,12 @@ func (s *session) client() string {
 // before any password is hashed: guessing costs the guesser, not us.
 func (s *session) Auth(mech string) (sasl.Server, error) {
 	if s.b.fails.count(s.client(), time.Now()) >= 10*s.maxAuthFailures() {
-		metricRefused.WithLabelValues(s.b.channel(), "auth-rate").Inc()
+		s.b.Metrics.Refused.WithLabelValues(s.b.channel(), "auth-rate").Inc()
 		return nil, s.errClosing("Too many failed authentications, try again later")
 	}
 	check := func(user, pass string) error {
 		if !s.b.Credentials.Check(user, pass) {
-			metricRefused.WithLabelValues(s.b.channel(), "auth").Inc()
+			s.b.Metrics.Refused.WithLabelValues(s.b.channel(), "auth").Inc()
 			s.b.fails.add(s.client(), time.Now())
 			if s.authFail++; s.authFail >= s.maxAuthFailures() {
 				return s.errClosing("Too many failed authentications, closing")

@@ -7,7 +7,9 @@ import (
 	"time"
 
 	"crypto/tls"
+
 	"github.com/emersion/go-smtp"
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // ConnLimits bound what one client can hold of an SMTP listener. A
@@ -84,10 +86,11 @@ type connListener struct {
 	mu       sync.Mutex
 	conns    map[*smtpConn]struct{}
 	byClient map[string]int
+	refused  *prometheus.CounterVec
 }
 
-func newConnListener(l net.Listener, lim ConnLimits) *connListener {
-	return &connListener{Listener: l, lim: lim.withDefaults(), conns: map[*smtpConn]struct{}{}, byClient: map[string]int{}}
+func newConnListener(l net.Listener, lim ConnLimits, refused *prometheus.CounterVec) *connListener {
+	return &connListener{Listener: l, lim: lim.withDefaults(), conns: map[*smtpConn]struct{}{}, byClient: map[string]int{}, refused: refused}
 }
 
 // clientKey is what the per-client limit counts by: the IPv4 address, or
@@ -132,7 +135,7 @@ func (l *connListener) Accept() (net.Conn, error) {
 		}
 		if over != "" {
 			l.mu.Unlock()
-			metricRefused.WithLabelValues("smtp", "connection-limit").Inc()
+			l.refused.WithLabelValues("smtp", "connection-limit").Inc()
 			_ = c.SetWriteDeadline(now.Add(2 * time.Second))
 			_, _ = c.Write([]byte(over))
 			_ = c.Close()
@@ -143,7 +146,7 @@ func (l *connListener) Accept() (net.Conn, error) {
 		l.byClient[key]++
 		l.mu.Unlock()
 		if evict != nil {
-			metricRefused.WithLabelValues("smtp", "evicted-idle").Inc()
+			l.refused.WithLabelValues("smtp", "evicted-idle").Inc()
 			evict.evict()
 		}
 		return sc, nil

@@ -16,24 +16,10 @@ import (
 
 	"github.com/emersion/go-imap/v2"
 	"github.com/emersion/go-imap/v2/imapclient"
-	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/promauto"
 
 	"github.com/madoguchi/madoguchi/internal/oauth"
 	"github.com/madoguchi/madoguchi/store"
 )
-
-var metricIMAPLastPass = promauto.NewGaugeVec(prometheus.GaugeOpts{
-	Name: "madoguchi_imap_last_pass_timestamp_seconds", Help: "When the poller last finished a pass over the mailbox (poll lag: time() minus this).",
-}, []string{"mailbox"})
-
-var metricIMAPHeld = promauto.NewGaugeVec(prometheus.GaugeOpts{
-	Name: "madoguchi_imap_oversize_held", Help: "Messages left in the mailbox for being over the size limit (each has an incident), by mailbox.",
-}, []string{"mailbox"})
-
-var metricIMAPErrors = promauto.NewCounterVec(prometheus.CounterOpts{
-	Name: "madoguchi_imap_session_errors_total", Help: "IMAP sessions that ended in an error (followed by a reconnect), by mailbox.",
-}, []string{"mailbox"})
 
 // IMAPConfig is one polled mailbox.
 type IMAPConfig struct {
@@ -86,6 +72,9 @@ type Poller struct {
 	Spooled chan<- struct{}
 	// OnPass, when set, is called after each pass over the mailbox (tests).
 	OnPass func(spooled int, err error)
+	// Metrics count what the poller does (Run makes a set of its own when
+	// nil).
+	Metrics *Metrics
 }
 
 // Key names the mailbox in the store and in the lock.
@@ -104,6 +93,9 @@ func (p *Poller) interval() time.Duration {
 // 5 min). Only one daemon polls a mailbox at a time: the others wait for the
 // lock and take over when its holder dies.
 func (p *Poller) Run(ctx context.Context) {
+	if p.Metrics == nil {
+		p.Metrics = NewMetrics(nil)
+	}
 	backoff := time.Second
 	for ctx.Err() == nil {
 		release, ok, err := p.Store.LockMailbox(ctx, p.Key())
@@ -119,7 +111,7 @@ func (p *Poller) Run(ctx context.Context) {
 		if ctx.Err() != nil {
 			return
 		}
-		metricIMAPErrors.WithLabelValues(p.Key()).Inc()
+		p.Metrics.IMAPErrors.WithLabelValues(p.Key()).Inc()
 		var refused *oauth.PermanentError
 		if errors.As(err, &refused) {
 			// The token source has said so once; the retries are quiet.
@@ -187,7 +179,7 @@ func (p *Poller) session(ctx context.Context, connected func()) error {
 	for {
 		n, err := p.pass(ctx, c, sel.UIDValidity)
 		if err == nil {
-			metricIMAPLastPass.WithLabelValues(p.Key()).SetToCurrentTime()
+			p.Metrics.IMAPLastPass.WithLabelValues(p.Key()).SetToCurrentTime()
 		}
 		if p.OnPass != nil {
 			p.OnPass(n, err)
@@ -292,7 +284,7 @@ func (p *Poller) pass(ctx context.Context, c *imapclient.Client, uidValidity uin
 	if err != nil {
 		return 0, err
 	}
-	metricIMAPHeld.WithLabelValues(key).Set(float64(len(held)))
+	p.Metrics.IMAPHeld.WithLabelValues(key).Set(float64(len(held)))
 	// In move mode every message still in the mailbox is new, held for its
 	// size, or spooled-but-not-moved; in flag mode only UIDs past the last
 	// one and the held ones are looked at.
@@ -339,15 +331,15 @@ func (p *Poller) pass(ctx context.Context, c *imapclient.Client, uidValidity uin
 		id, err := p.Store.SpoolIMAP(ctx, &store.Message{Channel: store.ChannelIMAP, RcptTo: []string{p.Cfg.Username},
 			Peer: p.Cfg.Address + " " + p.Cfg.Mailbox + fmt.Sprintf(" uid=%d uidvalidity=%d", uid, uidValidity), Raw: raw}, key, next, uint32(uid))
 		if err != nil {
-			metricRefused.WithLabelValues(store.ChannelIMAP, "spool-error").Inc()
+			p.Metrics.Refused.WithLabelValues(store.ChannelIMAP, "spool-error").Inc()
 			// The message stays in the mailbox; the session is retried.
 			return spooled, fmt.Errorf("spool uid %d: %w", uid, err)
 		}
 		st = next
 		spooled++
-		metricSpoolSeconds.WithLabelValues(store.ChannelIMAP).Observe(time.Since(start).Seconds())
-		metricReceived.WithLabelValues(store.ChannelIMAP).Inc()
-		metricBytes.WithLabelValues(store.ChannelIMAP).Add(float64(len(raw)))
+		p.Metrics.SpoolSeconds.WithLabelValues(store.ChannelIMAP).Observe(time.Since(start).Seconds())
+		p.Metrics.Received.WithLabelValues(store.ChannelIMAP).Inc()
+		p.Metrics.Bytes.WithLabelValues(store.ChannelIMAP).Add(float64(len(raw)))
 		p.Log.Info("spooled", "spool", id, "channel", "imap", "mailbox", key, "uid", uid, "bytes", len(raw))
 		if p.Spooled != nil {
 			select {
@@ -394,7 +386,7 @@ const maxNoticeHeader = 64 << 10
 // mailbox and UID, the size and limit, and its From, Subject, Date and
 // Message-ID (read from its header, with PEEK, so it stays unseen).
 func (p *Poller) hold(ctx context.Context, c *imapclient.Client, uid imap.UID, size int64, next store.IMAPState) error {
-	metricRefused.WithLabelValues(store.ChannelIMAP, "size").Inc()
+	p.Metrics.Refused.WithLabelValues(store.ChannelIMAP, "size").Inc()
 	hdr := map[string]string{}
 	msgs, err := c.Fetch(imap.UIDSetNum(uid), &imap.FetchOptions{UID: true, BodySection: []*imap.FetchItemBodySection{
 		{Peek: true, Specifier: imap.PartSpecifierHeader, HeaderFields: []string{"From", "Subject", "Date", "Message-ID"},

@@ -35,9 +35,9 @@ func (s *syncBuffer) String() string {
 }
 
 // oauthErrors reads madoguchi_oauth2_errors_total{account,error}.
-func oauthErrors(t *testing.T, account, code string) float64 {
+func oauthErrors(t *testing.T, reg prometheus.Gatherer, account, code string) float64 {
 	t.Helper()
-	mfs, err := prometheus.DefaultGatherer.Gather()
+	mfs, err := reg.Gather()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -74,8 +74,10 @@ func TestIMAPOAuth2AgainstDovecot(t *testing.T) {
 	log := slog.New(slog.NewTextHandler(&logs, nil))
 	seed := ts.NewRefreshToken()
 	const account = "imap:csirt@dovecot"
+	reg := prometheus.NewRegistry()
+	metrics := oauth.NewMetrics(reg)
 	newSource := func() *oauth.Source {
-		return oauth.NewSource(oauth.Config{Account: account, TokenURL: ts.URL + "/token", ClientID: "madoguchi", RefreshGrant: true, Seed: seed}, s, log)
+		return oauth.NewSource(oauth.Config{Account: account, TokenURL: ts.URL + "/token", ClientID: "madoguchi", RefreshGrant: true, Seed: seed}, s, log, metrics)
 	}
 	cfg := IMAPConfig{Address: d.Addr, TLS: "none", Username: "csirt", OAuth2: newSource(), Mailbox: "INBOX",
 		ProcessedMailbox: "Processed", PollInterval: 10 * time.Minute}
@@ -114,7 +116,7 @@ func TestIMAPOAuth2AgainstDovecot(t *testing.T) {
 	ts.RevokeAll()
 	d.Append("INBOX", report(4))
 	r = runPoller(t, s, cfg)
-	waitUntil(t, "the refusal", 20*time.Second, func() bool { return oauthErrors(t, account, "invalid_grant") >= 2 })
+	waitUntil(t, "the refusal", 20*time.Second, func() bool { return oauthErrors(t, reg, account, "invalid_grant") >= 2 })
 	if n := strings.Count(logs.String(), "refuses the credential"); n != 1 || strings.Contains(logs.String(), "session ended") {
 		t.Fatalf("%d log lines for the refusal, want 1 and no other warning:\n%s", n, logs.String())
 	}

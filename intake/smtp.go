@@ -16,25 +16,8 @@ import (
 
 	"github.com/emersion/go-smtp"
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/promauto"
 
 	"github.com/madoguchi/madoguchi/store"
-)
-
-var (
-	metricReceived = promauto.NewCounterVec(prometheus.CounterOpts{
-		Name: "madoguchi_intake_received_total", Help: "Messages spooled, by channel (smtp, lmtp, imap, import).",
-	}, []string{"channel"})
-	metricRefused = promauto.NewCounterVec(prometheus.CounterOpts{
-		Name: "madoguchi_intake_refused_total", Help: "Messages or recipients refused, by channel and reason (recipient, size, spool-error).",
-	}, []string{"channel", "reason"})
-	metricBytes = promauto.NewCounterVec(prometheus.CounterOpts{
-		Name: "madoguchi_intake_bytes_total", Help: "Bytes spooled, by channel.",
-	}, []string{"channel"})
-	metricSpoolSeconds = promauto.NewHistogramVec(prometheus.HistogramOpts{
-		Name: "madoguchi_intake_spool_seconds", Help: "Time from end of DATA to durable spool commit, by channel.",
-		Buckets: prometheus.ExponentialBuckets(0.0002, 2, 14),
-	}, []string{"channel"})
 )
 
 // SMTPConfig configures the listener.
@@ -79,6 +62,9 @@ type Backend struct {
 	RequireAuth bool
 	// Spooled is signalled (non-blocking) after each commit, to wake workers.
 	Spooled chan<- struct{}
+	// Metrics count what the listener does (NewServer makes a set of its
+	// own when nil).
+	Metrics *Metrics
 	allowed map[string]bool
 	fails   authFailures
 }
@@ -87,14 +73,17 @@ type Backend struct {
 // ConnLimits and close after every 421 reply (see Serve).
 type Server struct {
 	*smtp.Server
-	limits ConnLimits
+	limits  ConnLimits
+	refused *prometheus.CounterVec
 }
 
 // Serve accepts connections on l under the server's ConnLimits. A 421
 // reply closes the connection once it is written (RFC 5321 4.2.5): a
 // client that answers a 421 with RSET and MAIL again, as Go's net/smtp
 // does, would otherwise loop.
-func (s *Server) Serve(l net.Listener) error { return s.Server.Serve(newConnListener(l, s.limits)) }
+func (s *Server) Serve(l net.Listener) error {
+	return s.Server.Serve(newConnListener(l, s.limits, s.refused))
+}
 
 // errClosing is a 421 reply after which the connection closes: the
 // connection closes after its next write, which is this reply (one TLS
@@ -111,6 +100,9 @@ func (s *session) errClosing(msg string) error {
 
 // NewServer returns a go-smtp server for the backend.
 func NewServer(b *Backend) *Server {
+	if b.Metrics == nil {
+		b.Metrics = NewMetrics(nil)
+	}
 	b.allowed = map[string]bool{}
 	for _, r := range b.Config.Recipients {
 		b.allowed[strings.ToLower(r)] = true
@@ -141,7 +133,7 @@ func NewServer(b *Backend) *Server {
 	s.MaxLineLength = 1 << 20
 	s.TLSConfig = b.Config.TLS
 	s.AllowInsecureAuth = false
-	return &Server{Server: s, limits: lim}
+	return &Server{Server: s, limits: lim, refused: b.Metrics.Refused}
 }
 
 func (b *Backend) channel() string {
@@ -193,15 +185,15 @@ func (s *session) Logout() error { return nil }
 
 func (s *session) Mail(from string, _ *smtp.MailOptions) error {
 	if s.b.RequireAuth && s.user == "" {
-		metricRefused.WithLabelValues(s.b.channel(), "auth-required").Inc()
+		s.b.Metrics.Refused.WithLabelValues(s.b.channel(), "auth-required").Inc()
 		return &smtp.SMTPError{Code: 530, EnhancedCode: smtp.EnhancedCode{5, 7, 0}, Message: "Authentication required (STARTTLS first)"}
 	}
 	if s.idle > 2*maxIdleTransactions { // Reset also runs once per MAIL
-		metricRefused.WithLabelValues(s.b.channel(), "idle-transactions").Inc()
+		s.b.Metrics.Refused.WithLabelValues(s.b.channel(), "idle-transactions").Inc()
 		return s.errClosing("Too many commands without a message, reconnect")
 	}
 	if s.messages >= s.maxMessages() {
-		metricRefused.WithLabelValues(s.b.channel(), "messages-per-connection").Inc()
+		s.b.Metrics.Refused.WithLabelValues(s.b.channel(), "messages-per-connection").Inc()
 		return s.errClosing("Too many messages on one connection, reconnect")
 	}
 	s.from = from
@@ -219,7 +211,7 @@ func (s *session) progress() {
 
 func (s *session) Rcpt(to string, _ *smtp.RcptOptions) error {
 	if !s.b.allowed[strings.ToLower(to)] {
-		metricRefused.WithLabelValues(s.b.channel(), "recipient").Inc()
+		s.b.Metrics.Refused.WithLabelValues(s.b.channel(), "recipient").Inc()
 		return &smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 1, 1}, Message: "No such recipient here"}
 	}
 	s.rcpt = append(s.rcpt, strings.ToLower(to))
@@ -266,11 +258,11 @@ func (s *session) receive(r io.Reader) (int64, error) {
 	if _, err := io.Copy(buf, r); err != nil {
 		var se *smtp.SMTPError
 		if errors.As(err, &se) {
-			metricRefused.WithLabelValues(s.b.channel(), "size").Inc()
+			s.b.Metrics.Refused.WithLabelValues(s.b.channel(), "size").Inc()
 			return 0, se
 		}
 		if errors.Is(err, smtp.ErrTooLongLine) {
-			metricRefused.WithLabelValues(s.b.channel(), "line-length").Inc()
+			s.b.Metrics.Refused.WithLabelValues(s.b.channel(), "line-length").Inc()
 			return 0, &smtp.SMTPError{Code: 500, EnhancedCode: smtp.EnhancedCode{5, 5, 2}, Message: "Line longer than 1 MiB"}
 		}
 		// Too slow or gone: go-smtp would read the rest of DATA before
@@ -281,7 +273,7 @@ func (s *session) receive(r io.Reader) (int64, error) {
 			c.evicted = true
 			c.mu.Unlock()
 		}
-		metricRefused.WithLabelValues(s.b.channel(), "data-timeout").Inc()
+		s.b.Metrics.Refused.WithLabelValues(s.b.channel(), "data-timeout").Inc()
 		return 0, s.errClosing("Message not received in time (too slow or interrupted), closing; try again later")
 	}
 	start := time.Now()
@@ -295,14 +287,14 @@ func (s *session) receive(r io.Reader) (int64, error) {
 	if err != nil {
 		rid := ref()
 		s.b.Log.Error("spool failed", "ref", rid, "peer", s.peer, "err", err)
-		metricRefused.WithLabelValues(s.b.channel(), "spool-error").Inc()
+		s.b.Metrics.Refused.WithLabelValues(s.b.channel(), "spool-error").Inc()
 		return 0, &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 3, 0}, Message: "Temporary local problem, try again later (ref " + rid + ")"}
 	}
 	s.messages++
 	s.idle = 0
-	metricSpoolSeconds.WithLabelValues(s.b.channel()).Observe(time.Since(start).Seconds())
-	metricReceived.WithLabelValues(s.b.channel()).Inc()
-	metricBytes.WithLabelValues(s.b.channel()).Add(float64(buf.n))
+	s.b.Metrics.SpoolSeconds.WithLabelValues(s.b.channel()).Observe(time.Since(start).Seconds())
+	s.b.Metrics.Received.WithLabelValues(s.b.channel()).Inc()
+	s.b.Metrics.Bytes.WithLabelValues(s.b.channel()).Add(float64(buf.n))
 	s.b.Log.Info("spooled", "spool", id, "channel", s.b.channel(), "peer", s.peer, "from", s.from, "bytes", buf.n)
 	if s.b.Spooled != nil {
 		select {

@@ -40,11 +40,14 @@ var builtinTemplates embed.FS
 // Writer renders outbox rows and delivers them: to .eml files in Dir, or
 // through Deliver (a relay) when set.
 type Writer struct {
-	Store store.Store
-	Dir   string
-	Team  Team
-	Log   *slog.Logger
-	Now   func() time.Time
+	// Metrics count deliveries (a set of the writer's own when nil).
+	Metrics     *Metrics
+	metricsOnce sync.Once
+	Store       store.Store
+	Dir         string
+	Team        Team
+	Log         *slog.Logger
+	Now         func() time.Time
 	// Deliver, when set, replaces .eml files in Dir.
 	Deliver Deliverer
 	// Keys signs every acknowledgement (PGP/MIME) when the team has a
@@ -552,7 +555,7 @@ func (w *Writer) Once(ctx context.Context) (int, error) {
 			}
 		}
 		if over != "" {
-			metricOutbox.WithLabelValues("skipped").Inc()
+			w.metrics().Deliveries.WithLabelValues("skipped").Inc()
 			w.noteSkip(now, e.Recipient, over)
 			skips = append(skips, store.OutboxSkip{ID: e.ID, Reason: over})
 			continue
@@ -567,7 +570,7 @@ func (w *Writer) Once(ctx context.Context) (int, error) {
 			// not the rows. This row and the rest of the claim wait,
 			// uncounted, and the next pass tries again (the token source
 			// has logged the refusal once).
-			metricOutbox.WithLabelValues("postponed").Inc()
+			w.metrics().Deliveries.WithLabelValues("postponed").Inc()
 			for _, r := range rows[i:] {
 				if perr := w.Store.PostponeOutbox(ctx, r.ID, oneLine(err), time.Minute); perr != nil {
 					_ = flush()
@@ -585,7 +588,7 @@ func (w *Writer) Once(ctx context.Context) (int, error) {
 			if dead {
 				state = "dead"
 			}
-			metricOutbox.WithLabelValues(state).Inc()
+			w.metrics().Deliveries.WithLabelValues(state).Inc()
 			w.Log.Warn("outbox row failed", "id", e.ID, "recipient", e.Recipient, "attempt", e.Attempts, "dead", dead, "err", err)
 			if merr := w.Store.MarkOutboxFailed(ctx, e.ID, oneLine(err), dead, backoff(e.Attempts)); merr != nil {
 				_ = flush()
@@ -593,7 +596,7 @@ func (w *Writer) Once(ctx context.Context) (int, error) {
 			}
 			continue
 		}
-		metricOutbox.WithLabelValues("sent").Inc()
+		w.metrics().Deliveries.WithLabelValues("sent").Inc()
 		if e.CreatedAt.After(now.Add(-time.Hour)) && e.Kind != store.OutboxAlert && e.Kind != store.OutboxWebhook {
 			for _, b := range w.budgets(e.Recipient) {
 				sentNow[b.key]++

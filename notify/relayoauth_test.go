@@ -152,7 +152,7 @@ func TestRelayOAuth2(t *testing.T) {
 		f.file(t, "a@reporter.example", "x", "en", "none")
 		f.file(t, "b@reporter.example", "y", "en", "none")
 		log := slog.New(slog.NewTextHandler(io.Discard, nil))
-		src := oauth.NewSource(oauth.Config{Account: "relay:csirt", TokenURL: ts.URL + "/token", ClientID: "madoguchi", ClientSecret: "app-secret"}, f.s, log)
+		src := oauth.NewSource(oauth.Config{Account: "relay:csirt", TokenURL: ts.URL + "/token", ClientID: "madoguchi", ClientSecret: "app-secret"}, f.s, log, nil)
 		w := f.writer(&Relay{Addr: addr, TLS: "none", Username: "csirt@example.org", OAuth2: src})
 		w.Keys = nil
 		if _, err := w.Once(context.Background()); err != nil {
@@ -170,7 +170,7 @@ func TestRelayOAuth2(t *testing.T) {
 	ctx := context.Background()
 	_ = f.s.SetOAuth2Token(ctx, "relay:csirt", store.OAuth2Token{RefreshToken: ts.NewRefreshToken()})
 	src := oauth.NewSource(oauth.Config{Account: "relay:csirt", TokenURL: ts.URL + "/token", ClientID: "madoguchi", RefreshGrant: true},
-		f.s, slog.New(slog.NewTextHandler(io.Discard, nil)))
+		f.s, slog.New(slog.NewTextHandler(io.Discard, nil)), nil)
 	w := f.writer(&Relay{Addr: addr, TLS: "none", Username: "csirt@example.org", OAuth2: src})
 	w.Keys = nil
 	ts.RevokeAll()

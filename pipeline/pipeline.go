@@ -43,8 +43,9 @@ type Processor struct {
 	AlertOn     []string
 	DutyAddress string
 	WebhookURL  string
-	// Observe, when set, is told each outcome (metrics).
-	Observe func(outcome string, d time.Duration)
+	// Metrics count what the processor does (a set of its own when nil).
+	Metrics     *Metrics
+	metricsOnce sync.Once
 }
 
 // Analyze runs crypto and parse over raw bytes: what `madoguchi parse`
@@ -101,7 +102,7 @@ func (p *Processor) Process(ctx context.Context, spoolID int64) (store.FileResul
 	}
 	t0 := time.Now()
 	res, err := p.Store.File(ctx, it.f)
-	metricStage.WithLabelValues("file").Observe(time.Since(t0).Seconds())
+	p.metrics().Stage.WithLabelValues("file").Observe(time.Since(t0).Seconds())
 	p.done(ctx, it, res, err)
 	return res, err
 }
@@ -129,17 +130,15 @@ func (p *Processor) prepare(ctx context.Context, id int64) (*item, error) {
 func (p *Processor) analyse(ctx context.Context, msg *store.Message, start time.Time) (*item, error) {
 	id := msg.ID
 	rep, st, perr := p.analyzeSafe(msg)
-	metricStage.WithLabelValues("unwrap").Observe(st.unwrap.Seconds())
-	metricStage.WithLabelValues("parse").Observe(st.parse.Seconds())
+	p.metrics().Stage.WithLabelValues("unwrap").Observe(st.unwrap.Seconds())
+	p.metrics().Stage.WithLabelValues("parse").Observe(st.parse.Seconds())
 	if rep == nil {
 		p.fail(ctx, id, "parse-error", perr)
-		if p.Observe != nil {
-			p.Observe("failed", time.Since(start))
-		}
+		p.observe("failed", time.Since(start))
 		return nil, perr
 	}
-	metricVerdicts.WithLabelValues("decryption", rep.Decryption.Status).Inc()
-	metricVerdicts.WithLabelValues("signature", rep.Signature.Status).Inc()
+	p.metrics().Verdicts.WithLabelValues("decryption", rep.Decryption.Status).Inc()
+	p.metrics().Verdicts.WithLabelValues("signature", rep.Signature.Status).Inc()
 	return &item{msg: msg, rep: rep, f: p.filing(msg, rep), start: start}, nil
 }
 
@@ -177,13 +176,13 @@ func (p *Processor) processBatch(ctx context.Context, ids []int64, msgs []*store
 		for _, it := range items {
 			t1 := time.Now()
 			res, err := p.Store.File(ctx, it.f)
-			metricStage.WithLabelValues("file").Observe(time.Since(t1).Seconds())
+			p.metrics().Stage.WithLabelValues("file").Observe(time.Since(t1).Seconds())
 			p.done(ctx, it, res, err)
 		}
 		return
 	}
 	for i, it := range items {
-		metricStage.WithLabelValues("file").Observe(d.Seconds() / float64(len(items)))
+		p.metrics().Stage.WithLabelValues("file").Observe(d.Seconds() / float64(len(items)))
 		p.done(ctx, it, results[i], nil)
 	}
 }
@@ -195,12 +194,16 @@ func (p *Processor) done(ctx context.Context, it *item, res store.FileResult, er
 		o = "failed"
 		p.fail(ctx, it.msg.ID, "store-error", err)
 	} else {
-		metricEndToEnd.Observe(time.Since(it.msg.ReceivedAt).Seconds())
+		p.metrics().EndToEnd.Observe(time.Since(it.msg.ReceivedAt).Seconds())
 		p.log().Info("filed", "spool", it.msg.ID, "ticket", res.Ticket, "outcome", res.Outcome, "message_id", it.rep.MessageID, "ack", res.AckID != 0)
 	}
-	if p.Observe != nil {
-		p.Observe(o, time.Since(it.start))
-	}
+	p.observe(o, time.Since(it.start))
+}
+
+// observe counts a processed message's outcome and time.
+func (p *Processor) observe(outcome string, d time.Duration) {
+	p.metrics().Processed.WithLabelValues(outcome).Inc()
+	p.metrics().Seconds.Observe(d.Seconds())
 }
 
 func (p *Processor) log() *slog.Logger {

@@ -14,6 +14,7 @@ import (
 
 	_ "github.com/jackc/pgx/v5/stdlib"
 
+	"github.com/madoguchi/madoguchi/internal/app"
 	"github.com/madoguchi/madoguchi/internal/stores"
 	"github.com/madoguchi/madoguchi/internal/testenv"
 	"github.com/madoguchi/madoguchi/store"
@@ -26,9 +27,9 @@ func runCLI(t *testing.T, args ...string) (string, string, int) {
 	code := 0
 	if err != nil {
 		code = 1
-		var ee *exitError
+		var ee *app.ExitError
 		if errors.As(err, &ee) {
-			code = ee.code
+			code = ee.Code
 		}
 		errb.WriteString(err.Error())
 	}

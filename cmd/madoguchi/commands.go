@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"math"
 	"os"
 	"path/filepath"
@@ -17,6 +18,7 @@ import (
 	"time"
 
 	"github.com/madoguchi/madoguchi/crypto"
+	"github.com/madoguchi/madoguchi/internal/app"
 	"github.com/madoguchi/madoguchi/store"
 )
 
@@ -53,7 +55,7 @@ func collectImport(paths []string, bad func(string)) ([]importItem, error) {
 	for _, p := range paths {
 		st, err := os.Stat(p)
 		if err != nil {
-			return nil, usageErr("%s: cannot read: %v", p, unwrapPathErr(err))
+			return nil, usageErr("%s: cannot read: %v", p, app.UnwrapPathErr(err))
 		}
 		if st.IsDir() {
 			var files []string
@@ -71,7 +73,7 @@ func collectImport(paths []string, bad func(string)) ([]importItem, error) {
 			if len(files) == 0 { // a plain folder of .eml files
 				ents, err := os.ReadDir(p)
 				if err != nil {
-					return nil, usageErr("%s: cannot read: %v", p, unwrapPathErr(err))
+					return nil, usageErr("%s: cannot read: %v", p, app.UnwrapPathErr(err))
 				}
 				for _, e := range ents {
 					if !e.IsDir() && (strings.HasSuffix(e.Name(), ".eml") || strings.HasSuffix(e.Name(), ".mbox")) {
@@ -83,7 +85,7 @@ func collectImport(paths []string, bad func(string)) ([]importItem, error) {
 			for _, f := range files {
 				b, err := os.ReadFile(f)
 				if err != nil {
-					return nil, usageErr("%s: cannot read: %v", f, unwrapPathErr(err))
+					return nil, usageErr("%s: cannot read: %v", f, app.UnwrapPathErr(err))
 				}
 				items = append(items, splitFile(f, b, bad)...)
 			}
@@ -91,7 +93,7 @@ func collectImport(paths []string, bad func(string)) ([]importItem, error) {
 		}
 		b, err := os.ReadFile(p)
 		if err != nil {
-			return nil, usageErr("%s: cannot read: %v", p, unwrapPathErr(err))
+			return nil, usageErr("%s: cannot read: %v", p, app.UnwrapPathErr(err))
 		}
 		items = append(items, splitFile(p, b, bad)...)
 	}
@@ -171,13 +173,13 @@ func (e *env) cmdImport(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	keys, s, err := e.keysAndStore(ctx)
+	keys, s, err := e.KeysAndStore(ctx)
 	if err != nil {
 		return err
 	}
 	defer s.Close()
-	proc := e.processor(s, keys, noAck)
-	proc.Log = e.quietLog()
+	proc := e.Processor(s, keys, noAck)
+	proc.Log = quietLog()
 	tty := isTerminal(os.Stderr)
 	counts := map[string]int{}
 	for i, it := range items {
@@ -185,7 +187,7 @@ func (e *env) cmdImport(ctx context.Context, args []string) error {
 		// store never takes it (and acknowledges it despite --no-ack),
 		// and this import files nothing but what it read.
 		id, err := s.Spool(ctx, &store.Message{Channel: store.ChannelImport, Peer: "import:" + it.origin, Raw: it.raw,
-			ClaimedBy: "import", Lease: e.cfg.Pipeline.Lease})
+			ClaimedBy: "import", Lease: e.Cfg.Pipeline.Lease})
 		if err != nil {
 			return runErr("spool %s: %v", it.origin, err)
 		}
@@ -212,7 +214,7 @@ func (e *env) cmdImport(ctx context.Context, args []string) error {
 		fmt.Fprintf(e.stdout, "%d noted on the ticket they name without being filed (bounces, unauthenticated mail in the team's name)\n", n)
 	}
 	if counts["failed"] > 0 || len(bads) > 0 {
-		return &exitError{1, fmt.Sprintf("%d messages could not be imported", counts["failed"]+len(bads))}
+		return runErr("%d messages could not be imported", counts["failed"]+len(bads))
 	}
 	return nil
 }
@@ -230,7 +232,7 @@ func (e *env) cmdIncidents(ctx context.Context, args []string) error {
 	if len(args) == 0 {
 		return usageErr("usage: madoguchi incidents list|show TICKET [--json]")
 	}
-	s, err := e.openStore(ctx)
+	s, err := e.OpenStore(ctx)
 	if err != nil {
 		return err
 	}
@@ -349,7 +351,7 @@ func (e *env) cmdReprocess(ctx context.Context, args []string) error {
 	default:
 		return usageErr("usage: madoguchi reprocess ID|--quarantined|--since DATE")
 	}
-	keys, s, err := e.keysAndStore(ctx)
+	keys, s, err := e.KeysAndStore(ctx)
 	if err != nil {
 		return err
 	}
@@ -358,15 +360,15 @@ func (e *env) cmdReprocess(ctx context.Context, args []string) error {
 	// not whatever else the queue holds (a daemon sharing the store files
 	// that, with its own options).
 	worker := fmt.Sprintf("reprocess/%d", os.Getpid())
-	ids, err := s.Requeue(ctx, id, quarantined, since, worker, e.cfg.Pipeline.Lease)
+	ids, err := s.Requeue(ctx, id, quarantined, since, worker, e.Cfg.Pipeline.Lease)
 	if errors.Is(err, store.ErrNotFound) {
 		return runErr("no spooled message %d", id)
 	}
 	if err != nil {
 		return runErr("%v", err)
 	}
-	proc := e.processor(s, keys, false)
-	proc.Log = e.quietLog()
+	proc := e.Processor(s, keys, false)
+	proc.Log = quietLog()
 	counts := map[string]int{}
 	for _, sid := range ids {
 		res, err := proc.Process(ctx, sid)
@@ -388,7 +390,7 @@ func (e *env) cmdQueue(ctx context.Context, args []string) error {
 	if len(args) > 0 {
 		state = args[0]
 	}
-	s, err := e.openStore(ctx)
+	s, err := e.OpenStore(ctx)
 	if err != nil {
 		return err
 	}
@@ -412,10 +414,10 @@ func (e *env) cmdKeys(args []string) error {
 	if len(args) == 0 {
 		return usageErr("usage: madoguchi keys import FILE [--label L] | keys list")
 	}
-	ring := e.cfg.Crypto.KeyringFile
+	ring := e.Cfg.Crypto.KeyringFile
 	switch args[0] {
 	case "list":
-		keys, err := e.loadKeys()
+		keys, err := e.LoadKeys()
 		if err != nil {
 			return err
 		}
@@ -440,7 +442,7 @@ func (e *env) cmdKeys(args []string) error {
 		}
 		old, err := os.ReadFile(ring)
 		if err != nil && !os.IsNotExist(err) {
-			return usageErr("%s: cannot read: %v", ring, unwrapPathErr(err))
+			return usageErr("%s: cannot read: %v", ring, app.UnwrapPathErr(err))
 		}
 		merged, added, err := crypto.MergeKeyring(old, b)
 		if err != nil {
@@ -465,17 +467,20 @@ func (e *env) cmdConfig(args []string) error {
 	if len(args) != 1 || args[0] != "check" {
 		return usageErr("usage: madoguchi config check")
 	}
-	for _, p := range e.cfg.Validate() {
+	for _, p := range e.Cfg.Validate() {
 		fmt.Fprintln(e.stderr, p.String())
 	}
-	if _, err := e.loadKeys(); err != nil {
+	if _, err := e.LoadKeys(); err != nil {
 		return err
 	}
-	out, err := e.cfg.Masked()
+	out, err := e.Cfg.Masked()
 	if err != nil {
 		return runErr("%v", err)
 	}
-	fmt.Fprintf(e.stdout, "# effective configuration (%s)\n", orDefault(e.cfg.Path))
+	fmt.Fprintf(e.stdout, "# effective configuration (%s)\n", app.OrDefault(e.Cfg.Path))
 	_, err = e.stdout.Write(out)
 	return err
 }
+
+// quietLog discards: the commands report on their own output.
+func quietLog() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }

@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/madoguchi/madoguchi/configs"
+	"github.com/madoguchi/madoguchi/internal/app"
 )
 
 // TestDefaultsThatLookFinished: the Message-IDs of what we send are in
@@ -18,15 +19,15 @@ func TestDefaultsThatLookFinished(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	e := &env{cfg: cfg}
-	if d := e.messageIDDomain(); d != "acme.example" {
+	e := &app.Env{Cfg: cfg}
+	if d := e.MessageIDDomain(); d != "acme.example" {
 		t.Errorf("Message-ID domain %q, want acme.example", d)
 	}
 	host, _ := os.Hostname()
 	if host == "" || host == "localhost" {
 		t.Skip("this machine has no name of its own")
 	}
-	if h := e.hostname(); h != host {
+	if h := e.Hostname(); h != host {
 		t.Errorf("hostname %q, want %q", h, host)
 	}
 	dir := t.TempDir()

@@ -10,21 +10,26 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+
+	"github.com/madoguchi/madoguchi/internal/app"
+
+	"github.com/madoguchi/madoguchi/store"
 )
 
-// exitError carries an exit status: 2 for bad usage, configuration or
-// input; 1 for failures at run time.
-type exitError struct {
-	code int
-	msg  string
-}
+// usageErr is an error of usage, configuration or input (exit status 2).
+func usageErr(format string, a ...any) error { return app.UsageErr(format, a...) }
 
-func (e *exitError) Error() string { return e.msg }
+// runErr is a failure at run time (exit status 1).
+func runErr(format string, a ...any) error { return app.RunErr(format, a...) }
 
-func usageErr(format string, a ...any) error {
-	return &exitError{2, fmt.Sprintf(format, a...)}
+// env is what a command runs with: the application's environment and the
+// command's output.
+type env struct {
+	*app.Env
+	stdout, stderr io.Writer
+	// afterDeliver is app.Options.AfterDeliver (the crash test).
+	afterDeliver func(store.OutboxEntry)
 }
-func runErr(format string, a ...any) error { return &exitError{1, fmt.Sprintf(format, a...)} }
 
 const usage = `madoguchi: the mail and intake gateway of a CSIRT
 
@@ -57,10 +62,10 @@ func main() {
 	err := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
 	stop()
 	if err != nil {
-		var ee *exitError
+		var ee *app.ExitError
 		code := 1
 		if errors.As(err, &ee) {
-			code = ee.code
+			code = ee.Code
 		}
 		fmt.Fprintln(os.Stderr, "madoguchi: "+err.Error())
 		os.Exit(code)
@@ -68,6 +73,12 @@ func main() {
 }
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	return runWith(ctx, args, stdout, stderr, nil)
+}
+
+// runWith is run with app.Options.AfterDeliver (the crash test runs the
+// daemon in its own binary with one).
+func runWith(ctx context.Context, args []string, stdout, stderr io.Writer, afterDeliver func(store.OutboxEntry)) error {
 	configPath := os.Getenv("MADOGUCHI_CONFIG")
 	for len(args) > 0 {
 		switch {
@@ -94,11 +105,12 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if cmd == "version" {
 		return cmdVersion(stdout)
 	}
-	env, err := loadEnv(configPath)
+	ae, err := app.LoadEnv(configPath)
 	if err != nil {
 		return err
 	}
-	env.stdout, env.stderr = stdout, stderr
+	ae.Stderr = stderr
+	env := &env{Env: ae, stdout: stdout, stderr: stderr, afterDeliver: afterDeliver}
 	switch cmd {
 	case "serve":
 		return env.cmdServe(ctx, rest)

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"strings"
 
+	"github.com/madoguchi/madoguchi/internal/app"
 	"github.com/madoguchi/madoguchi/internal/oauth"
 )
 
@@ -21,18 +22,18 @@ func (e *env) cmdOAuth2(ctx context.Context, args []string) error {
 	var err error
 	switch name := args[1]; {
 	case name == "relay":
-		n := e.cfg.Notify
+		n := e.Cfg.Notify
 		if n.RelayAuth != "oauth2" {
 			return usageErr("oauth2 login relay: notify.relay_auth is not oauth2")
 		}
-		conf, err = e.oauthConfig("notify.relay_oauth2", relayAccount(n), n.RelayOAuth2, oauth.ForSMTP)
+		conf, err = e.OAuthConfig("notify.relay_oauth2", app.RelayAccount(n), n.RelayOAuth2, oauth.ForSMTP)
 	default:
-		for i, m := range e.cfg.Intake.IMAP {
+		for i, m := range e.Cfg.Intake.IMAP {
 			if m.Username == name || fmt.Sprintf("imap[%d]", i) == name {
 				if m.Auth != "oauth2" {
 					return usageErr("oauth2 login %s: intake.imap[%d].auth is not oauth2", name, i)
 				}
-				conf, err = e.oauthConfig(fmt.Sprintf("intake.imap[%d].oauth2", i), imapAccount(m), m.OAuth2, oauth.ForIMAP)
+				conf, err = e.OAuthConfig(fmt.Sprintf("intake.imap[%d].oauth2", i), app.IMAPAccount(m), m.OAuth2, oauth.ForIMAP)
 				break
 			}
 		}
@@ -49,7 +50,7 @@ func (e *env) cmdOAuth2(ctx context.Context, args []string) error {
 	if conf.DeviceAuthURL == "" {
 		return usageErr("oauth2 login %s: no device_auth_url (and no provider to take it from)", args[1])
 	}
-	s, err := e.openStore(ctx)
+	s, err := e.OpenStore(ctx)
 	if err != nil {
 		return err
 	}

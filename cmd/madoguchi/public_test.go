@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/madoguchi/madoguchi/crypto"
+	"github.com/madoguchi/madoguchi/internal/app"
 	"github.com/madoguchi/madoguchi/internal/testenv"
 )
 
@@ -78,17 +79,17 @@ func TestRFC2350Command(t *testing.T) {
 // key imports.
 func TestPublicEndpoints(t *testing.T) {
 	testenv.Need(t, "gpg")
-	e, err := loadEnv(teamKeyConfig(t))
+	e, err := app.LoadEnv(teamKeyConfig(t))
 	if err != nil {
 		t.Fatal(err)
 	}
-	e.log = slog.New(slog.NewTextHandler(io.Discard, nil))
-	keys, err := e.loadKeys()
+	e.Log = slog.New(slog.NewTextHandler(io.Discard, nil))
+	keys, err := e.LoadKeys()
 	if err != nil {
 		t.Fatal(err)
 	}
 	mux := http.NewServeMux()
-	e.publicHandlers(mux, func() *crypto.Keys { return keys })
+	e.PublicHandlers(mux, func() *crypto.Keys { return keys })
 	srv := httptest.NewServer(mux)
 	defer srv.Close()
 	get := func(path string) []byte {
@@ -154,19 +155,19 @@ func TestPublicEndpoints(t *testing.T) {
 // signed documents are signed once (per day and keys) and served from
 // then on; a key reload signs anew.
 func TestPublicDocumentsSignedOnce(t *testing.T) {
-	e, err := loadEnv(teamKeyConfig(t))
+	e, err := app.LoadEnv(teamKeyConfig(t))
 	if err != nil {
 		t.Fatal(err)
 	}
-	e.log = slog.New(slog.NewTextHandler(io.Discard, nil))
-	keys, err := e.loadKeys()
+	e.Log = slog.New(slog.NewTextHandler(io.Discard, nil))
+	keys, err := e.LoadKeys()
 	if err != nil {
 		t.Fatal(err)
 	}
 	var current atomic.Pointer[crypto.Keys]
 	current.Store(keys)
 	mux := http.NewServeMux()
-	e.publicHandlers(mux, current.Load)
+	e.PublicHandlers(mux, current.Load)
 	get := func(path string) string {
 		rec := httptest.NewRecorder()
 		mux.ServeHTTP(rec, httptest.NewRequest("GET", path, nil))
@@ -193,7 +194,7 @@ func TestPublicDocumentsSignedOnce(t *testing.T) {
 	if d := time.Since(start); d > 2*time.Second {
 		t.Errorf("400 GETs took %v", d)
 	}
-	reloaded, _ := e.loadKeys()
+	reloaded, _ := e.LoadKeys()
 	current.Store(reloaded)
 	for _, p := range paths {
 		if get(p) == first[p] {

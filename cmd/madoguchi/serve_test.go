@@ -14,8 +14,10 @@ import (
 	"net/smtp"
 	"os"
 	"os/exec"
+	"os/signal"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -31,6 +33,27 @@ import (
 )
 
 var binPath string
+
+// dieAfterDelivery, set to 1 in its environment, makes the test binary a
+// daemon (madoguchi with the arguments it was given) that dies like
+// kill -9 in the one window where an acknowledgement is delivered but not
+// yet marked sent: the crash test's, without a test hook in the binary
+// operators run.
+const dieAfterDelivery = "MADOGUCHI_TEST_DAEMON_DIES_AFTER_DELIVERY"
+
+func TestMain(m *testing.M) {
+	if os.Getenv(dieAfterDelivery) == "1" {
+		ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+		err := runWith(ctx, os.Args[1:], os.Stdout, os.Stderr, func(store.OutboxEntry) { os.Exit(137) })
+		stop()
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "madoguchi: "+err.Error())
+			os.Exit(1)
+		}
+		os.Exit(0)
+	}
+	os.Exit(m.Run())
+}
 
 func buildBinary(t *testing.T) string {
 	t.Helper()
@@ -53,7 +76,11 @@ type daemon struct {
 
 func startDaemon(t *testing.T, cfg string, env ...string) *daemon {
 	t.Helper()
-	cmd := exec.Command(buildBinary(t), "--config", cfg, "serve")
+	bin := buildBinary(t)
+	if slices.Contains(env, dieAfterDelivery+"=1") {
+		bin = os.Args[0]
+	}
+	cmd := exec.Command(bin, "--config", cfg, "serve")
 	cmd.Env = append(os.Environ(), env...)
 	stderr, _ := cmd.StderrPipe()
 	if err := cmd.Start(); err != nil {
@@ -610,7 +637,7 @@ func TestKilledBetweenSendAndMark(t *testing.T) {
 	if err := os.WriteFile(cfg, b, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	d := startDaemon(t, cfg, "MADOGUCHI_TEST_DIE_AFTER_DELIVERY=1")
+	d := startDaemon(t, cfg, dieAfterDelivery+"=1")
 	if err := sendMail(d.smtp, "r@reporter.example", "csirt@example.org", 1); err != nil {
 		t.Fatal(err)
 	}

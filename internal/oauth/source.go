@@ -12,16 +12,29 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/promauto"
 	"golang.org/x/oauth2"
 	"golang.org/x/oauth2/clientcredentials"
 
 	"github.com/madoguchi/madoguchi/store"
 )
 
-var metricErrors = promauto.NewCounterVec(prometheus.CounterOpts{
-	Name: "madoguchi_oauth2_errors_total", Help: "Failed OAuth2 token requests, by account and error (invalid_grant, invalid_client, … or unavailable).",
-}, []string{"account", "error"})
+// Metrics are the OAuth2 clients' Prometheus metrics: one set per daemon,
+// shared by every Source.
+type Metrics struct {
+	Errors *prometheus.CounterVec
+}
+
+// NewMetrics makes the metrics and registers them with reg (none when reg
+// is nil).
+func NewMetrics(reg prometheus.Registerer) *Metrics {
+	m := &Metrics{Errors: prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "madoguchi_oauth2_errors_total", Help: "Failed OAuth2 token requests, by account and error (invalid_grant, invalid_client, … or unavailable).",
+	}, []string{"account", "error"})}
+	if reg != nil {
+		reg.MustRegister(m.Errors)
+	}
+	return m
+}
 
 // Config is one account's OAuth2 client.
 type Config struct {
@@ -64,9 +77,10 @@ const renewBefore = time.Minute
 
 // Source hands out access tokens for one account.
 type Source struct {
-	cfg   Config
-	store TokenStore
-	log   *slog.Logger
+	cfg     Config
+	store   TokenStore
+	log     *slog.Logger
+	metrics *Metrics
 	// HTTP is the client for the token endpoint (nil: one with a 30 s
 	// timeout).
 	HTTP *http.Client
@@ -78,8 +92,11 @@ type Source struct {
 }
 
 // NewSource returns the token source of cfg.
-func NewSource(cfg Config, st TokenStore, log *slog.Logger) *Source {
-	return &Source{cfg: cfg, store: st, log: log}
+func NewSource(cfg Config, st TokenStore, log *slog.Logger, m *Metrics) *Source {
+	if m == nil {
+		m = NewMetrics(nil)
+	}
+	return &Source{cfg: cfg, store: st, log: log, metrics: m}
 }
 
 // Account is the account the source is for.
@@ -205,7 +222,7 @@ func (s *Source) failed(err error) error {
 			err, code = &PermanentError{Code: re.ErrorCode, Err: err}, re.ErrorCode
 		}
 	}
-	metricErrors.WithLabelValues(s.cfg.Account, code).Inc()
+	s.metrics.Errors.WithLabelValues(s.cfg.Account, code).Inc()
 	if errors.As(err, &pe) {
 		if s.refused != code {
 			s.log.Error("oauth2: the token endpoint refuses the credential; this account is stopped until a token is granted",

@@ -39,7 +39,7 @@ func TestTwoDaemonsShareARotatingToken(t *testing.T) {
 	defer s.Close()
 	cfg := Config{Account: "relay:csirt", TokenURL: ts.URL + "/token", ClientID: "madoguchi", RefreshGrant: true, Seed: ts.NewRefreshToken()}
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	a, b := NewSource(cfg, s, log), NewSource(cfg, s, log)
+	a, b := NewSource(cfg, s, log, nil), NewSource(cfg, s, log, nil)
 	gate := &gatedTransport{read: make(chan struct{}), open: make(chan struct{})}
 	b.HTTP = &http.Client{Transport: gate}
 	done := make(chan error, 1)

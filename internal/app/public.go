@@ -1,7 +1,6 @@
-package main
+package app
 
 import (
-	"fmt"
 	"net/http"
 	"os"
 	"strings"
@@ -15,30 +14,20 @@ import (
 
 // staffTokens loads http.staff_tokens_file (none configured: no token is
 // valid, and the staff API answers 401 to everyone).
-func (e *env) staffTokens() (*web.Tokens, error) {
-	f := e.cfg.HTTP.StaffTokensFile
+func (e *Env) StaffTokens() (*web.Tokens, error) {
+	f := e.Cfg.HTTP.StaffTokensFile
 	if f == "" {
 		return web.ParseTokens(nil)
 	}
 	b, err := os.ReadFile(f)
 	if err != nil {
-		return nil, usageErr("http.staff_tokens_file: %s: %v", f, unwrapPathErr(err))
+		return nil, UsageErr("http.staff_tokens_file: %s: %v", f, UnwrapPathErr(err))
 	}
 	t, err := web.ParseTokens(b)
 	if err != nil {
-		return nil, usageErr("http.staff_tokens_file: %s: %v", f, err)
+		return nil, UsageErr("http.staff_tokens_file: %s: %v", f, err)
 	}
 	return t, nil
-}
-
-// cmdToken: `token new NAME` makes a staff API token.
-func (e *env) cmdToken(args []string) error {
-	if len(args) != 2 || args[0] != "new" || strings.ContainsAny(args[1], " \t\r\n") {
-		return usageErr("usage: token new NAME")
-	}
-	tok, line := web.NewToken(args[1])
-	fmt.Fprintf(e.stdout, "token (give it to %s; it is shown only now): %s\nline for http.staff_tokens_file: %s\n", args[1], tok, line)
-	return nil
 }
 
 // securityTxtLifetime is how far ahead security.txt's Expires lies: RFC 9116
@@ -46,52 +35,12 @@ func (e *env) cmdToken(args []string) error {
 // never goes stale.
 const securityTxtLifetime = 180 * 24 * time.Hour
 
-func (e *env) profileKeys(keys *crypto.Keys) []profile.Key {
+func (e *Env) ProfileKeys(keys *crypto.Keys) []profile.Key {
 	var out []profile.Key
 	for _, k := range keys.TeamKeys() {
-		out = append(out, profile.Key{Fingerprint: k.Fingerprint, UserID: k.UserID, URL: strings.TrimRight(e.cfg.Team.PublicURL, "/") + "/pgp-key.asc"})
+		out = append(out, profile.Key{Fingerprint: k.Fingerprint, UserID: k.UserID, URL: strings.TrimRight(e.Cfg.Team.PublicURL, "/") + "/pgp-key.asc"})
 	}
 	return out
-}
-
-// cmdRFC2350 prints the RFC 2350 profile (--lang en|ja), clearsigned with
-// --sign.
-func (e *env) cmdRFC2350(args []string) error {
-	sign, lang := false, "en"
-	for i := 0; i < len(args); i++ {
-		switch a := args[i]; {
-		case a == "--sign":
-			sign = true
-		case a == "--lang" && i+1 < len(args):
-			lang = args[i+1]
-			i++
-		case strings.HasPrefix(a, "--lang="):
-			lang = strings.TrimPrefix(a, "--lang=")
-		default:
-			return usageErr("rfc2350: unknown argument %q (usage: rfc2350 [--lang en|ja] [--sign])", a)
-		}
-	}
-	if lang != "en" && lang != "ja" {
-		return usageErr("rfc2350: --lang: en or ja")
-	}
-	if miss := profile.Missing(e.cfg.Team); len(miss) > 0 {
-		return usageErr("%s: %s: missing (the RFC 2350 profile needs it)", orDefault(e.cfg.Path), miss[0])
-	}
-	keys, err := e.loadKeys()
-	if err != nil {
-		return err
-	}
-	text := profile.RFC2350Lang(e.cfg.Team, e.profileKeys(keys), time.Now(), lang)
-	if !sign {
-		_, err := fmt.Fprint(e.stdout, text)
-		return err
-	}
-	signed, err := keys.Clearsign([]byte(text), time.Now())
-	if err != nil {
-		return runErr("rfc2350 --sign: %v (configure crypto.team_key_files)", err)
-	}
-	_, err = e.stdout.Write(signed)
-	return err
 }
 
 // docCache keeps the public documents as last rendered and signed. They
@@ -130,30 +79,30 @@ func (c *docCache) get(name string, keys *crypto.Keys, now time.Time, render fun
 // publicHandlers serves what anyone may fetch: the RFC 2350 profile (plain
 // and clearsigned), security.txt and the team key. Nothing else is served
 // without a token. What is signed is signed once a day (docCache).
-func (e *env) publicHandlers(mux *http.ServeMux, keySource func() *crypto.Keys) {
+func (e *Env) PublicHandlers(mux *http.ServeMux, keySource func() *crypto.Keys) {
 	cache := &docCache{}
 	text := func(w http.ResponseWriter, body []byte) {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		_, _ = w.Write(body)
 	}
 	fail := func(w http.ResponseWriter, err error) {
-		e.log.Warn("public document", "err", err)
+		e.Log.Warn("public document", "err", err)
 		http.Error(w, "not available: the team has no signing key configured", http.StatusNotFound)
 	}
-	for _, lang := range profile.Languages(e.cfg.Team) {
+	for _, lang := range profile.Languages(e.Cfg.Team) {
 		doc := "/rfc2350.txt"
 		if lang != "en" {
 			doc = "/rfc2350." + lang + ".txt"
 		}
 		mux.HandleFunc("GET "+doc, func(w http.ResponseWriter, r *http.Request) {
 			keys := keySource()
-			text(w, []byte(profile.RFC2350Lang(e.cfg.Team, e.profileKeys(keys), time.Now(), lang)))
+			text(w, []byte(profile.RFC2350Lang(e.Cfg.Team, e.ProfileKeys(keys), time.Now(), lang)))
 		})
 		mux.HandleFunc("GET "+doc+".asc", func(w http.ResponseWriter, r *http.Request) {
 			keys := keySource()
 			now := time.Now()
 			signed, err := cache.get(doc+".asc", keys, now, func() ([]byte, error) {
-				return keys.Clearsign([]byte(profile.RFC2350Lang(e.cfg.Team, e.profileKeys(keys), now, lang)), now)
+				return keys.Clearsign([]byte(profile.RFC2350Lang(e.Cfg.Team, e.ProfileKeys(keys), now, lang)), now)
 			})
 			if err != nil {
 				fail(w, err)
@@ -168,13 +117,13 @@ func (e *env) publicHandlers(mux *http.ServeMux, keySource func() *crypto.Keys) 
 		body, _ := cache.get("security.txt", keys, now, func() ([]byte, error) {
 			keyURL := ""
 			if len(keys.TeamKeys()) > 0 {
-				keyURL = strings.TrimRight(e.cfg.Team.PublicURL, "/") + "/pgp-key.asc"
+				keyURL = strings.TrimRight(e.Cfg.Team.PublicURL, "/") + "/pgp-key.asc"
 			}
-			expires, _ := e.cfg.Team.ParseExpires() // checked by config check
+			expires, _ := e.Cfg.Team.ParseExpires() // checked by config check
 			if expires.IsZero() {
 				expires = now.Add(securityTxtLifetime)
 			}
-			body := []byte(profile.SecurityTxt(e.cfg.Team, keyURL, expires))
+			body := []byte(profile.SecurityTxt(e.Cfg.Team, keyURL, expires))
 			if signed, err := keys.Clearsign(body, now); err == nil {
 				body = signed // RFC 9116 section 2.3: a signed file is preferred
 			}
@@ -185,7 +134,7 @@ func (e *env) publicHandlers(mux *http.ServeMux, keySource func() *crypto.Keys) 
 	// Web Key Directory, direct and advanced methods: the team key under
 	// the z-base-32 SHA-1 of the team address's local part, binary, and an
 	// empty policy file. Any other hash is 404.
-	wkdHash, wkdDomain := profile.WKDHash(e.cfg.Team.Address)
+	wkdHash, wkdDomain := profile.WKDHash(e.Cfg.Team.Address)
 	wkd := func(w http.ResponseWriter, r *http.Request) {
 		if r.PathValue("hash") != wkdHash {
 			http.NotFound(w, r)

@@ -1,4 +1,4 @@
-package main
+package app
 
 import (
 	"context"
@@ -9,9 +9,7 @@ import (
 	"net/url"
 	"os"
 	"regexp"
-	"runtime/debug"
 	"strings"
-	"time"
 
 	"github.com/madoguchi/madoguchi/configs"
 	"github.com/madoguchi/madoguchi/crypto"
@@ -21,15 +19,37 @@ import (
 	"github.com/madoguchi/madoguchi/store"
 )
 
-// env is the loaded configuration and what is derived from it.
-type env struct {
-	cfg            *configs.Config
-	stdout, stderr io.Writer
-	parseOpts      parse.Options
-	log            *slog.Logger
+// Env is the loaded configuration and what is derived from it: what
+// every command needs, serve included.
+type Env struct {
+	Cfg       *configs.Config
+	ParseOpts parse.Options
+	Log       *slog.Logger
+	// Stderr takes warnings meant for the operator at a terminal.
+	Stderr io.Writer
 }
 
-func loadEnv(path string) (*env, error) {
+// ExitError carries an exit status: 2 for bad usage, configuration or
+// input; 1 for failures at run time.
+type ExitError struct {
+	Code int
+	Msg  string
+}
+
+func (e *ExitError) Error() string { return e.Msg }
+
+// UsageErr is an error of usage, configuration or input (exit status 2).
+func UsageErr(format string, a ...any) error {
+	return &ExitError{2, fmt.Sprintf(format, a...)}
+}
+
+// RunErr is a failure at run time (exit status 1).
+func RunErr(format string, a ...any) error { return &ExitError{1, fmt.Sprintf(format, a...)} }
+
+// LoadEnv loads the configuration at path ("": ./madoguchi.yaml if there
+// is one, else the built-in defaults), validates it (every problem in one
+// error) and derives the parse options.
+func LoadEnv(path string) (*Env, error) {
 	var cfg *configs.Config
 	var err error
 	switch {
@@ -43,9 +63,9 @@ func loadEnv(path string) (*env, error) {
 		}
 	}
 	if msg := configProblems(cfg, err); msg != "" {
-		return nil, &exitError{2, msg}
+		return nil, &ExitError{2, msg}
 	}
-	e := &env{cfg: cfg, log: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))}
+	e := &Env{Cfg: cfg, Stderr: os.Stderr, Log: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))}
 	if err := e.buildParseOptions(); err != nil {
 		return nil, err
 	}
@@ -74,7 +94,7 @@ func configProblems(cfg *configs.Config, loadErr error) string {
 		for _, p := range cfg.Validate() {
 			if !p.Warning {
 				if p.File == "" {
-					p.File = orDefault(cfg.Path)
+					p.File = OrDefault(cfg.Path)
 				}
 				lines = append(lines, p.Where())
 			}
@@ -83,15 +103,16 @@ func configProblems(cfg *configs.Config, loadErr error) string {
 	return strings.Join(lines, "\n")
 }
 
-func orDefault(p string) string {
+// OrDefault names a configuration file, or the built-in defaults.
+func OrDefault(p string) string {
 	if p == "" {
 		return "built-in defaults"
 	}
 	return p
 }
 
-func (e *env) buildParseOptions() error {
-	c := e.cfg
+func (e *Env) buildParseOptions() error {
+	c := e.Cfg
 	own := c.OwnAddresses()
 	domains := map[string]bool{}
 	for _, a := range own {
@@ -112,19 +133,21 @@ func (e *env) buildParseOptions() error {
 	if c.Parse.RulesFile != "" {
 		b, err := os.ReadFile(c.Parse.RulesFile)
 		if err != nil {
-			return usageErr("%s: cannot read: %v", c.Parse.RulesFile, unwrapPathErr(err))
+			return UsageErr("%s: cannot read: %v", c.Parse.RulesFile, UnwrapPathErr(err))
 		}
 		r, err := parse.LoadRules(b)
 		if err != nil {
-			return usageErr("%s: %v", c.Parse.RulesFile, err)
+			return UsageErr("%s: %v", c.Parse.RulesFile, err)
 		}
 		o.Rules = r
 	}
-	e.parseOpts = o
+	e.ParseOpts = o
 	return nil
 }
 
-func unwrapPathErr(err error) error {
+// UnwrapPathErr is the cause of a file error without the path, which the
+// caller names by its configuration key.
+func UnwrapPathErr(err error) error {
 	var pe *os.PathError
 	if errors.As(err, &pe) {
 		return pe.Err
@@ -134,13 +157,13 @@ func unwrapPathErr(err error) error {
 
 // loadKeys reads the team keys and the keyring. Missing configuration is
 // not an error (no OpenPGP); unreadable files are.
-func (e *env) loadKeys() (*crypto.Keys, error) { return e.loadKeysMode(false) }
+func (e *Env) LoadKeys() (*crypto.Keys, error) { return e.LoadKeysMode(false) }
 
 // loadKeysMode with lenient set skips an unreadable team key file with a
 // warning instead of failing: `parse` is a diagnostic command and must still
 // show what it can of a plain message when a key file is missing.
-func (e *env) loadKeysMode(lenient bool) (*crypto.Keys, error) {
-	c := e.cfg.Crypto
+func (e *Env) LoadKeysMode(lenient bool) (*crypto.Keys, error) {
+	c := e.Cfg.Crypto
 	if len(c.TeamKeyFiles) == 0 && c.KeyringFile == "" {
 		return nil, nil
 	}
@@ -149,10 +172,10 @@ func (e *env) loadKeysMode(lenient bool) (*crypto.Keys, error) {
 		b, err := os.ReadFile(f)
 		if err != nil {
 			if lenient {
-				fmt.Fprintf(e.stderr, "madoguchi: warning: %s: cannot read: %v (going on without it)\n", f, unwrapPathErr(err))
+				fmt.Fprintf(e.Stderr, "madoguchi: warning: %s: cannot read: %v (going on without it)\n", f, UnwrapPathErr(err))
 				continue
 			}
-			return nil, usageErr("%s: cannot read: %v", f, unwrapPathErr(err))
+			return nil, UsageErr("%s: cannot read: %v", f, UnwrapPathErr(err))
 		}
 		team = append(team, b)
 	}
@@ -160,7 +183,7 @@ func (e *env) loadKeysMode(lenient bool) (*crypto.Keys, error) {
 	if c.TeamKeyPassphraseFile != "" {
 		s, err := configs.ReadSecret(c.TeamKeyPassphraseFile)
 		if err != nil {
-			return nil, usageErr("%s: cannot read: %v", c.TeamKeyPassphraseFile, unwrapPathErr(err))
+			return nil, UsageErr("%s: cannot read: %v", c.TeamKeyPassphraseFile, UnwrapPathErr(err))
 		}
 		pass = []byte(s)
 	}
@@ -168,13 +191,13 @@ func (e *env) loadKeysMode(lenient bool) (*crypto.Keys, error) {
 	if c.KeyringFile != "" {
 		b, err := os.ReadFile(c.KeyringFile)
 		if err != nil && !os.IsNotExist(err) {
-			return nil, usageErr("%s: cannot read: %v", c.KeyringFile, unwrapPathErr(err))
+			return nil, UsageErr("%s: cannot read: %v", c.KeyringFile, UnwrapPathErr(err))
 		}
 		known = b
 	}
 	k, err := crypto.LoadKeys(team, pass, known)
 	if err != nil {
-		return nil, usageErr("crypto: %v", err)
+		return nil, UsageErr("crypto: %v", err)
 	}
 	return k, nil
 }
@@ -182,51 +205,51 @@ func (e *env) loadKeysMode(lenient bool) (*crypto.Keys, error) {
 // keysAndStore loads the keys, then opens the store: what every command
 // that runs the pipeline needs first (keys first, so a bad key file stops
 // it before any database work).
-func (e *env) keysAndStore(ctx context.Context) (*crypto.Keys, store.Store, error) {
-	keys, err := e.loadKeys()
+func (e *Env) KeysAndStore(ctx context.Context) (*crypto.Keys, store.Store, error) {
+	keys, err := e.LoadKeys()
 	if err != nil {
 		return nil, nil, err
 	}
-	s, err := e.openStore(ctx)
+	s, err := e.OpenStore(ctx)
 	if err != nil {
 		return nil, nil, err
 	}
 	return keys, s, nil
 }
 
-func (e *env) openStore(ctx context.Context) (store.Store, error) {
-	dsn, err := e.cfg.ResolvedDSN()
+func (e *Env) OpenStore(ctx context.Context) (store.Store, error) {
+	dsn, err := e.Cfg.ResolvedDSN()
 	if err != nil {
-		return nil, usageErr("%s: cannot read: %v", e.cfg.Store.DSNFile, unwrapPathErr(err))
+		return nil, UsageErr("%s: cannot read: %v", e.Cfg.Store.DSNFile, UnwrapPathErr(err))
 	}
-	s, err := stores.Open(ctx, e.cfg.Store.Driver, dsn, store.Options{TicketPrefix: e.cfg.Team.TicketPrefix})
+	s, err := stores.Open(ctx, e.Cfg.Store.Driver, dsn, store.Options{TicketPrefix: e.Cfg.Team.TicketPrefix})
 	if err != nil {
-		return nil, runErr("store (%s): %v", e.cfg.Store.Driver, err)
+		return nil, RunErr("store (%s): %v", e.Cfg.Store.Driver, err)
 	}
 	return s, nil
 }
 
-func (e *env) cryptoLimits() crypto.Limits {
-	return crypto.Limits{MaxDecompressed: e.cfg.Crypto.MaxDecompressedBytes}
+func (e *Env) CryptoLimits() crypto.Limits {
+	return crypto.Limits{MaxDecompressed: e.Cfg.Crypto.MaxDecompressedBytes}
 }
 
 // messageIDDomain is the right-hand side of the Message-IDs of what the
 // gateway sends: the domain of team.address (the team's mail domain), else
 // the host of team.public_url, else this machine's name.
-func (e *env) messageIDDomain() string {
-	if i := strings.LastIndex(e.cfg.Team.Address, "@"); i >= 0 && i+1 < len(e.cfg.Team.Address) {
-		return strings.ToLower(e.cfg.Team.Address[i+1:])
+func (e *Env) MessageIDDomain() string {
+	if i := strings.LastIndex(e.Cfg.Team.Address, "@"); i >= 0 && i+1 < len(e.Cfg.Team.Address) {
+		return strings.ToLower(e.Cfg.Team.Address[i+1:])
 	}
-	if u, err := url.Parse(e.cfg.Team.PublicURL); err == nil && u.Hostname() != "" {
+	if u, err := url.Parse(e.Cfg.Team.PublicURL); err == nil && u.Hostname() != "" {
 		return u.Hostname()
 	}
-	return e.hostname()
+	return e.Hostname()
 }
 
 // hostname is the name the SMTP listener greets with and the relay
 // client says EHLO with: intake.smtp.hostname, else the machine's name.
-func (e *env) hostname() string {
-	if h := e.cfg.Intake.SMTP.Hostname; h != "" {
+func (e *Env) Hostname() string {
+	if h := e.Cfg.Intake.SMTP.Hostname; h != "" {
 		return h
 	}
 	if h, err := os.Hostname(); err == nil && h != "" {
@@ -235,64 +258,11 @@ func (e *env) hostname() string {
 	return "localhost"
 }
 
-func (e *env) processor(s store.Store, keys *crypto.Keys, noAck bool) *pipeline.Processor {
-	domain := e.messageIDDomain()
-	return &pipeline.Processor{Store: s, Keys: keys, CryptoLimit: e.cryptoLimits(), ParseOpts: e.parseOpts,
-		AckDomain: domain, NoAck: noAck, MaxAttempts: e.cfg.Pipeline.MaxAttempts, Lease: e.cfg.Pipeline.Lease, Log: e.log,
-		FollowUpNote: e.cfg.Notify.FollowUp == "note", AlertOn: e.cfg.Notify.Alert.Classifications,
-		DutyAddress: e.cfg.Notify.Alert.DutyAddress, WebhookURL: e.cfg.Notify.Alert.WebhookURL,
-		ParseSlots: pipeline.ParseSlotsFor(e.cfg.Pipeline.ParseConcurrency)}
-}
-
-var version = "dev"
-
-func cmdVersion(w io.Writer) error {
-	commit, goVersion := "unknown", "unknown"
-	if bi, ok := debug.ReadBuildInfo(); ok {
-		goVersion = bi.GoVersion
-		for _, s := range bi.Settings {
-			if s.Key == "vcs.revision" {
-				commit = s.Value
-			}
-		}
-		if version == "dev" && bi.Main.Version != "" && bi.Main.Version != "(devel)" {
-			version = bi.Main.Version
-		}
-	}
-	fmt.Fprintf(w, "madoguchi %s (commit %s, %s)\n", version, commit, goVersion)
-	return nil
-}
-
-func (e *env) cmdParse(args []string) error {
-	if len(args) != 1 {
-		return usageErr("usage: madoguchi parse FILE|-")
-	}
-	raw, err := readInput(args[0])
-	if err != nil {
-		return err
-	}
-	keys, err := e.loadKeysMode(true)
-	if err != nil {
-		return err
-	}
-	rep, perr := pipeline.Analyze(raw, keys, e.cryptoLimits(), e.parseOpts, time.Now())
-	if rep == nil {
-		return runErr("%s: %v", args[0], perr)
-	}
-	enc := jsonEncoder(e.stdout)
-	return enc.Encode(rep)
-}
-
-func readInput(path string) ([]byte, error) {
-	var b []byte
-	var err error
-	if path == "-" {
-		b, err = io.ReadAll(os.Stdin)
-	} else {
-		b, err = os.ReadFile(path)
-	}
-	if err != nil {
-		return nil, usageErr("%s: cannot read: %v", path, unwrapPathErr(err))
-	}
-	return b, nil
+func (e *Env) Processor(s store.Store, keys *crypto.Keys, noAck bool) *pipeline.Processor {
+	domain := e.MessageIDDomain()
+	return &pipeline.Processor{Store: s, Keys: keys, CryptoLimit: e.CryptoLimits(), ParseOpts: e.ParseOpts,
+		AckDomain: domain, NoAck: noAck, MaxAttempts: e.Cfg.Pipeline.MaxAttempts, Lease: e.Cfg.Pipeline.Lease, Log: e.Log,
+		FollowUpNote: e.Cfg.Notify.FollowUp == "note", AlertOn: e.Cfg.Notify.Alert.Classifications,
+		DutyAddress: e.Cfg.Notify.Alert.DutyAddress, WebhookURL: e.Cfg.Notify.Alert.WebhookURL,
+		ParseSlots: pipeline.ParseSlotsFor(e.Cfg.Pipeline.ParseConcurrency)}
 }

@@ -1,0 +1,118 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"os"
+	"runtime/debug"
+	"strings"
+	"time"
+
+	"github.com/madoguchi/madoguchi/internal/app"
+	"github.com/madoguchi/madoguchi/pipeline"
+	"github.com/madoguchi/madoguchi/profile"
+	"github.com/madoguchi/madoguchi/web"
+)
+
+var version = "dev"
+
+func cmdVersion(w io.Writer) error {
+	commit, goVersion := "unknown", "unknown"
+	if bi, ok := debug.ReadBuildInfo(); ok {
+		goVersion = bi.GoVersion
+		for _, s := range bi.Settings {
+			if s.Key == "vcs.revision" {
+				commit = s.Value
+			}
+		}
+		if version == "dev" && bi.Main.Version != "" && bi.Main.Version != "(devel)" {
+			version = bi.Main.Version
+		}
+	}
+	fmt.Fprintf(w, "madoguchi %s (commit %s, %s)\n", version, commit, goVersion)
+	return nil
+}
+
+func (e *env) cmdParse(args []string) error {
+	if len(args) != 1 {
+		return usageErr("usage: madoguchi parse FILE|-")
+	}
+	raw, err := readInput(args[0])
+	if err != nil {
+		return err
+	}
+	keys, err := e.LoadKeysMode(true)
+	if err != nil {
+		return err
+	}
+	rep, perr := pipeline.Analyze(raw, keys, e.CryptoLimits(), e.ParseOpts, time.Now())
+	if rep == nil {
+		return runErr("%s: %v", args[0], perr)
+	}
+	enc := jsonEncoder(e.stdout)
+	return enc.Encode(rep)
+}
+
+func readInput(path string) ([]byte, error) {
+	var b []byte
+	var err error
+	if path == "-" {
+		b, err = io.ReadAll(os.Stdin)
+	} else {
+		b, err = os.ReadFile(path)
+	}
+	if err != nil {
+		return nil, usageErr("%s: cannot read: %v", path, app.UnwrapPathErr(err))
+	}
+	return b, nil
+}
+
+// cmdToken: `token new NAME` makes a staff API token.
+func (e *env) cmdToken(args []string) error {
+	if len(args) != 2 || args[0] != "new" || strings.ContainsAny(args[1], " \t\r\n") {
+		return usageErr("usage: token new NAME")
+	}
+	tok, line := web.NewToken(args[1])
+	fmt.Fprintf(e.stdout, "token (give it to %s; it is shown only now): %s\nline for http.staff_tokens_file: %s\n", args[1], tok, line)
+	return nil
+}
+
+// cmdRFC2350 prints the RFC 2350 profile (--lang en|ja), clearsigned with
+// --sign.
+func (e *env) cmdRFC2350(args []string) error {
+	sign, lang := false, "en"
+	for i := 0; i < len(args); i++ {
+		switch a := args[i]; {
+		case a == "--sign":
+			sign = true
+		case a == "--lang" && i+1 < len(args):
+			lang = args[i+1]
+			i++
+		case strings.HasPrefix(a, "--lang="):
+			lang = strings.TrimPrefix(a, "--lang=")
+		default:
+			return usageErr("rfc2350: unknown argument %q (usage: rfc2350 [--lang en|ja] [--sign])", a)
+		}
+	}
+	if lang != "en" && lang != "ja" {
+		return usageErr("rfc2350: --lang: en or ja")
+	}
+	if miss := profile.Missing(e.Cfg.Team); len(miss) > 0 {
+		return usageErr("%s: %s: missing (the RFC 2350 profile needs it)", app.OrDefault(e.Cfg.Path), miss[0])
+	}
+	keys, err := e.LoadKeys()
+	if err != nil {
+		return err
+	}
+	text := profile.RFC2350Lang(e.Cfg.Team, e.ProfileKeys(keys), time.Now(), lang)
+	if !sign {
+		_, err := fmt.Fprint(e.stdout, text)
+		return err
+	}
+	signed, err := keys.Clearsign([]byte(text), time.Now())
+	if err != nil {
+		return runErr("rfc2350 --sign: %v (configure crypto.team_key_files)", err)
+	}
+	_, err = e.stdout.Write(signed)
+	return err
+}
