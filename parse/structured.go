@@ -71,8 +71,7 @@ func parseARF(txt string) *Structured {
 // 0.2 YAML; both are key: value lines at the top level).
 func parseXARF(txt string) *Structured {
 	// Without a Report-Type field (any case) it is no X-ARF report; most
-	// text parts are not, and reading all their lines as fields was 5 %
-	// of parsing a plain report.
+	// text parts are not, and are not read line by line as fields.
 	if !containsFoldASCII(txt, "report-type") {
 		return nil
 	}
