@@ -209,8 +209,8 @@ func FuzzMIMEWalk(f *testing.F) {
 	})
 }
 
-// findInRuns must find exactly what the regular expression finds over the
-// whole line: it is only a faster way to run it.
+// findInRuns and findIPv4 must find exactly what the regular expressions
+// find over the whole line: they are only faster ways to run them.
 func FuzzFindInRuns(f *testing.F) {
 	for _, s := range []string{
 		"see evil.example.com and 192.0.2.1/24 now", "foo_bar.com x.y", "a.b.c.d 1.2.3.4.5 10.0.0.1.",
@@ -229,6 +229,7 @@ func FuzzFindInRuns(f *testing.F) {
 			find func(string) [][]int
 		}{
 			{domainRE, func(s string) [][]int { return findInRuns(s, domainRE, &domainRunBytes, hasDomainShape) }},
+			{ipv4RE, findIPv4},
 		} {
 			want := c.re.FindAllStringIndex(s, -1)
 			got := c.find(s)
@@ -348,6 +349,27 @@ func FuzzRefangAndLanguage(f *testing.F) {
 		}
 		if got, want := languageOf(subject, s), detectLanguage(subject+"\n"+s); got != want {
 			t.Fatalf("languageOf(%q, %q) = %q, want %q", subject, s, got, want)
+		}
+	})
+}
+
+// findURLs must find exactly what urlRE finds.
+func FuzzFindURLs(f *testing.F) {
+	for _, s := range []string{"see http://evil.example/x and HTTPS://a.b/c?d=e", "xhttp://no ftp://yes.example/", "http:// nothing",
+		"https://a\u3000b", "httpſ://long.s/", "(https://x.example/a)", "http://a\"b https://c<d>", "ftp://\xff\xfe", "http://x.example:8080/p|q",
+		"http://a://b http://", "日本http://x.jp/パス", "_http://a https://b"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		want := urlRE.FindAllString(s, -1)
+		got := findURLs(s)
+		if len(want) != len(got) {
+			t.Fatalf("findURLs(%q) = %q, want %q", s, got, want)
+		}
+		for i := range want {
+			if want[i] != got[i] {
+				t.Fatalf("findURLs(%q) = %q, want %q", s, got, want)
+			}
 		}
 	})
 }

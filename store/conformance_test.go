@@ -13,6 +13,7 @@ import (
 	"reflect"
 	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -1041,7 +1042,12 @@ func TestFileBatchRecordsWhatOneByOneDoes(t *testing.T) {
 					res = append(res, r)
 				}
 			}
-			return res, dumpStore(t, s)
+			dump, norm := dumpStore(t, s)
+			for i := range res {
+				r := &res[i]
+				r.IncidentID, r.ReportID, r.AckID = norm("incidents", r.IncidentID), norm("reports", r.ReportID), norm("outbox", r.AckID)
+			}
+			return res, dump
 		}
 		gotRes, got := run(batched, true)
 		wantRes, want := run(alone, false)
@@ -1064,10 +1070,46 @@ func TestFileBatchRecordsWhatOneByOneDoes(t *testing.T) {
 // dumpStore lists every row a filing writes, in ID order, as text.
 var randomMID = regexp.MustCompile(`\.[0-9a-f]{24}@`)
 
-func dumpStore(t *testing.T, s store.Store) []string {
+func dumpStore(t *testing.T, s store.Store) ([]string, func(table string, id int64) int64) {
 	t.Helper()
+	// IDs are opaque: PostgreSQL's sequences leave gaps where a batch
+	// reserved more than it used. Rows are compared with each table's IDs
+	// renumbered in order, references and our Message-IDs with them.
+	rank := map[string]map[int64]int64{"incidents": {}, "reports": {}, "outbox": {}, "indicators": {}, "events": {}}
+	for table, m := range rank {
+		rows, err := rawDB(s).Query(`SELECT id FROM ` + table + ` ORDER BY id`)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for rows.Next() {
+			var id int64
+			if err := rows.Scan(&id); err != nil {
+				t.Fatal(err)
+			}
+			m[id] = int64(len(m) + 1)
+		}
+		rows.Close()
+	}
+	norm := func(table string, id int64) int64 {
+		if id == 0 {
+			return 0
+		}
+		return rank[table][id]
+	}
+	// Columns holding an ID of these tables, by query.
+	idCols := map[int]map[int]string{
+		0: {0: "incidents"},
+		1: {0: "reports", 2: "incidents"},
+		2: {0: "indicators", 1: "reports", 2: "incidents"},
+		3: {1: "incidents"},
+		4: {0: "events", 1: "incidents"},
+		5: {0: "outbox", 1: "incidents", 2: "reports"},
+	}
+	ourMID := regexp.MustCompile(`\.(ack|followup|alert|webhook)\.(\d+)\.[0-9a-f]{24}@`)
+	reportIDJSON := regexp.MustCompile(`"report_id":(\d+)`)
+	reportInText := regexp.MustCompile(`report (\d+)`)
 	var out []string
-	for _, q := range []string{
+	for qi, q := range []string{
 		`SELECT id, ticket, status, taxonomy, type, subject, requester, tlp, created_at, updated_at FROM incidents ORDER BY id`,
 		`SELECT id, spool_id, incident_id, message_id, dedup_key, sender, report_json, created_at, updated_at FROM reports ORDER BY id`,
 		`SELECT id, report_id, incident_id, kind, value FROM indicators ORDER BY id`,
@@ -1082,6 +1124,7 @@ func dumpStore(t *testing.T, s store.Store) []string {
 			t.Fatal(err)
 		}
 		cols, _ := rows.Columns()
+		var lines []string
 		for rows.Next() {
 			vals := make([]any, len(cols))
 			ptrs := make([]any, len(cols))
@@ -1092,21 +1135,44 @@ func dumpStore(t *testing.T, s store.Store) []string {
 				t.Fatal(err)
 			}
 			line := strings.Fields(q)[len(cols)+2] + ":" // the table's name
-			for _, v := range vals {
+			for i, v := range vals {
 				if b, ok := v.([]byte); ok {
 					v = string(b)
 				}
+				if table, ok := idCols[qi][i]; ok && v != nil {
+					v = norm(table, reflect.ValueOf(v).Int())
+				}
 				line += fmt.Sprintf(" %v", v)
 			}
-			// Our Message-IDs differ by their random part alone.
-			out = append(out, randomMID.ReplaceAllString(line, ".RANDOM@"))
+			// Our Message-IDs name the report and differ by their random
+			// part alone.
+			line = ourMID.ReplaceAllStringFunc(line, func(m string) string {
+				p := ourMID.FindStringSubmatch(m)
+				id, _ := strconv.ParseInt(p[2], 10, 64)
+				return fmt.Sprintf(".%s.%d.RANDOM@", p[1], norm("reports", id))
+			})
+			line = reportIDJSON.ReplaceAllStringFunc(line, func(m string) string {
+				id, _ := strconv.ParseInt(reportIDJSON.FindStringSubmatch(m)[1], 10, 64)
+				return fmt.Sprintf(`"report_id":%d`, norm("reports", id))
+			})
+			if qi == 4 { // events name reports in their text
+				line = reportInText.ReplaceAllStringFunc(line, func(m string) string {
+					id, _ := strconv.ParseInt(reportInText.FindStringSubmatch(m)[1], 10, 64)
+					return fmt.Sprintf("report %d", norm("reports", id))
+				})
+			}
+			lines = append(lines, line)
 		}
 		if err := rows.Err(); err != nil {
 			t.Fatal(err)
 		}
 		rows.Close()
+		if qi == 3 { // thread_ids: in Message-ID order once renumbered
+			slices.Sort(lines)
+		}
+		out = append(out, lines...)
 	}
-	return out
+	return out, norm
 }
 
 // TestClaimMessagesIsClaimAndGetMessage: ClaimMessages (one statement on
@@ -1182,7 +1248,7 @@ func TestPostgresFailedBatchWritesNothing(t *testing.T) {
 	if _, err := s.FileBatch(ctx, []*store.Filing{good, bad}); err == nil {
 		t.Fatal("a report with a NUL byte was stored")
 	}
-	before := dumpStore(t, s)
+	before, _ := dumpStore(t, s)
 	for _, l := range before {
 		if !strings.HasPrefix(l, "queue:") {
 			t.Errorf("after the failed batch: %s", l)

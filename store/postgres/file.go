@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -11,15 +12,21 @@ import (
 	"github.com/madoguchi/madoguchi/store/internal/sqlstore"
 )
 
-// Filing on PostgreSQL takes three statements per batch, whatever its
+// Filing on PostgreSQL takes two statements per batch, whatever its
 // size: each statement is a round trip to the server, and a statement per
 // row made a batch of eight reports some thirty of them.
 
 // lookupSQL reads the facts of a batch in one query: a row 's' per filing
 // (its spool row's hash, the report it was filed as, a report with its
-// de-duplication key), a row 'r' per Reference that threads, a row 't'
-// per ticket tag that names an incident.
-const lookupSQL = `WITH u AS (
+// de-duplication key), a row 'a' with the IDs reserved from the sequences
+// and the year's ticket counter (locked until the commit), with refs a row 'r' per Reference that threads, and
+// with tags a row 't' per ticket tag that names an incident. (A branch no
+// filing of the batch needs is left out: PostgreSQL plans each execution
+// of the statement, and most batches need the first alone.)
+func lookupSQL(refs, tags bool) string {
+	q := `WITH cnt AS (
+		SELECT last FROM ticket_counters WHERE year = $8 FOR UPDATE
+	), u AS (
 		SELECT * FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[]) WITH ORDINALITY AS u(spool_id, key, ticket, sender, n)
 	), x AS (
 		SELECT * FROM unnest($5::bigint[], $6::bigint[], $7::text[]) AS x(n, k, mid)
@@ -29,15 +36,29 @@ const lookupSQL = `WITH u AS (
 		LEFT JOIN reports r ON r.spool_id = s.id LEFT JOIN incidents ri ON ri.id = r.incident_id
 		LEFT JOIN reports d ON d.dedup_key = COALESCE(NULLIF(u.key, ''), 'sha256:' || s.sha256) LEFT JOIN incidents di ON di.id = d.incident_id
 	UNION ALL
+	SELECT 'a', 0, 0, array_to_string(ARRAY(SELECT nextval('incidents_id_seq') FROM generate_series(1, $9)), ','), (SELECT last FROM cnt)::bigint, NULL,
+		array_to_string(ARRAY(SELECT nextval('reports_id_seq') FROM generate_series(1, $9)), ','), NULL, NULL,
+		array_to_string(ARRAY(SELECT nextval('outbox_id_seq') FROM generate_series(1, $10)), ','), (SELECT last FROM cnt) IS NOT NULL`
+	if refs {
+		q += `
+	UNION ALL
 	SELECT 'r', x.n, x.k, '', NULL, t.incident_id, i.ticket, NULL, NULL, NULL, false
-		FROM x JOIN thread_ids t ON t.message_id = x.mid JOIN incidents i ON i.id = t.incident_id
+		FROM x JOIN thread_ids t ON t.message_id = x.mid JOIN incidents i ON i.id = t.incident_id`
+	}
+	if tags {
+		q += `
 	UNION ALL
 	SELECT 't', u.n, 0, i.requester, NULL, i.id, NULL, NULL, NULL, NULL,
 		EXISTS (SELECT 1 FROM reports r WHERE r.incident_id = i.id AND r.sender = u.sender)
 		FROM u JOIN incidents i ON i.ticket = u.ticket WHERE u.ticket <> ''`
+	}
+	return q
+}
 
 // Lookup implements sqlstore.Dialect.
-func (dialect) Lookup(ctx context.Context, tx *sql.Tx, fs []*store.Filing) ([]sqlstore.Facts, error) {
+func (dialect) Lookup(ctx context.Context, tx *sql.Tx, fs []*store.Filing, year int) ([]sqlstore.Facts, sqlstore.IDs, error) {
+	var ids sqlstore.IDs
+	counted := false
 	n := len(fs)
 	spoolIDs := make([]int64, n)
 	keys, tickets, senders := make([]string, n), make([]string, n), make([]string, n)
@@ -54,9 +75,10 @@ func (dialect) Lookup(ctx context.Context, tx *sql.Tx, fs []*store.Filing) ([]sq
 			refN, refK, refMID = append(refN, int64(i+1)), append(refK, int64(k)), append(refMID, strings.ToLower(ref))
 		}
 	}
-	rows, err := tx.QueryContext(ctx, lookupSQL, spoolIDs, keys, tickets, senders, refN, refK, refMID)
+	tagged := slices.ContainsFunc(fs, func(f *store.Filing) bool { return f.Ticket != "" })
+	rows, err := tx.QueryContext(ctx, lookupSQL(len(refN) > 0, tagged), spoolIDs, keys, tickets, senders, refN, refK, refMID, year, n, sqlstore.MaxSends*n)
 	if err != nil {
-		return nil, err
+		return nil, ids, err
 	}
 	defer rows.Close()
 	found := make([]bool, n)
@@ -67,7 +89,19 @@ func (dialect) Lookup(ctx context.Context, tx *sql.Tx, fs []*store.Filing) ([]sq
 		var t1, t2 sql.NullString
 		var flag bool
 		if err := rows.Scan(&kind, &i, &k, &text, &a, &b, &t1, &c, &e, &t2, &flag); err != nil {
-			return nil, err
+			return nil, ids, err
+		}
+		if kind == "a" {
+			if ids.Incidents, err = int64s(text); err == nil {
+				if ids.Reports, err = int64s(t1.String); err == nil {
+					ids.Outbox, err = int64s(t2.String)
+				}
+			}
+			if err != nil {
+				return nil, ids, err
+			}
+			ids.LastTicket, counted = int(a.Int64), flag
+			continue
 		}
 		fa := &out[i-1]
 		switch kind {
@@ -83,51 +117,26 @@ func (dialect) Lookup(ctx context.Context, tx *sql.Tx, fs []*store.Filing) ([]sq
 		}
 	}
 	if err := rows.Err(); err != nil {
-		return nil, err
+		return nil, ids, err
 	}
 	for i, ok := range found {
 		if !ok {
-			return nil, fmt.Errorf("spool %d: %w", fs[i].SpoolID, sql.ErrNoRows)
+			return nil, ids, fmt.Errorf("spool %d: %w", fs[i].SpoolID, sql.ErrNoRows)
 		}
 	}
-	return out, nil
+	if !counted {
+		// The year's first filing: its counter row is made, and locked.
+		if _, err := tx.ExecContext(ctx, `INSERT INTO ticket_counters (year, last) VALUES ($1, 0) ON CONFLICT (year) DO NOTHING`, year); err != nil {
+			return nil, ids, err
+		}
+		if err := tx.QueryRowContext(ctx, `SELECT last FROM ticket_counters WHERE year = $1 FOR UPDATE`, year).Scan(&ids.LastTicket); err != nil {
+			return nil, ids, err
+		}
+	}
+	return out, ids, nil
 }
 
-// allocateSQL takes the year's ticket numbers (the counter row stays
-// locked until the commit, so numbers are sequential and unique across
-// daemons) and the IDs of the new rows from their sequences.
-const allocateSQL = `WITH c AS (
-		INSERT INTO ticket_counters (year, last) SELECT $1, $2 WHERE $2 > 0
-		ON CONFLICT (year) DO UPDATE SET last = ticket_counters.last + excluded.last RETURNING last
-	)
-	SELECT COALESCE((SELECT last FROM c), 0),
-		array_to_string(ARRAY(SELECT nextval(pg_get_serial_sequence('incidents', 'id')) FROM generate_series(1, $3)), ','),
-		array_to_string(ARRAY(SELECT nextval(pg_get_serial_sequence('reports', 'id')) FROM generate_series(1, $4)), ','),
-		array_to_string(ARRAY(SELECT nextval(pg_get_serial_sequence('outbox', 'id')) FROM generate_series(1, $5)), ',')`
-
-// Allocate implements sqlstore.Dialect.
-func (dialect) Allocate(ctx context.Context, tx *sql.Tx, n sqlstore.Counts, year int) (sqlstore.IDs, error) {
-	var ids sqlstore.IDs
-	var inc, rep, ob string
-	if err := tx.QueryRowContext(ctx, allocateSQL, year, n.Incidents, n.Incidents, n.Reports, n.Outbox).Scan(&ids.LastTicket, &inc, &rep, &ob); err != nil {
-		return ids, err
-	}
-	var err error
-	for _, l := range []struct {
-		text string
-		to   *[]int64
-		want int
-	}{{inc, &ids.Incidents, n.Incidents}, {rep, &ids.Reports, n.Reports}, {ob, &ids.Outbox, n.Outbox}} {
-		if *l.to, err = int64s(l.text); err != nil {
-			return ids, err
-		}
-		if len(*l.to) != l.want {
-			return ids, fmt.Errorf("store: %d IDs for %d rows", len(*l.to), l.want)
-		}
-	}
-	return ids, nil
-}
-
+// int64s reads a comma-separated list of IDs.
 func int64s(list string) ([]int64, error) {
 	if list == "" {
 		return nil, nil
@@ -172,6 +181,8 @@ const writeSQL = `WITH inc AS (
 		INSERT INTO outbox (id, incident_id, report_id, kind, recipient, message_id, payload, state, not_before, created_at, updated_at)
 		SELECT u.*, $38, $37::bigint, $37::bigint, $37::bigint
 		FROM unnest($28::bigint[], $29::bigint[], $30::bigint[], $31::text[], $32::text[], $33::text[], $34::text[]) AS u
+	), cnt AS (
+		UPDATE ticket_counters SET last = $40 WHERE year = $41 AND last < $40
 	), done AS (
 		UPDATE queue q SET state = $39, outcome = u.o, reason = '', last_error = '', lease_until = 0, updated_at = $37::bigint
 		FROM unnest($35::bigint[], $36::text[]) AS u(s, o) WHERE q.spool_id = u.s
@@ -236,7 +247,7 @@ func (dialect) Write(ctx context.Context, tx *sql.Tx, p *sqlstore.Plan) error {
 		nn(p.Touched),
 		nn(oID), nn(oInc), nn(oRep), nn(oKind), nn(oRcpt), nn(oMID), nn(oPayload),
 		nn(dSpool), nn(dOutcome),
-		p.Now, store.OutboxPending, store.StateDone)
+		p.Now, store.OutboxPending, store.StateDone, p.LastTicket, p.TicketYear)
 	return err
 }
 

@@ -37,21 +37,34 @@ func Open(ctx context.Context, dsn string, opt store.Options) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", store.ErrUnavailable, err)
 	}
+	lazyCfg := cfg.Copy()
 	pinDurableCommits(cfg)
 	db := stdlib.OpenDB(*cfg)
 	db.SetMaxOpenConns(16)
 	db.SetMaxIdleConns(8)
+	// Claims, filings and outbox marks commit lazily (sqlstore.LazyTx): on
+	// connections of their own whose sessions say so once, instead of a
+	// statement in every transaction.
+	if lazyCfg.RuntimeParams == nil {
+		lazyCfg.RuntimeParams = map[string]string{}
+	}
+	lazyCfg.RuntimeParams["synchronous_commit"] = "off"
+	lazyCfg.RuntimeParams["plan_cache_mode"] = "force_custom_plan"
+	lazy := stdlib.OpenDB(*lazyCfg)
+	lazy.SetMaxOpenConns(8)
+	lazy.SetMaxIdleConns(4)
 	// Four group-commit loops: the server flushes concurrent commits of
 	// several connections together, which one loop would serialise.
 	s := &Store{DB: sqlstore.New(db, db, dialect{}, opt, 4)}
+	s.L = lazy
 	pctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	if err := db.PingContext(pctx); err != nil {
-		_ = db.Close()
+		_ = s.Close()
 		return nil, fmt.Errorf("%w: %s", store.ErrUnavailable, sqlstore.OneLine(err))
 	}
 	if err := s.Migrate(ctx, migrations, `SELECT pg_advisory_xact_lock(727001)`); err != nil {
-		_ = db.Close()
+		_ = s.Close()
 		return nil, err
 	}
 	return s, nil
@@ -119,11 +132,10 @@ func (dialect) Rebind(query string) string {
 	return b.String()
 }
 
-// Lazy: the commit does not wait for the WAL flush (commits are flushed
-// in order, so the next durable one covers it).
-func (dialect) Lazy(ctx context.Context, tx *sql.Tx) error {
-	_, err := tx.ExecContext(ctx, `SET LOCAL synchronous_commit = off`)
-	return err
+// Begin: the pool the connection came from says whether its commit waits
+// for the disk (sqlstore.DB.L).
+func (dialect) Begin(ctx context.Context, conn *sql.Conn, durable bool) (*sql.Tx, error) {
+	return conn.BeginTx(ctx, nil)
 }
 
 func (dialect) SkipLocked() string { return " FOR UPDATE SKIP LOCKED" }

@@ -106,8 +106,23 @@ func (s *Store) LockMailbox(ctx context.Context, key string) (release func(), ok
 // dialect is SQLite's part of the shared SQL and of filing.
 type dialect struct{}
 
-func (dialect) Rebind(q string) string                 { return q }
-func (dialect) Lazy(context.Context, *sql.Tx) error    { return nil }
+func (dialect) Rebind(q string) string { return q }
+
+// Begin sets the commit's flush before it begins (SQLite takes the setting
+// only outside a transaction): synchronous=FULL flushes the WAL inside the
+// commit; NORMAL writes it without a flush, and the next FULL commit's
+// flush covers it too (the WAL is one file, appended in order).
+func (dialect) Begin(ctx context.Context, conn *sql.Conn, durable bool) (*sql.Tx, error) {
+	mode := "NORMAL"
+	if durable {
+		mode = "FULL"
+	}
+	if _, err := conn.ExecContext(ctx, "PRAGMA synchronous = "+mode); err != nil {
+		return nil, err
+	}
+	return conn.BeginTx(ctx, nil)
+}
+
 func (dialect) SkipLocked() string                     { return "" }
 func (dialect) lookupErr(spool int64, err error) error { return fmt.Errorf("spool %d: %w", spool, err) }
 func noRows(err error) bool                            { return errors.Is(err, sql.ErrNoRows) }

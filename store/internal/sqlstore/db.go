@@ -20,17 +20,16 @@ type Dialect interface {
 	// Rebind turns the ? placeholders of the shared SQL into the
 	// database's own.
 	Rebind(query string) string
-	// Lazy makes tx's commit not wait for the disk, where the database
-	// can (see DB.LazyTx).
-	Lazy(ctx context.Context, tx *sql.Tx) error
+	// Begin begins a transaction on conn whose commit waits for the disk
+	// (durable) or not (see DB.LazyTx).
+	Begin(ctx context.Context, conn *sql.Conn, durable bool) (*sql.Tx, error)
 	// SkipLocked is the row-locking clause that lets concurrent claims
 	// pass each other's rows ("" where the database has one writer).
 	SkipLocked() string
-	// Lookup reads what the store knows of each filing before the batch.
-	Lookup(ctx context.Context, tx *sql.Tx, fs []*store.Filing) ([]Facts, error)
-	// Allocate takes IDs for a plan's new rows and the year's next ticket
-	// numbers (the counter row stays locked until the commit).
-	Allocate(ctx context.Context, tx *sql.Tx, n Counts, year int) (IDs, error)
+	// Lookup reads what the store knows of each filing before the batch,
+	// reserves IDs for the rows it may add (see IDs) and reads the year's
+	// ticket counter, which stays locked until the commit.
+	Lookup(ctx context.Context, tx *sql.Tx, fs []*store.Filing, year int) ([]Facts, IDs, error)
 	// Write writes a resolved plan.
 	Write(ctx context.Context, tx *sql.Tx, p *Plan) error
 }
@@ -39,8 +38,11 @@ type Dialect interface {
 // driver package opens the connections, runs Migrate and embeds it.
 type DB struct {
 	// W is the handle for writes; R for reads (the same on a server
-	// database; SQLite reads on connections of their own).
-	W, R    *sql.DB
+	// database; SQLite reads on connections of their own). L, when not
+	// nil, is a pool whose sessions commit without waiting for the disk,
+	// for LazyTx (PostgreSQL); without one, Dialect.Begin makes a
+	// transaction lazy (SQLite).
+	W, R, L *sql.DB
 	D       Dialect
 	Now     func() time.Time
 	Prefix  string
@@ -70,12 +72,28 @@ func (d *DB) Ping(ctx context.Context) error { return d.W.PingContext(ctx) }
 // SQL exposes the write handle (tests).
 func (d *DB) SQL() *sql.DB { return d.W }
 
-// Close closes both handles.
+// Close closes the handles.
 func (d *DB) Close() error {
 	if d.R != d.W {
 		_ = d.R.Close()
 	}
+	if d.L != nil {
+		_ = d.L.Close()
+	}
 	return d.W.Close()
+}
+
+// LazyExec runs one statement whose commit need not wait for the disk (see
+// LazyTx): alone on the lazy pool where there is one, else in a LazyTx.
+func (d *DB) LazyExec(ctx context.Context, query string, args ...any) error {
+	if d.L != nil {
+		_, err := d.L.ExecContext(ctx, d.q(query), args...)
+		return err
+	}
+	return d.LazyTx(ctx, func(tx *sql.Tx) error {
+		_, err := d.exec(ctx, tx, query, args...)
+		return err
+	})
 }
 
 // q is query in the database's placeholder style.
@@ -102,8 +120,21 @@ func FromMicros(v int64) time.Time {
 
 // Tx runs fn in a transaction, committing on nil and rolling back
 // otherwise; nil means the commit is durable.
-func (d *DB) Tx(ctx context.Context, fn func(*sql.Tx) error) (err error) {
-	tx, err := d.W.BeginTx(ctx, nil)
+func (d *DB) Tx(ctx context.Context, fn func(*sql.Tx) error) error {
+	return d.tx(ctx, true, fn)
+}
+
+func (d *DB) tx(ctx context.Context, durable bool, fn func(*sql.Tx) error) (err error) {
+	pool := d.W
+	if !durable && d.L != nil {
+		pool = d.L
+	}
+	conn, err := pool.Conn(ctx)
+	if err != nil {
+		return fmt.Errorf("%w: %v", store.ErrUnavailable, err)
+	}
+	defer conn.Close()
+	tx, err := d.D.Begin(ctx, conn, durable)
 	if err != nil {
 		return fmt.Errorf("%w: begin: %v", store.ErrUnavailable, err)
 	}
@@ -131,12 +162,7 @@ func (d *DB) Tx(ctx context.Context, fn func(*sql.Tx) error) (err error) {
 // no reporter learns of a ticket before it is on disk, since the
 // acknowledgement that carries it is taken by ClaimOutbox's durable commit.
 func (d *DB) LazyTx(ctx context.Context, fn func(*sql.Tx) error) error {
-	return d.Tx(ctx, func(tx *sql.Tx) error {
-		if err := d.D.Lazy(ctx, tx); err != nil {
-			return err
-		}
-		return fn(tx)
-	})
+	return d.tx(ctx, false, fn)
 }
 
 // Migration is one schema step of a driver's history.

@@ -19,13 +19,15 @@ import (
 //  1. Lookup (the driver's SQL) reads what the store knows of every filing
 //     of the batch: its spool row's hash, the report it was filed as
 //     before, a filed report with its de-duplication key, the incidents
-//     its References and ticket tag name;
+//     its References and ticket tag name; it also reserves IDs for the
+//     rows the batch may add and reads (and locks) the year's ticket
+//     counter;
 //  2. decide (here, in Go, once) files the batch in order, each filing
 //     seeing what the earlier ones filed, exactly as if each were filed
-//     alone; Allocate (the driver's SQL) takes the IDs of the new rows and
-//     the year's ticket numbers, and the plan is resolved with them;
-//  3. Write (the driver's SQL) writes the plan: SQLite a statement per row
-//     (no round trips to save in process), PostgreSQL one statement.
+//     alone, and resolves the plan with the reserved IDs and the next
+//     ticket numbers;
+//  3. Write (the driver's SQL) writes the plan and moves the counter on:
+//     SQLite a statement per table, PostgreSQL one statement.
 //
 // The rules (outcomes, event texts, what is sent, thread Message-IDs) are
 // therefore written once; a driver only reads facts and writes rows.
@@ -55,16 +57,19 @@ type Facts struct {
 	Tag    Tagged // Filing.Ticket's incident
 }
 
-// Counts is how many new rows a plan needs IDs for; Incidents is also how
-// many ticket numbers it takes.
-type Counts struct{ Incidents, Reports, Outbox int }
-
-// IDs are the IDs Allocate took, in order, and the year's ticket counter
-// after taking Counts.Incidents numbers.
+// IDs are what Lookup reserves for a batch of n filings: at least n IDs
+// each for new incidents and reports and MaxSends*n for outbox rows, in
+// order (a batch uses the first ones; where the database has sequences the
+// rest are gaps), and the year's ticket counter as it stands (locked until
+// the commit: the batch's tickets follow it without a gap).
 type IDs struct {
 	Incidents, Reports, Outbox []int64
 	LastTicket                 int
 }
+
+// MaxSends is the most outbox rows one filing queues: an acknowledgement
+// or a follow-up, a staff alert mail and a webhook call.
+const MaxSends = 3
 
 // Plan is a resolved batch: the rows to write, with their IDs.
 type Plan struct {
@@ -78,6 +83,8 @@ type Plan struct {
 	Touched    []int64    // incidents a report was attached to
 	Outbox     []OutboxRow
 	Done       []DoneRow // queue rows finished, one per spool row
+	// TicketYear's counter moves on to LastTicket when Tickets > 0.
+	TicketYear, Tickets, LastTicket int
 }
 
 // IncidentRow is a new incident.
@@ -139,14 +146,12 @@ func (d *DB) File(ctx context.Context, f *store.Filing) (store.FileResult, error
 func (d *DB) FileBatch(ctx context.Context, fs []*store.Filing) ([]store.FileResult, error) {
 	var out []store.FileResult
 	err := d.LazyTx(ctx, func(tx *sql.Tx) error {
-		facts, err := d.D.Lookup(ctx, tx, fs)
+		now := d.Now()
+		facts, ids, err := d.D.Lookup(ctx, tx, fs, now.UTC().Year())
 		if err != nil {
 			return err
 		}
-		now := d.Now()
-		p, res, err := decide(fs, facts, now, d.Prefix, func(n Counts) (IDs, error) {
-			return d.D.Allocate(ctx, tx, n, now.UTC().Year())
-		})
+		p, res, err := decide(fs, facts, now, d.Prefix, ids)
 		if err != nil {
 			return err
 		}
@@ -184,9 +189,9 @@ type pendingEvent struct {
 type batchRef struct{ report, incident int64 }
 
 // decide files fs in order against facts and what the batch itself filed,
-// takes IDs and ticket numbers from alloc, and returns the plan and each
-// filing's result.
-func decide(fs []*store.Filing, facts []Facts, now time.Time, prefix string, alloc func(Counts) (IDs, error)) (*Plan, []store.FileResult, error) {
+// resolves the plan with the reserved ids and the next ticket numbers, and
+// returns the plan and each filing's result.
+func decide(fs []*store.Filing, facts []Facts, now time.Time, prefix string, ids IDs) (*Plan, []store.FileResult, error) {
 	res := make([]store.FileResult, len(fs))
 	incRef := make([]int64, len(fs)) // each result's incident (may be negative)
 	repRef := make([]int64, len(fs)) // and report
@@ -318,13 +323,13 @@ func decide(fs []*store.Filing, facts []Facts, now time.Time, prefix string, all
 	for i, f := range fs {
 		sends = append(sends, outboundOf(f, res[i].Outcome, i)...)
 	}
-	ids, err := alloc(Counts{Incidents: len(newIncidents), Reports: len(reports), Outbox: len(sends)})
-	if err != nil {
-		return nil, nil, err
+	if len(ids.Incidents) < len(newIncidents) || len(ids.Reports) < len(reports) || len(ids.Outbox) < len(sends) {
+		return nil, nil, fmt.Errorf("store: %d, %d, %d IDs reserved for %d incidents, %d reports, %d outbox rows",
+			len(ids.Incidents), len(ids.Reports), len(ids.Outbox), len(newIncidents), len(reports), len(sends))
 	}
 	year := now.UTC().Year()
 	for k := range newIncidents {
-		tickets[ids.Incidents[k]] = fmt.Sprintf("%s#%d-%06d", prefix, year, ids.LastTicket-len(newIncidents)+1+k)
+		tickets[ids.Incidents[k]] = fmt.Sprintf("%s#%d-%06d", prefix, year, ids.LastTicket+1+k)
 	}
 	incident := func(ref int64) int64 {
 		if ref < 0 {
@@ -339,7 +344,7 @@ func decide(fs []*store.Filing, facts []Facts, now time.Time, prefix string, all
 		return ref
 	}
 
-	p := &Plan{Now: Micros(now), Touched: touched}
+	p := &Plan{Now: Micros(now), Touched: touched, TicketYear: year, Tickets: len(newIncidents), LastTicket: ids.LastTicket + len(newIncidents)}
 	for k, i := range newIncidents {
 		f := fs[i]
 		id := ids.Incidents[k]
@@ -457,11 +462,6 @@ func truncate(s string, n int) string {
 	}
 	return s[:n]
 }
-
-// TicketCounterSQL raises the year's counter by n and returns it (both
-// databases).
-const TicketCounterSQL = `INSERT INTO ticket_counters (year, last) VALUES (?, ?)
-	ON CONFLICT (year) DO UPDATE SET last = ticket_counters.last + excluded.last RETURNING last`
 
 // event appends one entry to an incident's log.
 func (d *DB) event(ctx context.Context, tx *sql.Tx, incidentID int64, kind, detail string) error {

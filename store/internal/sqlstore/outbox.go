@@ -91,10 +91,7 @@ func (d *DB) MarkSent(ctx context.Context, id int64) error {
 
 // mark runs one outbox update as MarkSent says.
 func (d *DB) mark(ctx context.Context, query string, args ...any) error {
-	return d.LazyTx(ctx, func(tx *sql.Tx) error {
-		_, err := d.exec(ctx, tx, query, args...)
-		return err
-	})
+	return d.LazyExec(ctx, query, args...)
 }
 
 // MarkOutboxFailed records a failed delivery: retried after backoff, or dead.
@@ -118,24 +115,28 @@ func (d *DB) PostponeOutbox(ctx context.Context, id int64, detail string, wait t
 		store.OutboxPending, detail, Micros(now.Add(wait)), Micros(now), id)
 }
 
-// MarkOutboxSkippedAll records several skipped rows in one transaction
-// (lazy, as every mark): under a flood from one address most rows of a
-// claim are skipped by the rate limit, and a transaction each held
-// SQLite's one connection once per message for nothing sent.
+// MarkOutboxSkippedAll records skipped rows with one statement per
+// reason (lazy, as every mark): under a flood from one address most rows
+// of a claim are skipped by the rate limit, for the same reason.
 func (d *DB) MarkOutboxSkippedAll(ctx context.Context, skips []store.OutboxSkip) error {
-	if len(skips) == 0 {
-		return nil
-	}
 	now := Micros(d.Now())
-	return d.LazyTx(ctx, func(tx *sql.Tx) error {
-		for _, k := range skips {
-			if _, err := d.exec(ctx, tx, `UPDATE outbox SET state = ?, last_error = ?, lease_until = 0, updated_at = ? WHERE id = ?`,
-				store.OutboxSkipped, k.Reason, now, k.ID); err != nil {
-				return err
-			}
+	byReason := map[string][]any{}
+	var reasons []string
+	for _, k := range skips {
+		if _, ok := byReason[k.Reason]; !ok {
+			reasons = append(reasons, k.Reason)
 		}
-		return nil
-	})
+		byReason[k.Reason] = append(byReason[k.Reason], k.ID)
+	}
+	for _, r := range reasons {
+		ids := byReason[r]
+		q := `UPDATE outbox SET state = ?, last_error = ?, lease_until = 0, updated_at = ? WHERE id IN (` +
+			strings.TrimSuffix(strings.Repeat("?, ", len(ids)), ", ") + `)`
+		if err := d.LazyExec(ctx, q, append([]any{store.OutboxSkipped, r, now}, ids...)...); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // RecentTo counts the acknowledgements and follow-up notes to the

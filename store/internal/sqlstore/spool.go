@@ -16,9 +16,9 @@ import (
 	"github.com/madoguchi/madoguchi/store"
 )
 
-// queueRow is the state, worker, lease and attempts a new queue row
+// QueueRow is the state, worker, lease and attempts a new queue row
 // starts with.
-func queueRow(m *store.Message, now time.Time) (state, worker string, leaseUntil int64, attempts int) {
+func QueueRow(m *store.Message, now time.Time) (state, worker string, leaseUntil int64, attempts int) {
 	if m.ClaimedBy == "" {
 		return store.StateReady, "", 0, 0
 	}
@@ -53,9 +53,9 @@ func (d *DB) SpoolBatch(ctx context.Context, ms []*store.Message) ([]int64, erro
 	return ids, err
 }
 
-// prepareSpool fills in what the spool row records about m (hash, size,
+// PrepareSpool fills in what the spool row records about m (hash, size,
 // received time) and returns its recipients as JSON.
-func prepareSpool(m *store.Message, now time.Time) string {
+func PrepareSpool(m *store.Message, now time.Time) string {
 	if m.Source == nil {
 		sum := sha256.Sum256(m.Raw)
 		m.SHA256 = hex.EncodeToString(sum[:])
@@ -68,7 +68,8 @@ func prepareSpool(m *store.Message, now time.Time) string {
 	return string(rcpt)
 }
 
-func nonNilBytes(b []byte) []byte {
+// NonNilBytes is b, or an empty slice for nil (a NOT NULL column).
+func NonNilBytes(b []byte) []byte {
 	if b == nil {
 		return []byte{}
 	}
@@ -77,8 +78,8 @@ func nonNilBytes(b []byte) []byte {
 
 // spoolTx inserts one message and its queue row inside tx.
 func (d *DB) spoolTx(ctx context.Context, tx *sql.Tx, m *store.Message, now time.Time) (int64, error) {
-	raw := nonNilBytes(m.Raw)
-	rcpt := prepareSpool(m, now)
+	raw := NonNilBytes(m.Raw)
+	rcpt := PrepareSpool(m, now)
 	var id int64
 	err := d.queryRow(ctx, tx, `INSERT INTO spool (sha256, channel, mail_from, rcpt_to, peer, received_at, size, raw)
 		VALUES (?, ?, ?, ?, ?, ?, ?, ?) RETURNING id`,
@@ -91,7 +92,7 @@ func (d *DB) spoolTx(ctx context.Context, tx *sql.Tx, m *store.Message, now time
 			return 0, err
 		}
 	}
-	state, worker, lease, attempts := queueRow(m, now)
+	state, worker, lease, attempts := QueueRow(m, now)
 	if _, err := d.exec(ctx, tx, `INSERT INTO queue (spool_id, state, not_before, updated_at, worker, lease_until, attempts) VALUES (?, ?, ?, ?, ?, ?, ?)`,
 		id, state, Micros(now), Micros(now), worker, lease, attempts); err != nil {
 		return 0, fmt.Errorf("%w: queue insert: %v", store.ErrUnavailable, err)
@@ -139,7 +140,7 @@ func nonNil(s []string) []string {
 
 // GetMessage loads one spooled message.
 func (d *DB) GetMessage(ctx context.Context, id int64) (*store.Message, error) {
-	m, err := scanMessage(d.R.QueryRowContext(ctx, d.q(`SELECT `+messageColumns+` FROM spool WHERE id = ?`), id))
+	m, err := ScanMessage(d.R.QueryRowContext(ctx, d.q(`SELECT `+MessageColumns+` FROM spool WHERE id = ?`), id))
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, store.ErrNotFound
 	}
@@ -169,12 +170,12 @@ func (d *DB) GetMessage(ctx context.Context, id int64) (*store.Message, error) {
 	return m, nil
 }
 
-// messageColumns are the spool columns scanMessage reads.
-const messageColumns = `id, sha256, channel, mail_from, rcpt_to, peer, received_at, size, raw`
+// MessageColumns are the spool columns ScanMessage reads.
+const MessageColumns = `id, sha256, channel, mail_from, rcpt_to, peer, received_at, size, raw`
 
-// scanMessage reads one spool row of messageColumns, after the columns
+// ScanMessage reads one spool row of MessageColumns, after the columns
 // read into before (if any).
-func scanMessage(row interface{ Scan(...any) error }, before ...any) (*store.Message, error) {
+func ScanMessage(row interface{ Scan(...any) error }, before ...any) (*store.Message, error) {
 	var m store.Message
 	var rcpt string
 	var at int64
@@ -189,8 +190,8 @@ func scanMessage(row interface{ Scan(...any) error }, before ...any) (*store.Mes
 // A row whose workers all stopped while processing it (Claim,
 // ClaimMessages) is quarantined with these.
 const (
-	reasonCrashed = "crashed"
-	detailCrashed = "the worker stopped while processing it on every attempt"
+	ReasonCrashed = "crashed"
+	DetailCrashed = "the worker stopped while processing it on every attempt"
 )
 
 // Claim leases up to n ready (or lease-expired) queue rows for worker. Rows
@@ -227,7 +228,7 @@ func (d *DB) Claim(ctx context.Context, worker string, n int, lease time.Duratio
 		slices.SortFunc(out, func(a, b store.Claim) int { return cmp.Compare(a.SpoolID, b.SpoolID) })
 		for _, id := range over {
 			if _, err := d.exec(ctx, tx, `UPDATE queue SET state = ?, reason = ?, last_error = ?, updated_at = ? WHERE spool_id = ?`,
-				store.StateQuarantined, reasonCrashed, detailCrashed, now, id); err != nil {
+				store.StateQuarantined, ReasonCrashed, DetailCrashed, now, id); err != nil {
 				return err
 			}
 		}

@@ -1,0 +1,3 @@
+-- Version 8 has PostgreSQL compress large values with LZ4 (see its
+-- migrations). SQLite does not compress them: the version is recorded,
+-- nothing changes.
