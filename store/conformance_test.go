@@ -1067,8 +1067,6 @@ func TestFileBatchRecordsWhatOneByOneDoes(t *testing.T) {
 	})
 }
 
-// dumpStore lists every row a filing writes, in ID order, as text.
-var randomMID = regexp.MustCompile(`\.[0-9a-f]{24}@`)
 
 func dumpStore(t *testing.T, s store.Store) ([]string, func(table string, id int64) int64) {
 	t.Helper()
