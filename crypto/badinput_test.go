@@ -13,7 +13,9 @@ import (
 	"github.com/ProtonMail/go-crypto/openpgp"
 	"github.com/ProtonMail/go-crypto/openpgp/armor"
 	"github.com/ProtonMail/go-crypto/openpgp/packet"
+
 	"github.com/madoguchi/madoguchi/internal/testenv"
+	"github.com/madoguchi/madoguchi/internal/vocab"
 )
 
 // TestBadInputVerdicts: damaged and hostile OpenPGP made from real gpg
@@ -63,12 +65,12 @@ func TestBadInputVerdicts(t *testing.T) {
 	cases := []struct {
 		name string
 		msg  []byte
-		want DecStatus
+		want vocab.DecStatus
 	}{
-		{"truncated armour", wrap(armored[:len(armored)/2]), DecCannotDecrypt},
-		{"garbage inside armour", wrap([]byte("-----BEGIN PGP MESSAGE-----\n\nbm90IGEgcGFja2V0IGF0IGFsbA==\n-----END PGP MESSAGE-----\n")), DecCannotDecrypt},
-		{"integrity check fails", wrap([]byte(tamperedArmor)), DecCannotDecrypt},
-		{"encrypted to a key we do not hold", wrap(toOther), DecCannotDecrypt},
+		{"truncated armour", wrap(armored[:len(armored)/2]), vocab.DecCannotDecrypt},
+		{"garbage inside armour", wrap([]byte("-----BEGIN PGP MESSAGE-----\n\nbm90IGEgcGFja2V0IGF0IGFsbA==\n-----END PGP MESSAGE-----\n")), vocab.DecCannotDecrypt},
+		{"integrity check fails", wrap([]byte(tamperedArmor)), vocab.DecCannotDecrypt},
+		{"encrypted to a key we do not hold", wrap(toOther), vocab.DecCannotDecrypt},
 		{"wrong armour checksum", wrap([]byte(badCRC.String())), ""}, // either verdict, but clear and no panic
 	}
 	for _, c := range cases {
@@ -77,10 +79,10 @@ func TestBadInputVerdicts(t *testing.T) {
 			if c.want != "" && res.Decryption != c.want {
 				t.Fatalf("decryption %s (%s), want %s", res.Decryption, res.DecryptionDetail, c.want)
 			}
-			if res.Decryption == DecCannotDecrypt && bytes.Contains(res.Cleartext, []byte(secret)) {
+			if res.Decryption == vocab.DecCannotDecrypt && bytes.Contains(res.Cleartext, []byte(secret)) {
 				t.Fatal("cleartext given out for a message that did not decrypt cleanly")
 			}
-			if res.Decryption != DecOK && res.DecryptionDetail == "" {
+			if res.Decryption != vocab.DecOK && res.DecryptionDetail == "" {
 				t.Fatal("a failed verdict without a reason")
 			}
 		})
@@ -99,7 +101,7 @@ func TestBadInputVerdicts(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if res := Unwrap(wrap(armored), k2, Limits{}, time.Now()); res.Decryption != DecCannotDecrypt || bytes.Contains(res.Cleartext, []byte(secret)) {
+	if res := Unwrap(wrap(armored), k2, Limits{}, time.Now()); res.Decryption != vocab.DecCannotDecrypt || bytes.Contains(res.Cleartext, []byte(secret)) {
 		t.Fatalf("sign-only team key: %s", res.Decryption)
 	}
 }
@@ -137,7 +139,7 @@ func TestTwoHundredRecipients(t *testing.T) {
 	_ = w.Close()
 	start := time.Now()
 	res := Unwrap([]byte("From: x@y.example\r\nContent-Type: text/plain\r\n\r\n"+enc.String()), k, Limits{}, time.Now())
-	if res.Decryption != DecOK || !bytes.Contains(res.Cleartext, []byte("for all of you")) {
+	if res.Decryption != vocab.DecOK || !bytes.Contains(res.Cleartext, []byte("for all of you")) {
 		t.Fatalf("%s %s", res.Decryption, res.DecryptionDetail)
 	}
 	if d := time.Since(start); d > 5*time.Second {
@@ -192,7 +194,7 @@ func TestV6TeamKey(t *testing.T) {
 	_ = pw.Close()
 	_ = w.Close()
 	res := Unwrap([]byte("From: cert@partner.example\r\nContent-Type: text/plain\r\n\r\n"+enc.String()), k, Limits{}, time.Now())
-	if res.Decryption != DecOK || res.Signature != SigGood || !res.SignerHasAddress("cert@partner.example") {
+	if res.Decryption != vocab.DecOK || res.Signature != vocab.SigGood || !res.SignerHasAddress("cert@partner.example") {
 		t.Fatalf("v6: %s %s (%s %s)", res.Decryption, res.Signature, res.DecryptionDetail, res.SignatureDetail)
 	}
 	ct, body, err := k.SignMIME(Part("Content-Type: text/plain\r\n\r\nack\r\n"), time.Now())
@@ -200,7 +202,7 @@ func TestV6TeamKey(t *testing.T) {
 		t.Fatal(err)
 	}
 	back := Unwrap([]byte("From: csirt@example.org\r\nContent-Type: "+ct+"\r\n\r\n"+string(body)), k, Limits{}, time.Now())
-	if back.Signature != SigGood {
+	if back.Signature != vocab.SigGood {
 		t.Fatalf("our v6 signature: %s %s", back.Signature, back.SignatureDetail)
 	}
 }
@@ -238,11 +240,11 @@ func TestExpiredTeamKey(t *testing.T) {
 	_ = aw.Close()
 	res := Unwrap([]byte("From: x@y.example\r\nContent-Type: text/plain\r\n\r\n"+enc.String()), k, Limits{}, time.Now())
 	switch res.Decryption {
-	case DecOK:
+	case vocab.DecOK:
 		if !bytes.Contains(res.Cleartext, []byte("sent while the key was valid")) {
 			t.Fatal("decrypted without the text")
 		}
-	case DecCannotDecrypt:
+	case vocab.DecCannotDecrypt:
 		if res.DecryptionDetail == "" {
 			t.Fatal("refused without a reason")
 		}
@@ -272,7 +274,7 @@ func TestUnknownAlgorithms(t *testing.T) {
 		_, _ = w.Write(bin)
 		_ = w.Close()
 		res := Unwrap([]byte("From: x@y.example\r\nContent-Type: text/plain\r\n\r\n"+b.String()), k, Limits{}, time.Now())
-		if res.Decryption != DecCannotDecrypt || res.DecryptionDetail == "" {
+		if res.Decryption != vocab.DecCannotDecrypt || res.DecryptionDetail == "" {
 			t.Errorf("%s: %s %q", name, res.Decryption, res.DecryptionDetail)
 		}
 	}

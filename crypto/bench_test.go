@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/madoguchi/madoguchi/internal/testenv"
+	"github.com/madoguchi/madoguchi/internal/vocab"
 )
 
 // Decrypt+verify of a 4 KiB report, in process, beside `gpg --decrypt` run
@@ -73,7 +74,7 @@ func benchSetup(b *testing.B, algo string) *benchKeys {
 	enc := gpg(report, "--armor", "--sign", "--local-user", "sender@partner.example", "--encrypt", "--recipient", "team@csirt.example")
 	msg := []byte("From: sender@partner.example\r\nSubject: ...\r\nMIME-Version: 1.0\r\nContent-Type: multipart/encrypted; protocol=\"application/pgp-encrypted\"; boundary=\"e\"\r\n\r\n" +
 		"--e\r\nContent-Type: application/pgp-encrypted\r\n\r\nVersion: 1\r\n\r\n--e\r\nContent-Type: application/octet-stream\r\n\r\n" + string(enc) + "\r\n--e--\r\n")
-	if res := Unwrap(msg, k, Limits{}, time.Now()); res.Decryption != DecOK || res.Signature != SigGood {
+	if res := Unwrap(msg, k, Limits{}, time.Now()); res.Decryption != vocab.DecOK || res.Signature != vocab.SigGood {
 		b.Fatalf("setup: %s %s %s", res.Decryption, res.Signature, res.DecryptionDetail)
 	}
 	bk := &benchKeys{home: home, keys: k, msg: msg, enc: enc}
@@ -102,7 +103,7 @@ func BenchmarkUnwrap(b *testing.B) {
 			b.ReportAllocs()
 			b.ResetTimer()
 			for range b.N {
-				if res := Unwrap(bk.msg, bk.keys, Limits{}, now); res.Signature != SigGood {
+				if res := Unwrap(bk.msg, bk.keys, Limits{}, now); res.Signature != vocab.SigGood {
 					b.Fatal(res.Signature)
 				}
 			}

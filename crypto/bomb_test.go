@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/madoguchi/madoguchi/internal/testenv"
+	"github.com/madoguchi/madoguchi/internal/vocab"
 )
 
 // TestEveryCompressionBombRefused: a compression bomb is "refused" with a
@@ -31,7 +32,7 @@ func TestEveryCompressionBombRefused(t *testing.T) {
 		}
 		raw := "From: p@partner.example\r\nSubject: x\r\nContent-Type: text/plain\r\n\r\n" + string(armored)
 		res := Unwrap([]byte(raw), k, Limits{MaxDecompressed: 8 << 20}, time.Now())
-		if res.Decryption != DecRefused || !strings.Contains(res.DecryptionDetail, "limit") {
+		if res.Decryption != vocab.DecRefused || !strings.Contains(res.DecryptionDetail, "limit") {
 			t.Errorf("%s bomb: %s (%s), want refused naming the limit", algo, res.Decryption, res.DecryptionDetail)
 		}
 	}

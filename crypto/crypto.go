@@ -18,28 +18,8 @@ import (
 	pgperrors "github.com/ProtonMail/go-crypto/openpgp/errors"
 	"github.com/ProtonMail/go-crypto/openpgp/packet"
 
+	"github.com/madoguchi/madoguchi/internal/vocab"
 	"github.com/madoguchi/madoguchi/parse"
-)
-
-// DecStatus is a decryption verdict.
-type DecStatus string
-
-// SigStatus is a signature verdict.
-type SigStatus string
-
-// Verdicts, as shared/interface.md names them.
-const (
-	DecNone          DecStatus = "none"
-	DecOK            DecStatus = "ok"
-	DecCannotDecrypt DecStatus = "cannot-decrypt"
-	DecRefused       DecStatus = "refused"
-
-	SigNone       SigStatus = "none"
-	SigGood       SigStatus = "good"
-	SigBad        SigStatus = "bad"
-	SigUnknownKey SigStatus = "unknown-key"
-	SigExpired    SigStatus = "expired"
-	SigRevoked    SigStatus = "revoked"
 )
 
 // Limits bound Unwrap. Zero means default.
@@ -105,9 +85,9 @@ func SHA256Hex(b []byte) string {
 // Result is what Unwrap found.
 type Result struct {
 	Cleartext         []byte // the MIME message to parse
-	Decryption        DecStatus
+	Decryption        vocab.DecStatus
 	DecryptionDetail  string
-	Signature         SigStatus
+	Signature         vocab.SigStatus
 	SignatureDetail   string
 	SignerFingerprint string
 	Signer            string // primary user ID
@@ -140,11 +120,11 @@ func Unwrap(raw []byte, keys *Keys, lim Limits, now time.Time) (res Result) {
 	if lim.MaxDepth <= 0 {
 		lim.MaxDepth = 4
 	}
-	res = Result{Cleartext: raw, Decryption: DecNone, Signature: SigNone}
+	res = Result{Cleartext: raw, Decryption: vocab.DecNone, Signature: vocab.SigNone}
 	defer func() {
 		if r := recover(); r != nil { // a library bug must not take the daemon down
-			res = Result{Cleartext: stripBody(raw, "[madoguchi: OpenPGP processing failed]"), Decryption: DecCannotDecrypt,
-				DecryptionDetail: fmt.Sprintf("internal error: %v", r), Signature: SigNone}
+			res = Result{Cleartext: stripBody(raw, "[madoguchi: OpenPGP processing failed]"), Decryption: vocab.DecCannotDecrypt,
+				DecryptionDetail: fmt.Sprintf("internal error: %v", r), Signature: vocab.SigNone}
 		}
 	}()
 	if keys == nil {
@@ -190,7 +170,7 @@ func (u *unwrapper) unwrap(res *Result, msg []byte, depth int, scope string) {
 	case ct == "multipart/encrypted" && strings.Contains(strings.ToLower(params["protocol"]), "pgp-encrypted"):
 		parts := parse.SplitMultipart(body, params["boundary"], 10)
 		if len(parts) < 2 {
-			res.Decryption, res.DecryptionDetail = DecCannotDecrypt, "malformed PGP/MIME: missing encrypted part"
+			res.Decryption, res.DecryptionDetail = vocab.DecCannotDecrypt, "malformed PGP/MIME: missing encrypted part"
 			res.Cleartext = stripBody(msg, "")
 			return
 		}
@@ -207,7 +187,7 @@ func (u *unwrapper) unwrap(res *Result, msg []byte, depth int, scope string) {
 	case ct == "multipart/signed" && strings.Contains(strings.ToLower(params["protocol"]), "pgp-signature"):
 		parts := parse.SplitMultipart(body, params["boundary"], 10)
 		if len(parts) < 2 {
-			res.Signature, res.SignatureDetail = SigBad, "malformed PGP/MIME signature"
+			res.Signature, res.SignatureDetail = vocab.SigBad, "malformed PGP/MIME signature"
 			return
 		}
 		_, sigBody := parse.SplitMessage(parts[1])
@@ -243,7 +223,7 @@ func (u *unwrapper) unwrap(res *Result, msg []byte, depth int, scope string) {
 		if i := bytes.Index(text, []byte("-----BEGIN PGP SIGNED MESSAGE-----")); i >= 0 {
 			b, rest := clearsign.Decode(text[i:])
 			if b == nil {
-				res.Signature, res.SignatureDetail = SigBad, "unreadable cleartext signature"
+				res.Signature, res.SignatureDetail = vocab.SigBad, "unreadable cleartext signature"
 				return
 			}
 			u.verifyClearsigned(res, b, within(scope, text[:i], rest, "the clearsigned block of the text"))
@@ -260,13 +240,13 @@ func (u *unwrapper) decrypt(res *Result, data []byte) ([]byte, bool) {
 	if bytes.Contains(data[:min(len(data), 200)], []byte("-----BEGIN PGP")) {
 		blk, err := armor.Decode(bytes.NewReader(bytes.TrimLeft(data, " \t\r\n")))
 		if err != nil {
-			res.Decryption, res.DecryptionDetail = DecCannotDecrypt, "bad armour: "+err.Error()
+			res.Decryption, res.DecryptionDetail = vocab.DecCannotDecrypt, "bad armour: "+err.Error()
 			return nil, false
 		}
 		r = blk.Body
 	}
 	if len(u.keys.Team) == 0 {
-		res.Decryption, res.DecryptionDetail = DecCannotDecrypt, "no team key configured"
+		res.Decryption, res.DecryptionDetail = vocab.DecCannotDecrypt, "no team key configured"
 		return nil, false
 	}
 	// The size limit is ours (the LimitReader below), not go-crypto's
@@ -278,7 +258,7 @@ func (u *unwrapper) decrypt(res *Result, data []byte) ([]byte, bool) {
 	ring := append(append(openpgp.EntityList{}, u.keys.Team...), u.keys.Known...)
 	md, err := openpgp.ReadMessage(r, ring, nil, cfg)
 	if err != nil {
-		res.Decryption = DecCannotDecrypt
+		res.Decryption = vocab.DecCannotDecrypt
 		if errors.Is(err, pgperrors.ErrKeyIncorrect) {
 			res.DecryptionDetail = "not encrypted to a team key"
 		} else {
@@ -292,28 +272,28 @@ func (u *unwrapper) decrypt(res *Result, data []byte) ([]byte, bool) {
 	var buf bytes.Buffer
 	n, err := io.Copy(&buf, io.LimitReader(md.UnverifiedBody, u.budget+1))
 	if n > u.budget {
-		res.Decryption = DecRefused
+		res.Decryption = vocab.DecRefused
 		res.DecryptionDetail = fmt.Sprintf("decompressed size exceeds the limit of %d bytes (crypto.max_decompressed_bytes); stopped reading", u.budget)
 		return nil, false
 	}
 	if err != nil {
 		if strings.Contains(err.Error(), "decompress") || strings.Contains(err.Error(), "size") && strings.Contains(err.Error(), "exceed") {
-			res.Decryption = DecRefused
+			res.Decryption = vocab.DecRefused
 			res.DecryptionDetail = "decompressed size exceeds the limit: " + err.Error()
 			return nil, false
 		}
-		res.Decryption, res.DecryptionDetail = DecCannotDecrypt, "integrity check failed: "+err.Error()
+		res.Decryption, res.DecryptionDetail = vocab.DecCannotDecrypt, "integrity check failed: "+err.Error()
 		return nil, false
 	}
 	u.budget -= n
-	res.Decryption = DecOK
+	res.Decryption = vocab.DecOK
 	if md.IsEncrypted && md.DecryptedWith.Entity != nil {
 		res.DecryptionDetail = "decrypted with team key " + Fingerprint(md.DecryptedWith.Entity)
 	}
 	if md.IsSigned {
 		switch {
 		case md.SignedBy == nil:
-			res.Signature = SigUnknownKey
+			res.Signature = vocab.SigUnknownKey
 			res.SignerFingerprint = strings.ToUpper(hex.EncodeToString(md.SignedByFingerprint))
 			if res.SignerFingerprint == "" {
 				res.SignerFingerprint = fmt.Sprintf("%016X", md.SignedByKeyId)
@@ -329,18 +309,18 @@ func (u *unwrapper) decrypt(res *Result, data []byte) ([]byte, bool) {
 	return buf.Bytes(), true
 }
 
-func sigStatus(err error) SigStatus {
+func sigStatus(err error) vocab.SigStatus {
 	switch {
 	case err == nil:
-		return SigGood
+		return vocab.SigGood
 	case errors.Is(err, pgperrors.ErrKeyRevoked):
-		return SigRevoked
+		return vocab.SigRevoked
 	case errors.Is(err, pgperrors.ErrKeyExpired), errors.Is(err, pgperrors.ErrSignatureExpired):
-		return SigExpired
+		return vocab.SigExpired
 	case errors.Is(err, pgperrors.ErrUnknownIssuer):
-		return SigUnknownKey
+		return vocab.SigUnknownKey
 	}
-	return SigBad
+	return vocab.SigBad
 }
 
 func (u *unwrapper) setSigner(res *Result, e *openpgp.Entity) {
@@ -393,12 +373,12 @@ func within(scope string, before, after []byte, block string) string {
 func (u *unwrapper) verifyDetached(res *Result, signed, armoredSig []byte, scope string) {
 	blk, err := armor.Decode(bytes.NewReader(bytes.TrimLeft(armoredSig, " \t\r\n")))
 	if err != nil {
-		res.Signature, res.SignatureDetail = SigBad, "unreadable signature: "+err.Error()
+		res.Signature, res.SignatureDetail = vocab.SigBad, "unreadable signature: "+err.Error()
 		return
 	}
 	sigData, err := io.ReadAll(io.LimitReader(blk.Body, 1<<20))
 	if err != nil {
-		res.Signature, res.SignatureDetail = SigBad, "unreadable signature: "+err.Error()
+		res.Signature, res.SignatureDetail = vocab.SigBad, "unreadable signature: "+err.Error()
 		return
 	}
 	u.check(res, signed, sigData, scope)
@@ -407,7 +387,7 @@ func (u *unwrapper) verifyDetached(res *Result, signed, armoredSig []byte, scope
 func (u *unwrapper) verifyClearsigned(res *Result, b *clearsign.Block, scope string) {
 	sigData, err := io.ReadAll(io.LimitReader(b.ArmoredSignature.Body, 1<<20))
 	if err != nil {
-		res.Signature, res.SignatureDetail = SigBad, "unreadable signature: "+err.Error()
+		res.Signature, res.SignatureDetail = vocab.SigBad, "unreadable signature: "+err.Error()
 		return
 	}
 	u.check(res, b.Bytes, sigData, scope)
@@ -487,9 +467,9 @@ func (u *unwrapper) unwrapParts(res *Result, msg, hdr, body []byte, ct, boundary
 			strings.HasSuffix(name, ".asc") || strings.HasSuffix(name, ".pgp") || strings.HasSuffix(name, ".gpg")
 		switch {
 		case pct == "text/plain" && name == "" || strings.HasPrefix(pct, "multipart/"):
-			sub := Result{Decryption: DecNone, Signature: SigNone}
+			sub := Result{Decryption: vocab.DecNone, Signature: vocab.SigNone}
 			u.unwrap(&sub, part, depth+1, partScope(i))
-			if sub.Decryption == DecNone && sub.Signature == SigNone {
+			if sub.Decryption == vocab.DecNone && sub.Signature == vocab.SigNone {
 				continue
 			}
 			mergeVerdicts(res, &sub)
@@ -545,10 +525,10 @@ func (u *unwrapper) unwrapParts(res *Result, msg, hdr, body []byte, ct, boundary
 // mergeVerdicts carries a part's verdicts up to the message: the first
 // decryption and signature found count.
 func mergeVerdicts(res, sub *Result) {
-	if res.Decryption == DecNone && sub.Decryption != DecNone {
+	if res.Decryption == vocab.DecNone && sub.Decryption != vocab.DecNone {
 		res.Decryption, res.DecryptionDetail = sub.Decryption, sub.DecryptionDetail
 	}
-	if res.Signature == SigNone && sub.Signature != SigNone {
+	if res.Signature == vocab.SigNone && sub.Signature != vocab.SigNone {
 		res.Signature, res.SignatureDetail = sub.Signature, sub.SignatureDetail
 		res.SignerFingerprint, res.Signer, res.signerAddrs = sub.SignerFingerprint, sub.Signer, sub.signerAddrs
 		res.SignedPart = sub.SignedPart

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/madoguchi/madoguchi/internal/testenv"
+	"github.com/madoguchi/madoguchi/internal/vocab"
 )
 
 func loadCorpusKeys(t testing.TB) *Keys {
@@ -56,7 +57,7 @@ func TestBombRefusedQuickly(t *testing.T) {
 	runtime.ReadMemStats(&before)
 	res := Unwrap(raw, k, Limits{}, time.Now())
 	runtime.ReadMemStats(&after)
-	if res.Decryption != DecRefused {
+	if res.Decryption != vocab.DecRefused {
 		t.Fatalf("decryption %s (%s)", res.Decryption, res.DecryptionDetail)
 	}
 	if grown := after.TotalAlloc - before.TotalAlloc; grown > 64<<20 {
@@ -72,12 +73,12 @@ func TestGarbageNeverPanics(t *testing.T) {
 		"-----BEGIN PGP SIGNED MESSAGE-----\nHash: SHA256\n\nhello\n-----BEGIN PGP SIGNATURE-----\n\nAAAA\n-----END PGP SIGNATURE-----\n",
 	} {
 		res := Unwrap([]byte("From: a@b.example\nContent-Type: text/plain\n\n"+body), k, Limits{}, time.Now())
-		if res.Decryption == DecOK || res.Signature == SigGood {
+		if res.Decryption == vocab.DecOK || res.Signature == vocab.SigGood {
 			t.Fatalf("garbage accepted: %+v", res)
 		}
 	}
 	res := Unwrap([]byte("Content-Type: multipart/encrypted; protocol=\"application/pgp-encrypted\"; boundary=x\n\n--x\n\nVersion: 1\n--x\n\ngarbage\n--x--\n"), k, Limits{}, time.Now())
-	if res.Decryption != DecCannotDecrypt {
+	if res.Decryption != vocab.DecCannotDecrypt {
 		t.Fatalf("%+v", res)
 	}
 }
@@ -115,17 +116,17 @@ func TestGnuPGInterop(t *testing.T) {
 	enc := gpg(plain, "--armor", "--trust-model", "always", "--sign", "--local-user", "tester@reporter.example", "--encrypt", "--recipient", "csirt@example.org")
 	msg := "From: tester@reporter.example\nSubject: test\nContent-Type: text/plain\n\n" + string(enc)
 	res := Unwrap([]byte(msg), k, Limits{}, time.Now())
-	if res.Decryption != DecOK || res.Signature != SigGood || !bytes.Contains(res.Cleartext, plain) || !res.SignerHasAddress("tester@reporter.example") {
+	if res.Decryption != vocab.DecOK || res.Signature != vocab.SigGood || !bytes.Contains(res.Cleartext, plain) || !res.SignerHasAddress("tester@reporter.example") {
 		t.Fatalf("gpg sign+encrypt: %+v", res)
 	}
 	clear := gpg(plain, "--clearsign", "--local-user", "tester@reporter.example")
 	res = Unwrap([]byte("From: x@y.example\nContent-Type: text/plain\n\n"+string(clear)), k, Limits{}, time.Now())
-	if res.Signature != SigGood || res.SignerHasAddress("x@y.example") {
+	if res.Signature != vocab.SigGood || res.SignerHasAddress("x@y.example") {
 		t.Fatalf("gpg clearsign: %+v", res)
 	}
 	tampered := bytes.Replace(clear, []byte("evil"), []byte("good"), 1)
 	res = Unwrap([]byte("From: x@y.example\nContent-Type: text/plain\n\n"+string(tampered)), k, Limits{}, time.Now())
-	if res.Signature != SigBad {
+	if res.Signature != vocab.SigBad {
 		t.Fatalf("tampered clearsign: %+v", res)
 	}
 }
@@ -154,7 +155,7 @@ func TestInlineAttachmentsAndMemoryHole(t *testing.T) {
 		"--b1\r\nContent-Type: application/octet-stream; name=\"sample.bin.pgp\"\r\nContent-Transfer-Encoding: base64\r\nContent-Disposition: attachment; filename=\"sample.bin.pgp\"\r\n\r\n" + pgpAttachment + "\r\n" +
 		"--b1--\r\n"
 	res := Unwrap([]byte(msg), k, Limits{}, time.Now())
-	if res.Decryption != DecOK || res.Signature != SigGood || !res.SignerHasAddress("tester@reporter.example") {
+	if res.Decryption != vocab.DecOK || res.Signature != vocab.SigGood || !res.SignerHasAddress("tester@reporter.example") {
 		t.Fatalf("attachments: %s %s %s", res.Decryption, res.Signature, res.DecryptionDetail)
 	}
 	if !bytes.Contains(res.Cleartext, []byte("Failed password for root from 203.0.113.9")) || !bytes.Contains(res.Cleartext, []byte(`filename="auth.log"`)) {
@@ -175,7 +176,7 @@ func TestInlineAttachmentsAndMemoryHole(t *testing.T) {
 	outer := "From: tester@reporter.example\r\nSubject: ...\r\nMIME-Version: 1.0\r\nContent-Type: multipart/encrypted; protocol=\"application/pgp-encrypted\"; boundary=\"e\"\r\n\r\n" +
 		"--e\r\nContent-Type: application/pgp-encrypted\r\n\r\nVersion: 1\r\n\r\n--e\r\nContent-Type: application/octet-stream\r\n\r\n" + string(enc) + "\r\n--e--\r\n"
 	res = Unwrap([]byte(outer), k, Limits{}, time.Now())
-	if res.Decryption != DecOK || res.ProtectedSubject != "不正アクセス on gw-01" {
+	if res.Decryption != vocab.DecOK || res.ProtectedSubject != "不正アクセス on gw-01" {
 		t.Fatalf("memory hole: %s %q", res.Decryption, res.ProtectedSubject)
 	}
 }

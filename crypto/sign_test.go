@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/madoguchi/madoguchi/internal/testenv"
+	"github.com/madoguchi/madoguchi/internal/vocab"
 )
 
 // madoguchi signs and encrypts; the real GnuPG verifies and decrypts.
@@ -80,7 +81,7 @@ func TestOutgoingVerifiedByGnuPG(t *testing.T) {
 		t.Fatalf("PGP/MIME signature: %v\n%s", err, stderr)
 	}
 	full := "From: Example CSIRT <csirt@example.org>\r\nSubject: ack\r\nMIME-Version: 1.0\r\nContent-Type: " + ct + "\r\n\r\n" + string(body)
-	if res := Unwrap([]byte(full), k, Limits{}, now); res.Signature != SigGood || !bytes.Contains(res.Cleartext, []byte("CSIRT#2026-000001")) {
+	if res := Unwrap([]byte(full), k, Limits{}, now); res.Signature != vocab.SigGood || !bytes.Contains(res.Cleartext, []byte("CSIRT#2026-000001")) {
 		t.Fatalf("our own Unwrap of our signature: %+v", res)
 	}
 

@@ -15,23 +15,10 @@ import (
 	"time"
 
 	"github.com/madoguchi/madoguchi/crypto"
+	"github.com/madoguchi/madoguchi/internal/vocab"
+	"github.com/madoguchi/madoguchi/parse"
 	"github.com/madoguchi/madoguchi/store"
 )
-
-// alertFields is what a staff alert says about the report.
-type alertFields struct {
-	Subject    string `json:"subject"`
-	From       string `json:"from"`
-	Decryption struct {
-		Status string `json:"status"`
-	} `json:"decryption"`
-	TLP            *string `json:"tlp"`
-	Classification struct {
-		Taxonomy   string  `json:"taxonomy"`
-		Type       string  `json:"type"`
-		Confidence float64 `json:"confidence"`
-	} `json:"classification"`
-}
 
 // WebhookPayload is the JSON body of an alert webhook.
 type WebhookPayload struct {
@@ -67,19 +54,19 @@ func (w *Writer) alertData(ctx context.Context, e store.OutboxEntry, clear bool)
 	if err != nil {
 		return WebhookPayload{}, err
 	}
-	var a alertFields
+	var a parse.Report
 	if err := json.Unmarshal(js, &a); err != nil {
 		return WebhookPayload{}, err
 	}
 	p := WebhookPayload{Event: "incident.created", Ticket: ticket, Taxonomy: a.Classification.Taxonomy, Type: a.Classification.Type,
 		Confidence: a.Classification.Confidence, Reporter: a.From, Subject: a.Subject, ReportID: e.ReportID, SentAt: w.now().UTC(),
-		Encrypted: a.Decryption.Status == "ok"}
+		Encrypted: a.Decryption.Status == vocab.DecOK}
 	if p.Encrypted && clear && !w.AlertInternal {
 		p.Subject = ""
 	}
 	if a.TLP != nil {
-		p.TLP = *a.TLP
-		if *a.TLP == "red" {
+		p.TLP = string(*a.TLP)
+		if *a.TLP == vocab.TLPRed {
 			p.Subject = ""
 		}
 	}
@@ -112,7 +99,7 @@ func (w *Writer) renderAlert(ctx context.Context, e store.OutboxEntry) ([]byte, 
 	subject := a.Subject
 	switch {
 	case subject != "":
-	case a.TLP == "red":
+	case a.TLP == string(vocab.TLPRed):
 		subject = "(subject withheld: TLP:RED)"
 	case a.Encrypted:
 		subject = "(subject withheld: encrypted report)"

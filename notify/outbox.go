@@ -26,6 +26,8 @@ import (
 
 	"github.com/madoguchi/madoguchi/crypto"
 	"github.com/madoguchi/madoguchi/internal/oauth"
+	"github.com/madoguchi/madoguchi/internal/vocab"
+	"github.com/madoguchi/madoguchi/parse"
 	"github.com/madoguchi/madoguchi/store"
 )
 
@@ -137,31 +139,6 @@ func (w *Writer) noteSkip(now time.Time, rcpt string, why string) {
 	n.logged, n.unlisted = now, 0
 }
 
-type reportFields struct {
-	MessageID string `json:"message_id"`
-	Subject   string `json:"subject"`
-	Language  string `json:"language"`
-	Thread    struct {
-		References []string `json:"references"`
-	} `json:"thread"`
-	TLP        *string `json:"tlp"`
-	Decryption struct {
-		Status string `json:"status"`
-	} `json:"decryption"`
-	Signature struct {
-		Status         string `json:"status"`
-		Scope          string `json:"scope"`
-		SignerMismatch bool   `json:"signer_mismatch"`
-	} `json:"signature"`
-}
-
-// authenticated: a good signature over the whole message by a key that
-// carries the From address. Anyone else is a stranger, whose words are
-// repeated sparingly (the From may be forged: backscatter).
-func (r *reportFields) authenticated() bool {
-	return r.Signature.Status == "good" && r.Signature.Scope == "whole" && !r.Signature.SignerMismatch
-}
-
 // templateData is what an acknowledgement template sees.
 type templateData struct {
 	Ticket, Team, Address, Hours, Timezone, Subject string
@@ -226,7 +203,7 @@ func (w *Writer) Render(ctx context.Context, e store.OutboxEntry) (msg []byte, e
 	if err != nil {
 		return nil, false, err
 	}
-	var r reportFields
+	var r parse.Report
 	if err := json.Unmarshal(js, &r); err != nil {
 		return nil, false, err
 	}
@@ -234,7 +211,7 @@ func (w *Writer) Render(ctx context.Context, e store.OutboxEntry) (msg []byte, e
 	if w.Now != nil {
 		now = w.Now()
 	}
-	orig := echoedSubject(r.Subject, r.TLP, r.Language, !r.authenticated())
+	orig := echoedSubject(r.Subject, r.TLP, r.Language, !r.Signature.Authenticated())
 	subj := fmt.Sprintf("[%s] Re: %s", ticket, orig)
 
 	keys := w.Keys
@@ -247,7 +224,7 @@ func (w *Writer) Render(ctx context.Context, e store.OutboxEntry) (msg []byte, e
 	// and a neutral text. When ours is encrypted too, the real subject
 	// travels inside as a protected header (RFC 9788); when it cannot be
 	// (no key of the reporter), it is not repeated at all.
-	came := r.Decryption.Status == "ok"
+	came := r.Decryption.Status == vocab.DecOK
 	encrypt := came && len(recipientKeys) > 0 && keys != nil && len(keys.Team) > 0
 	outerSubj := subj
 	if came {
@@ -335,7 +312,7 @@ func (w *Writer) Render(ctx context.Context, e store.OutboxEntry) (msg []byte, e
 // and bidirectional-override characters dropped, links, addresses and
 // host names replaced by "[…]", and at most maxStrangerSubjectRunes kept:
 // a forged sender cannot have us carry a spam line to its victim.
-func echoedSubject(subject string, tlp *string, lang string, stranger bool) string {
+func echoedSubject(subject string, tlp *vocab.TLP, lang string, stranger bool) string {
 	orig := strings.TrimSpace(subject)
 	for _, p := range []string{"Re:", "RE:", "re:", "Fwd:", "FW:"} {
 		orig = strings.TrimSpace(strings.TrimPrefix(orig, p))
@@ -354,7 +331,7 @@ func echoedSubject(subject string, tlp *string, lang string, stranger bool) stri
 	if utf8.RuneCountInString(orig) > limit {
 		orig = string([]rune(orig)[:limit]) + "…"
 	}
-	if tlp != nil && *tlp == "red" || orig == "" {
+	if tlp != nil && *tlp == vocab.TLPRed || orig == "" {
 		orig = "your report"
 		if lang == "ja" {
 			orig = "ご報告"

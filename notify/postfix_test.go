@@ -24,6 +24,7 @@ import (
 	"github.com/madoguchi/madoguchi/crypto"
 	"github.com/madoguchi/madoguchi/internal/stores"
 	"github.com/madoguchi/madoguchi/internal/testenv"
+	"github.com/madoguchi/madoguchi/internal/vocab"
 	"github.com/madoguchi/madoguchi/store"
 )
 
@@ -289,7 +290,7 @@ func TestRelayAcknowledgements(t *testing.T) {
 	res := crypto.Unwrap(ja, f.keys, crypto.Limits{}, time.Now())
 	_, qpBody, _ := bytes.Cut(bytes.ReplaceAll(res.Cleartext, []byte("\r\n"), []byte("\n")), []byte("\n\n"))
 	text, _ := io.ReadAll(quotedprintable.NewReader(bytes.NewReader(qpBody)))
-	if res.Signature != crypto.SigGood || !strings.Contains(string(text), "として受け付けました") {
+	if res.Signature != vocab.SigGood || !strings.Contains(string(text), "として受け付けました") {
 		t.Fatalf("our Unwrap of the relayed ack: %s (text %q)", res.Signature, text)
 	}
 	// gpg on the signed part, byte for byte as relayed.

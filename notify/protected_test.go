@@ -19,6 +19,7 @@ import (
 
 	"github.com/madoguchi/madoguchi/crypto"
 	"github.com/madoguchi/madoguchi/internal/testenv"
+	"github.com/madoguchi/madoguchi/internal/vocab"
 	"github.com/madoguchi/madoguchi/store"
 )
 
@@ -127,7 +128,7 @@ func TestEncryptedReportSubjectNeverInClear(t *testing.T) {
 		}
 		// Our own reader (any RFC 9788 client) shows the real subject
 		// from the protected header: the team's key can read what it sent.
-		if res := crypto.Unwrap(msg, f.keys, crypto.Limits{}, time.Now()); res.Decryption != crypto.DecOK || res.ProtectedSubject == "" || !strings.Contains(res.ProtectedSubject, secretSubject) {
+		if res := crypto.Unwrap(msg, f.keys, crypto.Limits{}, time.Now()); res.Decryption != vocab.DecOK || res.ProtectedSubject == "" || !strings.Contains(res.ProtectedSubject, secretSubject) {
 			t.Errorf("%s: read back: %s, protected subject %q", filepath.Base(p), res.Decryption, res.ProtectedSubject)
 		}
 		sawProtected = true

@@ -3,25 +3,21 @@ package parse
 import (
 	"regexp"
 	"strings"
+
+	"github.com/madoguchi/madoguchi/internal/vocab"
 )
 
 var tlpRE = regexp.MustCompile(`(?i)\bTLP\s*[:：]\s*(RED|AMBER\+STRICT|AMBER|GREEN|CLEAR|WHITE)\b`)
 
-var tlpRank = map[string]int{"clear": 1, "green": 2, "amber": 3, "amber+strict": 4, "red": 5}
-
-// findTLP returns the most restrictive FIRST TLP marking, "" if none.
-func findTLP(texts ...string) string {
-	best := ""
+// findTLP returns the most restrictive TLP marking, "" if none.
+func findTLP(texts ...string) vocab.TLP {
+	var best vocab.TLP
 	for _, t := range texts {
 		if !containsFoldASCII(t, "tlp") {
 			continue
 		}
 		for _, m := range tlpRE.FindAllStringSubmatch(t, 50) {
-			v := strings.ToLower(m[1])
-			if v == "white" {
-				v = "clear"
-			}
-			if tlpRank[v] > tlpRank[best] {
+			if v, ok := vocab.ParseTLP(m[1]); ok && v.Rank() > best.Rank() {
 				best = v
 			}
 		}
@@ -32,17 +28,16 @@ func findTLP(texts ...string) string {
 // finish fills the top-level decisions: thread, TLP, classification, ack.
 func (p *parser) finish(rep *Report, st *msgState) {
 	h := st.hdr
-	tagRE := regexp.MustCompile(`(?i)` + regexp.QuoteMeta(p.opt.TicketPrefix) + `#(\d{4})-(\d{6})`)
-	if m := tagRE.FindStringSubmatch(rep.Subject); m != nil {
-		t := p.opt.TicketPrefix + "#" + m[1] + "-" + m[2]
-		rep.Thread.Ticket = &t
+	if t, ok := vocab.FindTicket(rep.Subject, p.opt.TicketPrefix); ok {
+		s := t.String()
+		rep.Thread.Ticket = &s
 	}
 	if rep.Thread.Ticket == nil && st.isDSN {
 		// A bounce of our own mail: thread by the returned header's tag.
 		for _, fw := range rep.Forwarded {
-			if m := tagRE.FindStringSubmatch(fw.Subject); m != nil && p.isOwn(fw.From) {
-				t := p.opt.TicketPrefix + "#" + m[1] + "-" + m[2]
-				rep.Thread.Ticket = &t
+			if t, ok := vocab.FindTicket(fw.Subject, p.opt.TicketPrefix); ok && p.isOwn(fw.From) {
+				s := t.String()
+				rep.Thread.Ticket = &s
 				rep.Trust = "bounce-of-own-message"
 				if fw.MessageID != "" {
 					rep.Thread.References = append(rep.Thread.References, fw.MessageID)
@@ -64,13 +59,13 @@ func (p *parser) finish(rep *Report, st *msgState) {
 	if tlp == "" && rep.Structured != nil && rep.Structured.Format == "iodef" {
 		switch r := strings.ToLower(rep.Structured.Fields["restriction"]); r {
 		case "public":
-			tlp = "clear"
-		case "green", "amber", "red", "clear":
-			tlp = r
-		case "amber+strict":
-			tlp = r
+			tlp = vocab.TLPClear
 		case "need-to-know", "private":
-			tlp = "amber"
+			tlp = vocab.TLPAmber
+		default:
+			if t, ok := vocab.ParseTLP(r); ok && r != "white" {
+				tlp = t
+			}
 		}
 	}
 	if tlp != "" {

@@ -8,6 +8,8 @@ import (
 	"unicode/utf8"
 
 	"golang.org/x/net/publicsuffix"
+
+	"github.com/madoguchi/madoguchi/internal/vocab"
 )
 
 func emptyIndicators() Indicators {
@@ -135,8 +137,11 @@ type collector struct {
 	n, omitted int
 }
 
-// found is one value a line gave, of a kind add takes or "cidr".
-type found struct{ kind, v string }
+// found is one value a line gave, of a kind add takes or vocab.CIDR.
+type found struct {
+	kind vocab.IndicatorKind
+	v    string
+}
 
 // maxMemoLines bounds the memo of one message.
 const maxMemoLines = 20000
@@ -164,43 +169,43 @@ func (c *collector) ownAddress(a string) bool {
 	return false
 }
 
-func (c *collector) add(kind, v string) {
+func (c *collector) add(kind vocab.IndicatorKind, v string) {
 	if c.recording {
 		c.rec = append(c.rec, found{kind, v})
 	}
-	if v == "" || c.seen[kind+"\x00"+v] {
+	if v == "" || c.seen[string(kind)+"\x00"+v] {
 		return
 	}
 	if limit := c.opt.Limits.MaxIndicators; limit > 0 && c.n >= limit {
 		c.omitted++
 		return
 	}
-	c.seen[kind+"\x00"+v] = true
+	c.seen[string(kind)+"\x00"+v] = true
 	c.n++
 	switch kind {
-	case "ipv4":
+	case vocab.IPv4:
 		c.ind.IPv4 = append(c.ind.IPv4, v)
-	case "ipv6":
+	case vocab.IPv6:
 		c.ind.IPv6 = append(c.ind.IPv6, v)
-	case "domains":
+	case vocab.Domain:
 		if c.ownDomain(v) || !validDomain(v) {
 			return
 		}
 		c.ind.Domains = append(c.ind.Domains, v)
-	case "urls":
+	case vocab.URL:
 		c.ind.URLs = append(c.ind.URLs, v)
-	case "emails":
+	case vocab.Email:
 		if c.ownAddress(v) {
 			return
 		}
 		c.ind.Emails = append(c.ind.Emails, v)
-	case "md5":
+	case vocab.MD5:
 		c.ind.MD5 = append(c.ind.MD5, v)
-	case "sha1":
+	case vocab.SHA1:
 		c.ind.SHA1 = append(c.ind.SHA1, v)
-	case "sha256":
+	case vocab.SHA256:
 		c.ind.SHA256 = append(c.ind.SHA256, v)
-	case "cves":
+	case vocab.CVE:
 		c.ind.CVEs = append(c.ind.CVEs, v)
 	}
 }
@@ -210,13 +215,13 @@ func (c *collector) addIP(s string) {
 	if strings.Contains(s, "/") {
 		if p, err := netip.ParsePrefix(s); err == nil {
 			if p.Addr().Is4() {
-				c.add("ipv4", p.Masked().String())
+				c.add(vocab.IPv4, p.Masked().String())
 			} else {
-				c.add("ipv6", p.Masked().String())
+				c.add(vocab.IPv6, p.Masked().String())
 			}
 			c.ind.CIDRs = appendUnique(c.ind.CIDRs, p.Masked().String())
 			if c.recording {
-				c.rec = append(c.rec, found{"cidr", p.Masked().String()})
+				c.rec = append(c.rec, found{vocab.CIDR, p.Masked().String()})
 			}
 		}
 		return
@@ -226,9 +231,9 @@ func (c *collector) addIP(s string) {
 		return
 	}
 	if a.Is4() || a.Is4In6() {
-		c.add("ipv4", a.Unmap().String())
+		c.add(vocab.IPv4, a.Unmap().String())
 	} else {
-		c.add("ipv6", a.String())
+		c.add(vocab.IPv6, a.String())
 	}
 }
 
@@ -292,7 +297,7 @@ func (c *collector) addURL(raw string) (host string) {
 	if path == "" {
 		path = "/"
 	}
-	c.add("urls", scheme+"://"+strings.ToLower(hostport)+path)
+	c.add(vocab.URL, scheme+"://"+strings.ToLower(hostport)+path)
 	return host
 }
 
@@ -331,7 +336,7 @@ func (c *collector) scanLineMemo(line string) {
 	}
 	if got, ok := c.memo[line]; ok {
 		for _, f := range got {
-			if f.kind == "cidr" {
+			if f.kind == vocab.CIDR {
 				c.ind.CIDRs = appendUnique(c.ind.CIDRs, f.v)
 			} else {
 				c.add(f.kind, f.v)
@@ -367,7 +372,7 @@ func (c *collector) scanLine(line string) {
 		}
 		if host := c.addURL(u); host != "" {
 			if _, err := netip.ParseAddr(host); err != nil {
-				c.add("domains", host)
+				c.add(vocab.Domain, host)
 			}
 		}
 		// keep the IPs in URLs for the IP scan below; blank the rest
@@ -379,9 +384,9 @@ func (c *collector) scanLine(line string) {
 	}
 	for _, e := range emails {
 		e = strings.ToLower(strings.Trim(e, "."))
-		c.add("emails", e)
+		c.add(vocab.Email, e)
 		if !c.ownAddress(e) {
-			c.add("domains", e[strings.LastIndex(e, "@")+1:])
+			c.add(vocab.Domain, e[strings.LastIndex(e, "@")+1:])
 		}
 		rest = strings.Replace(rest, e, " ", 1)
 	}
@@ -427,13 +432,13 @@ func (c *collector) scanLine(line string) {
 		h = strings.ToLower(h)
 		switch len(h) {
 		case 32:
-			c.add("md5", h)
+			c.add(vocab.MD5, h)
 		case 40:
 			if !fprLine {
-				c.add("sha1", h)
+				c.add(vocab.SHA1, h)
 			}
 		case 64:
-			c.add("sha256", h)
+			c.add(vocab.SHA256, h)
 		}
 	}
 	var cves []string
@@ -441,7 +446,7 @@ func (c *collector) scanLine(line string) {
 		cves = cveRE.FindAllString(rest, -1)
 	}
 	for _, cv := range cves {
-		c.add("cves", strings.ToUpper(cv))
+		c.add(vocab.CVE, strings.ToUpper(cv))
 	}
 	if !hasDot {
 		return
@@ -451,7 +456,7 @@ func (c *collector) scanLine(line string) {
 		if looksLikeFilename(rest, d) {
 			continue
 		}
-		c.add("domains", strings.ToLower(d))
+		c.add(vocab.Domain, strings.ToLower(d))
 	}
 }
 

@@ -1,5 +1,7 @@
 package parse
 
+import "github.com/madoguchi/madoguchi/internal/vocab"
+
 // Report is the report JSON of shared/interface.md.
 type Report struct {
 	MessageID      string         `json:"message_id"`
@@ -18,7 +20,7 @@ type Report struct {
 	Classification Classification `json:"classification"`
 	Indicators     Indicators     `json:"indicators"`
 	Thread         Thread         `json:"thread"`
-	TLP            *string        `json:"tlp"`
+	TLP            *vocab.TLP     `json:"tlp"`
 	Ack            Ack            `json:"ack"`
 	Attachments    []Attachment   `json:"attachments"`
 	Forwarded      []*Report      `json:"forwarded"`
@@ -32,22 +34,29 @@ type Report struct {
 
 // Decryption is the decryption verdict (filled by crypto).
 type Decryption struct {
-	Status string `json:"status"`
-	Detail string `json:"detail,omitempty"`
+	Status vocab.DecStatus `json:"status"`
+	Detail string          `json:"detail,omitempty"`
 }
 
 // Signature is the signature verdict (filled by crypto).
 type Signature struct {
-	Status            string `json:"status"`
-	SignerFingerprint string `json:"signer_fingerprint,omitempty"`
-	Signer            string `json:"signer,omitempty"`
-	SignerMismatch    bool   `json:"signer_mismatch,omitempty"`
+	Status            vocab.SigStatus `json:"status"`
+	SignerFingerprint string          `json:"signer_fingerprint,omitempty"`
+	Signer            string          `json:"signer,omitempty"`
+	SignerMismatch    bool            `json:"signer_mismatch,omitempty"`
 	// Scope is "whole" when the signature covers the whole message and
 	// "part" when it covers only SignedPart; a partial signature grants
 	// no trust.
-	Scope      string `json:"scope,omitempty"`
-	SignedPart string `json:"signed_part,omitempty"`
-	Detail     string `json:"detail,omitempty"`
+	Scope      vocab.SigScope `json:"scope,omitempty"`
+	SignedPart string         `json:"signed_part,omitempty"`
+	Detail     string         `json:"detail,omitempty"`
+}
+
+// Authenticated: a good signature over the whole message by a key that
+// carries the From address (what earns a message trust; anyone else is a
+// stranger, whose words are repeated sparingly: the From may be forged).
+func (s Signature) Authenticated() bool {
+	return s.Status == vocab.SigGood && s.Scope == vocab.ScopeWhole && !s.SignerMismatch
 }
 
 // Classification is an RSIT taxonomy/type with a confidence.
@@ -56,6 +65,20 @@ type Classification struct {
 	Type       string  `json:"type"`
 	Confidence float64 `json:"confidence"`
 	Rule       string  `json:"rule,omitempty"`
+}
+
+// Each calls fn with each kind's indicators that the store keeps (CIDRs
+// are kept as their addresses, under ipv4 and ipv6).
+func (in Indicators) Each(fn func(vocab.IndicatorKind, []string)) {
+	fn(vocab.IPv4, in.IPv4)
+	fn(vocab.IPv6, in.IPv6)
+	fn(vocab.Domain, in.Domains)
+	fn(vocab.URL, in.URLs)
+	fn(vocab.Email, in.Emails)
+	fn(vocab.MD5, in.MD5)
+	fn(vocab.SHA1, in.SHA1)
+	fn(vocab.SHA256, in.SHA256)
+	fn(vocab.CVE, in.CVEs)
 }
 
 // Indicators by kind, each de-duplicated and sorted in order of appearance.

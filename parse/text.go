@@ -8,6 +8,8 @@ import (
 	"unicode"
 
 	"golang.org/x/net/html"
+
+	"github.com/madoguchi/madoguchi/internal/vocab"
 )
 
 // htmlBlock are the elements that start and end on a line of their own.
@@ -370,10 +372,10 @@ func (p *parser) inlineForwards(text string) []*Report {
 		c := p.newCollector()
 		c.scan(fw.Subject + "\n" + fw.Text)
 		if fw.From != "" {
-			c.add("emails", fw.From)
+			c.add(vocab.Email, fw.From)
 		}
 		if fw.ReplyTo != "" {
-			c.add("emails", fw.ReplyTo)
+			c.add(vocab.Email, fw.ReplyTo)
 		}
 		fw.Indicators = c.ind
 		out = append(out, fw)
@@ -556,7 +558,7 @@ func (p *parser) indicators(rep *Report, st *msgState) {
 		if fw.Extra == nil || fw.Extra["inline"] == nil {
 			for _, a := range []string{fw.From, fw.ReplyTo} {
 				if a != "" {
-					c.add("emails", a)
+					c.add(vocab.Email, a)
 				}
 			}
 			if fw.OriginatingIP != "" {
@@ -577,18 +579,14 @@ func (p *parser) indicators(rep *Report, st *msgState) {
 }
 
 func merge(c *collector, in Indicators) {
-	for _, kv := range []struct {
-		kind string
-		vals []string
-	}{{"ipv4", in.IPv4}, {"ipv6", in.IPv6}, {"domains", in.Domains}, {"urls", in.URLs}, {"emails", in.Emails},
-		{"md5", in.MD5}, {"sha1", in.SHA1}, {"sha256", in.SHA256}, {"cves", in.CVEs}} {
-		for _, v := range kv.vals {
-			if kv.kind == "urls" && c.ownDomain(hostOf(v)) {
+	in.Each(func(kind vocab.IndicatorKind, vals []string) {
+		for _, v := range vals {
+			if kind == vocab.URL && c.ownDomain(hostOf(v)) {
 				continue
 			}
-			c.add(kv.kind, v)
+			c.add(kind, v)
 		}
-	}
+	})
 }
 
 func hostOf(u string) string {

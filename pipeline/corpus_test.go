@@ -146,14 +146,14 @@ func TestCorpusGolden(t *testing.T) {
 			if err != nil {
 				t.Fatalf("analyze: %v", err)
 			}
-			if r.Signature.Status != msg.Signature.Status {
+			if string(r.Signature.Status) != msg.Signature.Status {
 				t.Errorf("signature %q, want %q", r.Signature.Status, msg.Signature.Status)
 			}
 			wantDec := msg.Decryption.Status
 			if wantDec == "refused-too-large" {
 				wantDec = "refused"
 			}
-			if r.Decryption.Status != wantDec {
+			if string(r.Decryption.Status) != wantDec {
 				t.Errorf("decryption %q, want %q", r.Decryption.Status, wantDec)
 			}
 			if msg.ProtectedSubject != "" && !strings.Contains(r.Subject, msg.ProtectedSubject) {
@@ -207,7 +207,7 @@ func TestCorpusGolden(t *testing.T) {
 			}
 			got := ""
 			if r.TLP != nil {
-				got = *r.TLP
+				got = string(*r.TLP)
 			}
 			want := ""
 			if msg.TLP != nil {

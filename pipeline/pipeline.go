@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/madoguchi/madoguchi/crypto"
+	"github.com/madoguchi/madoguchi/internal/vocab"
 	"github.com/madoguchi/madoguchi/parse"
 	"github.com/madoguchi/madoguchi/store"
 )
@@ -70,24 +71,24 @@ func analyzeTimed(raw []byte, keys *crypto.Keys, cl crypto.Limits, opt parse.Opt
 	}
 	// The evidence is the message as received, not the cleartext.
 	rep.ReceivedSHA256 = crypto.SHA256Hex(raw)
-	rep.Decryption = parse.Decryption{Status: string(res.Decryption), Detail: res.DecryptionDetail}
-	rep.Signature = parse.Signature{Status: string(res.Signature), SignerFingerprint: res.SignerFingerprint,
+	rep.Decryption = parse.Decryption{Status: res.Decryption, Detail: res.DecryptionDetail}
+	rep.Signature = parse.Signature{Status: res.Signature, SignerFingerprint: res.SignerFingerprint,
 		Signer: res.Signer, Detail: res.SignatureDetail}
-	if res.Signature != crypto.SigNone {
-		rep.Signature.Scope = "whole"
+	if res.Signature != vocab.SigNone {
+		rep.Signature.Scope = vocab.ScopeWhole
 		if res.SignedPart != "" {
-			rep.Signature.Scope, rep.Signature.SignedPart = "part", res.SignedPart
+			rep.Signature.Scope, rep.Signature.SignedPart = vocab.ScopePart, res.SignedPart
 			rep.Warnings = append(rep.Warnings, "the signature covers only "+res.SignedPart+": the rest of the message is not vouched for")
 		}
 	}
 	if res.ProtectedSubject != "" {
 		rep.Subject = res.ProtectedSubject
 	}
-	if res.Signature == crypto.SigGood && rep.From != "" && !res.SignerHasAddress(rep.From) {
+	if res.Signature == vocab.SigGood && rep.From != "" && !res.SignerHasAddress(rep.From) {
 		rep.Signature.SignerMismatch = true
 		rep.Warnings = append(rep.Warnings, "good signature, but the signing key does not carry the From address "+rep.From)
 	}
-	if res.Decryption != crypto.DecNone && res.Decryption != crypto.DecOK {
+	if res.Decryption != vocab.DecNone && res.Decryption != vocab.DecOK {
 		rep.Warnings = append(rep.Warnings, "decryption "+string(res.Decryption)+": "+res.DecryptionDetail)
 	}
 	return rep, st, err
@@ -137,8 +138,8 @@ func (p *Processor) analyse(ctx context.Context, msg *store.Message, start time.
 		p.observe("failed", time.Since(start))
 		return nil, perr
 	}
-	p.metrics().Verdicts.WithLabelValues("decryption", rep.Decryption.Status).Inc()
-	p.metrics().Verdicts.WithLabelValues("signature", rep.Signature.Status).Inc()
+	p.metrics().Verdicts.WithLabelValues("decryption", string(rep.Decryption.Status)).Inc()
+	p.metrics().Verdicts.WithLabelValues("signature", string(rep.Signature.Status)).Inc()
 	return &item{msg: msg, rep: rep, f: p.filing(msg, rep), start: start}, nil
 }
 
@@ -275,7 +276,7 @@ func (p *Processor) filing(msg *store.Message, rep *parse.Report) *store.Filing 
 		f.Ticket = *rep.Thread.Ticket
 	}
 	if rep.TLP != nil {
-		f.TLP = *rep.TLP
+		f.TLP = string(*rep.TLP)
 	}
 	f.Trusted = trusted(msg, rep)
 	// A bounce of our mail, or a message in the team's name that is not
@@ -285,21 +286,11 @@ func (p *Processor) filing(msg *store.Message, rep *parse.Report) *store.Filing 
 	if (rep.Trust == "bounce-of-own-message" || fromTeam && !f.Trusted) && (f.Ticket != "" || len(f.References) > 0) {
 		f.AttachOnly = true
 	}
-	add := func(kind string, vs []string) {
+	rep.Indicators.Each(func(kind vocab.IndicatorKind, vs []string) {
 		for _, v := range vs {
 			f.Indicators = append(f.Indicators, store.Indicator{Kind: kind, Value: strings.ToLower(v)})
 		}
-	}
-	in := rep.Indicators
-	add("ipv4", in.IPv4)
-	add("ipv6", in.IPv6)
-	add("domain", in.Domains)
-	add("url", in.URLs)
-	add("email", in.Emails)
-	add("md5", in.MD5)
-	add("sha1", in.SHA1)
-	add("sha256", in.SHA256)
-	add("cve", in.CVEs)
+	})
 	if rep.Ack.Send && !p.NoAck {
 		rcpt := msg.MailFrom
 		if rcpt == "" || msg.Channel == store.ChannelImport {
@@ -334,8 +325,7 @@ func trusted(msg *store.Message, rep *parse.Report) bool {
 	if msg.Channel == store.ChannelSubmission {
 		return true
 	}
-	sig := rep.Signature
-	return sig.Status == string(crypto.SigGood) && !sig.SignerMismatch && sig.SignedPart == ""
+	return rep.Signature.Authenticated()
 }
 
 // batchSize is how many rows a worker claims and files in one transaction.

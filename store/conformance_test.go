@@ -21,6 +21,7 @@ import (
 	"time"
 
 	"github.com/madoguchi/madoguchi/internal/stores"
+	"github.com/madoguchi/madoguchi/internal/vocab"
 	"github.com/madoguchi/madoguchi/store"
 	"github.com/madoguchi/madoguchi/store/postgres"
 )
@@ -895,7 +896,7 @@ func TestNewIncidentRecordsEverything(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if d.Taxonomy != "fraud" || d.Type != "phishing" || d.TLP != "amber" || d.Requester != "b@b.example" || d.Status != store.StatusNew ||
+		if d.Taxonomy != "fraud" || d.Type != "phishing" || d.TLP != "amber" || d.Requester != "b@b.example" || d.Status != vocab.StatusNew ||
 			len(d.Subject) != 999 || !d.CreatedAt.Equal(c.Now()) {
 			t.Errorf("incident %+v (subject %d bytes)", d.Incident, len(d.Subject))
 		}
@@ -1066,7 +1067,6 @@ func TestFileBatchRecordsWhatOneByOneDoes(t *testing.T) {
 		}
 	})
 }
-
 
 func dumpStore(t *testing.T, s store.Store) ([]string, func(table string, id int64) int64) {
 	t.Helper()

@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"errors"
 	"time"
+
+	"github.com/madoguchi/madoguchi/internal/vocab"
 )
 
 // Sentinel errors for callers' branch points.
@@ -60,7 +62,7 @@ type Store interface {
 	ImportIncident(ctx context.Context, ticket, subject, requester string, created time.Time) error
 	ListIncidents(ctx context.Context, f Filter) ([]Incident, error)
 	GetIncident(ctx context.Context, ticket string) (*IncidentDetail, error)
-	SetStatus(ctx context.Context, ticket, status, assignee, actor string) error
+	SetStatus(ctx context.Context, ticket string, status vocab.Status, assignee, actor string) error
 	ReportTicket(ctx context.Context, reportID int64) (json.RawMessage, string, error)
 	ReportSpool(ctx context.Context, reportID int64) (int64, error)
 

@@ -5,6 +5,8 @@ import (
 	"io"
 	"strings"
 	"time"
+
+	"github.com/madoguchi/madoguchi/internal/vocab"
 )
 
 // Channels a message can arrive on.
@@ -74,13 +76,6 @@ type QueueItem struct {
 	Size       int64     `json:"size"`
 }
 
-// Incident states.
-const (
-	StatusNew      = "new"
-	StatusOpen     = "open"
-	StatusResolved = "resolved"
-)
-
 // Outcomes of File.
 const (
 	OutcomeNew         = "new"
@@ -95,8 +90,8 @@ const (
 
 // Indicator is one indicator of a report.
 type Indicator struct {
-	Kind  string `json:"kind"`
-	Value string `json:"value"`
+	Kind  vocab.IndicatorKind `json:"kind"`
+	Value string              `json:"value"`
 }
 
 // Filing is what the pipeline asks the store to file for one spool row.
@@ -166,18 +161,18 @@ func DedupKey(messageID, sha256hex string) string {
 
 // Incident is an incident for listings and the staff API.
 type Incident struct {
-	ID        int64     `json:"-"`
-	Ticket    string    `json:"ticket"`
-	Status    string    `json:"status"`
-	Taxonomy  string    `json:"taxonomy"`
-	Type      string    `json:"type"`
-	Subject   string    `json:"subject"`
-	Requester string    `json:"requester"`
-	Assignee  string    `json:"assignee,omitempty"`
-	TLP       string    `json:"tlp,omitempty"`
-	Reports   int       `json:"reports"`
-	CreatedAt time.Time `json:"created_at"`
-	UpdatedAt time.Time `json:"updated_at"`
+	ID        int64        `json:"-"`
+	Ticket    string       `json:"ticket"`
+	Status    vocab.Status `json:"status"`
+	Taxonomy  string       `json:"taxonomy"`
+	Type      string       `json:"type"`
+	Subject   string       `json:"subject"`
+	Requester string       `json:"requester"`
+	Assignee  string       `json:"assignee,omitempty"`
+	TLP       string       `json:"tlp,omitempty"`
+	Reports   int          `json:"reports"`
+	CreatedAt time.Time    `json:"created_at"`
+	UpdatedAt time.Time    `json:"updated_at"`
 }
 
 // Filter selects incidents; zero fields select everything.

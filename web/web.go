@@ -16,6 +16,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/madoguchi/madoguchi/internal/vocab"
 	"github.com/madoguchi/madoguchi/store"
 )
 
@@ -186,9 +187,6 @@ func (s *Server) getIncident(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, d)
 }
 
-// statuses staff may set.
-var statuses = map[string]bool{"new": true, "open": true, "stalled": true, "resolved": true, "rejected": true}
-
 func (s *Server) changeIncident(w http.ResponseWriter, r *http.Request) {
 	var req struct {
 		Status   string `json:"status"`
@@ -204,7 +202,8 @@ func (s *Server) changeIncident(w http.ResponseWriter, r *http.Request) {
 		httpError(w, http.StatusBadRequest, "give status and/or assignee")
 		return
 	}
-	if req.Status != "" && !statuses[req.Status] {
+	status, ok := vocab.ParseStatus(req.Status)
+	if req.Status != "" && !ok {
 		httpError(w, http.StatusBadRequest, "status: one of new, open, stalled, resolved, rejected")
 		return
 	}
@@ -213,7 +212,7 @@ func (s *Server) changeIncident(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	ticket := ticketParam(r)
-	if err := s.Store.SetStatus(r.Context(), ticket, req.Status, req.Assignee, actor(r)); err != nil {
+	if err := s.Store.SetStatus(r.Context(), ticket, status, req.Assignee, actor(r)); err != nil {
 		s.fail(w, err)
 		return
 	}

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/madoguchi/madoguchi/internal/vocab"
 	"github.com/madoguchi/madoguchi/store"
 )
 
@@ -329,7 +330,7 @@ func decide(fs []*store.Filing, facts []Facts, now time.Time, prefix string, ids
 	}
 	year := now.UTC().Year()
 	for k := range newIncidents {
-		tickets[ids.Incidents[k]] = fmt.Sprintf("%s#%d-%06d", prefix, year, ids.LastTicket+1+k)
+		tickets[ids.Incidents[k]] = vocab.Ticket{Prefix: prefix, Year: year, Seq: ids.LastTicket + 1 + k}.String()
 	}
 	incident := func(ref int64) int64 {
 		if ref < 0 {
@@ -348,12 +349,12 @@ func decide(fs []*store.Filing, facts []Facts, now time.Time, prefix string, ids
 	for k, i := range newIncidents {
 		f := fs[i]
 		id := ids.Incidents[k]
-		p.Incidents = append(p.Incidents, IncidentRow{ID: id, Ticket: tickets[id], Status: store.StatusNew,
+		p.Incidents = append(p.Incidents, IncidentRow{ID: id, Ticket: tickets[id], Status: string(vocab.StatusNew),
 			Taxonomy: f.Taxonomy, Type: f.Type, Subject: truncate(f.Subject, 1000), Requester: f.Sender, TLP: f.TLP})
 	}
 	indicators := func(rep, inc int64, inds []store.Indicator) {
 		for _, in := range inds {
-			p.Indicators = append(p.Indicators, IndicatorRow{ReportID: rep, IncidentID: inc, Kind: in.Kind, Value: in.Value})
+			p.Indicators = append(p.Indicators, IndicatorRow{ReportID: rep, IncidentID: inc, Kind: string(in.Kind), Value: in.Value})
 		}
 	}
 	for k, r := range reports {
@@ -449,7 +450,10 @@ func unguessable() string {
 
 // ticketSlug turns CSIRT#2026-000123 into csirt-2026-000123 for Message-IDs.
 func ticketSlug(t string) string {
-	return strings.ToLower(strings.NewReplacer("#", "-", " ", "").Replace(t))
+	if tk, ok := vocab.ParseTicket(t); ok {
+		return tk.Slug()
+	}
+	return strings.ToLower(strings.NewReplacer("#", "-", " ", "").Replace(t)) // an imported ticket of another form
 }
 
 // truncate cuts s to at most n bytes, at a UTF-8 character boundary.

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/madoguchi/madoguchi/internal/vocab"
 	"github.com/madoguchi/madoguchi/store"
 )
 
@@ -16,14 +17,11 @@ import (
 // earlier tracker, tests). The year's counter is raised past its number so
 // new tickets never collide with it.
 func (d *DB) ImportIncident(ctx context.Context, ticket, subject, requester string, created time.Time) error {
-	var year, seq int
-	i := strings.LastIndex(ticket, "#")
-	if i < 0 {
+	t, ok := vocab.ParseTicket(ticket)
+	if !ok {
 		return fmt.Errorf("store: bad ticket %q", ticket)
 	}
-	if _, err := fmt.Sscanf(ticket[i+1:], "%d-%d", &year, &seq); err != nil {
-		return fmt.Errorf("store: bad ticket %q", ticket)
-	}
+	year, seq := t.Year, t.Seq
 	return d.Tx(ctx, func(tx *sql.Tx) error {
 		if _, err := d.exec(ctx, tx, `INSERT INTO ticket_counters (year, last) VALUES (?, 0) ON CONFLICT (year) DO NOTHING`, year); err != nil {
 			return err
@@ -33,7 +31,7 @@ func (d *DB) ImportIncident(ctx context.Context, ticket, subject, requester stri
 		}
 		var id int64
 		if err := d.queryRow(ctx, tx, `INSERT INTO incidents (ticket, status, subject, requester, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?) RETURNING id`,
-			ticket, store.StatusOpen, subject, strings.ToLower(requester), Micros(created), Micros(created)).Scan(&id); err != nil {
+			ticket, vocab.StatusOpen, subject, strings.ToLower(requester), Micros(created), Micros(created)).Scan(&id); err != nil {
 			return err
 		}
 		return d.event(ctx, tx, id, "imported", "incident imported with its ticket")
@@ -161,7 +159,7 @@ func (d *DB) GetIncident(ctx context.Context, ticket string) (*store.IncidentDet
 }
 
 // SetStatus changes an incident's status and/or assignee, logging who did it.
-func (d *DB) SetStatus(ctx context.Context, ticket, status, assignee, actor string) error {
+func (d *DB) SetStatus(ctx context.Context, ticket string, status vocab.Status, assignee, actor string) error {
 	return d.Tx(ctx, func(tx *sql.Tx) error {
 		var id int64
 		if err := d.queryRow(ctx, tx, `SELECT id FROM incidents WHERE ticket = ?`, ticket).Scan(&id); err != nil {
