@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/madoguchi/madoguchi/internal/rawmime"
 	"github.com/madoguchi/madoguchi/internal/testenv"
 )
 
@@ -68,7 +69,7 @@ func TestArmorVerifiesWithGnuPG22(t *testing.T) {
 			t.Fatalf("%s: detached signature without CRC24 line:\n%s", name, body)
 		}
 		dir := t.TempDir()
-		_ = os.WriteFile(filepath.Join(dir, "part"), canonical(part), 0o600)
+		_ = os.WriteFile(filepath.Join(dir, "part"), rawmime.Canonical(part), 0o600)
 		_ = os.WriteFile(filepath.Join(dir, "part.asc"), m[1], 0o600)
 		if _, stderr, err := g.Run(nil, "--verify", filepath.Join(dir, "part.asc"), filepath.Join(dir, "part")); err != nil {
 			t.Fatalf("%s: gpg --verify of the detached signature: %v\n%s", name, err, stderr)

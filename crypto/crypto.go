@@ -18,6 +18,7 @@ import (
 	pgperrors "github.com/ProtonMail/go-crypto/openpgp/errors"
 	"github.com/ProtonMail/go-crypto/openpgp/packet"
 
+	"github.com/madoguchi/madoguchi/internal/rawmime"
 	"github.com/madoguchi/madoguchi/internal/vocab"
 	"github.com/madoguchi/madoguchi/parse"
 )
@@ -164,17 +165,17 @@ func (u *unwrapper) unwrap(res *Result, msg []byte, depth int, scope string) {
 	if depth >= u.lim.MaxDepth {
 		return
 	}
-	hdr, body := parse.SplitMessage(msg)
-	ct, params := parse.MediaType(parse.HeaderValue(hdr, "Content-Type"), "text/plain")
+	hdr, body := rawmime.SplitMessage(msg)
+	ct, params := rawmime.MediaType(rawmime.HeaderValue(hdr, "Content-Type"), "text/plain")
 	switch {
 	case ct == "multipart/encrypted" && strings.Contains(strings.ToLower(params["protocol"]), "pgp-encrypted"):
-		parts := parse.SplitMultipart(body, params["boundary"], 10)
+		parts := splitParts(body, params["boundary"], 10)
 		if len(parts) < 2 {
 			res.Decryption, res.DecryptionDetail = vocab.DecCannotDecrypt, "malformed PGP/MIME: missing encrypted part"
 			res.Cleartext = stripBody(msg, "")
 			return
 		}
-		_, pb := parse.SplitMessage(parts[1])
+		_, pb := rawmime.SplitMessage(parts[1])
 		plain, ok := u.decrypt(res, pb)
 		if !ok {
 			res.Cleartext = stripBody(msg, "")
@@ -185,13 +186,13 @@ func (u *unwrapper) unwrap(res *Result, msg []byte, depth int, scope string) {
 		u.protectedHeaders(res, plain)
 		u.unwrap(res, inner, depth+1, scope) // signed inside encrypted (RFC 3156 6.1)
 	case ct == "multipart/signed" && strings.Contains(strings.ToLower(params["protocol"]), "pgp-signature"):
-		parts := parse.SplitMultipart(body, params["boundary"], 10)
+		parts := splitParts(body, params["boundary"], 10)
 		if len(parts) < 2 {
 			res.Signature, res.SignatureDetail = vocab.SigBad, "malformed PGP/MIME signature"
 			return
 		}
-		_, sigBody := parse.SplitMessage(parts[1])
-		u.verifyDetached(res, canonicalCRLF(parts[0]), sigBody, scope)
+		_, sigBody := rawmime.SplitMessage(parts[1])
+		u.verifyDetached(res, rawmime.Canonical(parts[0]), sigBody, scope)
 		inner := replaceBody(hdr, parts[0])
 		res.Cleartext = inner
 		u.protectedHeaders(res, parts[0])
@@ -201,7 +202,7 @@ func (u *unwrapper) unwrap(res *Result, msg []byte, depth int, scope string) {
 		// encrypted attachments (.asc, .pgp, .gpg, application/pgp-encrypted).
 		u.unwrapParts(res, msg, hdr, body, ct, params["boundary"], depth, scope)
 	case ct == "text/plain":
-		text := parse.DecodeTransfer(body, parse.HeaderValue(hdr, "Content-Transfer-Encoding"), len(body)+16)
+		text := decodeBody(body, rawmime.HeaderValue(hdr, "Content-Transfer-Encoding"), len(body)+16)
 		if i := bytes.Index(text, []byte("-----BEGIN PGP MESSAGE-----")); i >= 0 {
 			j := bytes.Index(text[i:], []byte("-----END PGP MESSAGE-----"))
 			end := len(text)
@@ -411,25 +412,25 @@ func (u *unwrapper) check(res *Result, signed, sigData []byte, scope string) {
 // protectedHeaders takes the Subject from an inner part that carries
 // protected headers (RFC 9788, and the older Memory Hole style).
 func (u *unwrapper) protectedHeaders(res *Result, inner []byte) {
-	ih, ib := parse.SplitMessage(inner)
-	if s := parse.HeaderValue(ih, "Subject"); s != "" {
+	ih, ib := rawmime.SplitMessage(inner)
+	if s := rawmime.HeaderValue(ih, "Subject"); s != "" {
 		res.ProtectedSubject = decodeWords(s)
 		return
 	}
 	// The older "Memory Hole" layout (Enigmail, Thunderbird before RFC
 	// 9788): a multipart/mixed whose first part is text/rfc822-headers
 	// holding the real Subject.
-	ct, params := parse.MediaType(parse.HeaderValue(ih, "Content-Type"), "text/plain")
+	ct, params := rawmime.MediaType(rawmime.HeaderValue(ih, "Content-Type"), "text/plain")
 	if ct != "multipart/mixed" {
 		return
 	}
-	parts := parse.SplitMultipart(ib, params["boundary"], 4)
+	parts := splitParts(ib, params["boundary"], 4)
 	if len(parts) == 0 {
 		return
 	}
-	ph, pb := parse.SplitMessage(parts[0])
-	if pct, _ := parse.MediaType(parse.HeaderValue(ph, "Content-Type"), "text/plain"); pct == "text/rfc822-headers" {
-		if s := parse.HeaderValue(pb, "Subject"); s != "" {
+	ph, pb := rawmime.SplitMessage(parts[0])
+	if pct, _ := rawmime.MediaType(rawmime.HeaderValue(ph, "Content-Type"), "text/plain"); pct == "text/rfc822-headers" {
+		if s := rawmime.HeaderValue(pb, "Subject"); s != "" {
 			res.ProtectedSubject = decodeWords(s)
 		}
 	}
@@ -444,7 +445,7 @@ func (u *unwrapper) unwrapParts(res *Result, msg, hdr, body []byte, ct, boundary
 	if boundary == "" {
 		return
 	}
-	parts := parse.SplitMultipart(body, boundary, 200)
+	parts := splitParts(body, boundary, 200)
 	partScope := func(i int) string {
 		if len(parts) == 1 {
 			return scope
@@ -457,10 +458,10 @@ func (u *unwrapper) unwrapParts(res *Result, msg, hdr, body []byte, ct, boundary
 	}
 	changed := false
 	for i, part := range parts {
-		ph, pb := parse.SplitMessage(part)
-		pct, pparams := parse.MediaType(parse.HeaderValue(ph, "Content-Type"), "text/plain")
+		ph, pb := rawmime.SplitMessage(part)
+		pct, pparams := rawmime.MediaType(rawmime.HeaderValue(ph, "Content-Type"), "text/plain")
 		name := strings.ToLower(pparams["name"])
-		if _, dp := parse.MediaType(parse.HeaderValue(ph, "Content-Disposition"), "attachment"); dp["filename"] != "" {
+		if _, dp := rawmime.MediaType(rawmime.HeaderValue(ph, "Content-Disposition"), "attachment"); dp["filename"] != "" {
 			name = strings.ToLower(dp["filename"])
 		}
 		encAttachment := pct == "application/pgp-encrypted" ||
@@ -477,7 +478,7 @@ func (u *unwrapper) unwrapParts(res *Result, msg, hdr, body []byte, ct, boundary
 				parts[i], changed = sub.Cleartext, true
 			}
 		case encAttachment:
-			data := parse.DecodeTransfer(pb, parse.HeaderValue(ph, "Content-Transfer-Encoding"), len(pb)+16)
+			data := decodeBody(pb, rawmime.HeaderValue(ph, "Content-Transfer-Encoding"), len(pb)+16)
 			if bytes.Contains(data, []byte("-----BEGIN PGP PUBLIC KEY BLOCK-----")) || bytes.Contains(data, []byte("-----BEGIN PGP SIGNATURE-----")) {
 				continue // a key or a detached signature, not a message
 			}
@@ -538,11 +539,6 @@ func mergeVerdicts(res, sub *Result) {
 	}
 }
 
-func canonicalCRLF(b []byte) []byte {
-	b = bytes.ReplaceAll(b, []byte("\r\n"), []byte("\n"))
-	return bytes.ReplaceAll(b, []byte("\n"), []byte("\r\n"))
-}
-
 // replaceBody returns the outer header without its Content-* fields,
 // followed by the inner entity (its own header and body).
 func replaceBody(outerHdr, inner []byte) []byte {
@@ -556,7 +552,7 @@ func replaceBody(outerHdr, inner []byte) []byte {
 // since the new body is already decoded text.
 func replaceText(outerHdr, text []byte) []byte {
 	var out bytes.Buffer
-	for _, line := range splitFields(outerHdr) {
+	for _, line := range rawmime.SplitFields(outerHdr) {
 		if strings.HasPrefix(strings.ToLower(line), "content-transfer-encoding:") {
 			continue
 		}
@@ -570,7 +566,7 @@ func replaceText(outerHdr, text []byte) []byte {
 // stripBody replaces the body with plain text (what is left to read when a
 // message cannot be decrypted).
 func stripBody(msg []byte, text string) []byte {
-	hdr, _ := parse.SplitMessage(msg)
+	hdr, _ := rawmime.SplitMessage(msg)
 	var out bytes.Buffer
 	out.Write(dropContentFields(hdr))
 	out.WriteString("Content-Type: text/plain; charset=utf-8\nContent-Transfer-Encoding: 8bit\n\n")
@@ -580,7 +576,7 @@ func stripBody(msg []byte, text string) []byte {
 
 func dropContentFields(hdr []byte) []byte {
 	var out bytes.Buffer
-	for _, f := range splitFields(hdr) {
+	for _, f := range rawmime.SplitFields(hdr) {
 		if strings.HasPrefix(strings.ToLower(f), "content-") {
 			continue
 		}
@@ -589,24 +585,16 @@ func dropContentFields(hdr []byte) []byte {
 	return out.Bytes()
 }
 
-// splitFields splits a header block into whole fields (with continuation
-// lines), each ending in "\n".
-func splitFields(hdr []byte) []string {
-	var out []string
-	for _, line := range strings.SplitAfter(strings.ReplaceAll(string(hdr), "\r\n", "\n"), "\n") {
-		if line == "" || line == "\n" {
-			continue
-		}
-		if (line[0] == ' ' || line[0] == '\t') && len(out) > 0 {
-			out[len(out)-1] += line
-			continue
-		}
-		if !strings.HasSuffix(line, "\n") {
-			line += "\n"
-		}
-		out = append(out, line)
-	}
-	return out
+// splitParts is a multipart body's parts, byte for byte.
+func splitParts(body []byte, boundary string, maxParts int) [][]byte {
+	p, _ := rawmime.SplitMultipart(body, boundary, maxParts)
+	return p
+}
+
+// decodeBody undoes a Content-Transfer-Encoding leniently.
+func decodeBody(body []byte, cte string, limit int) []byte {
+	b, _ := rawmime.DecodeTransfer(body, cte, limit)
+	return b
 }
 
 func decodeWords(s string) string { return parse.DecodeHeader(s) }

@@ -14,6 +14,8 @@ import (
 	"github.com/ProtonMail/go-crypto/openpgp/armor"
 	"github.com/ProtonMail/go-crypto/openpgp/clearsign"
 	"github.com/ProtonMail/go-crypto/openpgp/packet"
+
+	"github.com/madoguchi/madoguchi/internal/rawmime"
 )
 
 // The outgoing side: what notify and the HTTP server send out under the
@@ -47,13 +49,6 @@ func outConfig(now time.Time) *packet.Config {
 // line, the body. Signing covers exactly these bytes.
 type Part []byte
 
-// canonical turns line ends into CRLF, as RFC 3156 requires of the signed
-// part (and as the verifier, our own Unwrap included, will check).
-func canonical(b []byte) []byte {
-	b = bytes.ReplaceAll(b, []byte("\r\n"), []byte("\n"))
-	return bytes.ReplaceAll(b, []byte("\n"), []byte("\r\n"))
-}
-
 func boundary() string {
 	b := make([]byte, 12)
 	_, _ = rand.Read(b)
@@ -68,7 +63,7 @@ func (k *Keys) SignMIME(part Part, now time.Time) (contentType string, body []by
 	if err != nil {
 		return "", nil, err
 	}
-	signed := canonical(part)
+	signed := rawmime.Canonical(part)
 	var raw, sig bytes.Buffer
 	if err := openpgp.DetachSignText(&raw, e, bytes.NewReader(signed), outConfig(now)); err != nil {
 		return "", nil, fmt.Errorf("crypto: sign: %w", err)
@@ -81,7 +76,7 @@ func (k *Keys) SignMIME(part Part, now time.Time) (contentType string, body []by
 	fmt.Fprintf(&out, "This is an OpenPGP/MIME signed message (RFC 4880 and 3156)\r\n--%s\r\n", b)
 	out.Write(signed)
 	fmt.Fprintf(&out, "\r\n--%s\r\nContent-Type: application/pgp-signature; name=\"signature.asc\"\r\nContent-Description: OpenPGP digital signature\r\nContent-Disposition: attachment; filename=\"signature.asc\"\r\n\r\n", b)
-	out.Write(canonical(sig.Bytes()))
+	out.Write(rawmime.Canonical(sig.Bytes()))
 	fmt.Fprintf(&out, "\r\n--%s--\r\n", b)
 	return fmt.Sprintf("multipart/signed; micalg=pgp-%s; protocol=\"application/pgp-signature\"; boundary=\"%s\"", micalg(e), b), out.Bytes(), nil
 }
@@ -117,7 +112,7 @@ func (k *Keys) SignEncryptMIME(part Part, to openpgp.EntityList, now time.Time) 
 	if err != nil {
 		return "", nil, fmt.Errorf("crypto: encrypt: %w", err)
 	}
-	if _, err := w.Write(canonical(part)); err != nil {
+	if _, err := w.Write(rawmime.Canonical(part)); err != nil {
 		return "", nil, err
 	}
 	if err := w.Close(); err != nil {
@@ -129,7 +124,7 @@ func (k *Keys) SignEncryptMIME(part Part, to openpgp.EntityList, now time.Time) 
 	b := boundary()
 	var out bytes.Buffer
 	fmt.Fprintf(&out, "This is an OpenPGP/MIME encrypted message (RFC 4880 and 3156)\r\n--%s\r\nContent-Type: application/pgp-encrypted\r\nContent-Description: PGP/MIME version identification\r\n\r\nVersion: 1\r\n\r\n--%s\r\nContent-Type: application/octet-stream; name=\"encrypted.asc\"\r\nContent-Description: OpenPGP encrypted message\r\nContent-Disposition: inline; filename=\"encrypted.asc\"\r\n\r\n", b, b)
-	out.Write(canonical(enc.Bytes()))
+	out.Write(rawmime.Canonical(enc.Bytes()))
 	fmt.Fprintf(&out, "\r\n--%s--\r\n", b)
 	return fmt.Sprintf("multipart/encrypted; protocol=\"application/pgp-encrypted\"; boundary=\"%s\"", b), out.Bytes(), nil
 }

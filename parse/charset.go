@@ -12,6 +12,8 @@ import (
 	"golang.org/x/text/encoding/htmlindex"
 	"golang.org/x/text/encoding/japanese"
 	"golang.org/x/text/encoding/unicode/utf32"
+
+	"github.com/madoguchi/madoguchi/internal/rawmime"
 )
 
 // aliases covers names real mailers write that the WHATWG index lacks.
@@ -61,7 +63,7 @@ func decodeCharset(b []byte, cs string) (text, used, warning string) {
 	if !known {
 		det := detectCharset(b)
 		t, _, _ := decodeCharset(b, det)
-		return t, label, "unknown charset " + clip(label, 40) + "; decoded as " + det
+		return t, label, "unknown charset " + rawmime.Clip(label, 40) + "; decoded as " + det
 	}
 	if enc == nil { // UTF-8 or ASCII
 		if label == "" {
@@ -161,7 +163,7 @@ func decodeHeader(v string) string {
 	carry := "" // base64 text of words split mid-quantum
 	flush := func() {
 		if carry != "" {
-			b, _ := decodeBase64([]byte(carry), 1<<20)
+			b, _ := rawmime.DecodeBase64([]byte(carry), 1<<20)
 			pending = append(pending, b...)
 			carry = ""
 		}
@@ -193,16 +195,16 @@ func decodeHeader(v string) string {
 			if carry != "" || len(data)%4 != 0 {
 				carry += strings.TrimRight(data, "=")
 				if len(carry)%4 == 0 {
-					b, _ := decodeBase64([]byte(carry), 1<<20)
+					b, _ := rawmime.DecodeBase64([]byte(carry), 1<<20)
 					pending = append(pending, b...)
 					carry = ""
 				}
 			} else {
-				b, _ := decodeBase64([]byte(data), 1<<20)
+				b, _ := rawmime.DecodeBase64([]byte(data), 1<<20)
 				pending = append(pending, b...)
 			}
 		} else {
-			b, _ := decodeQP([]byte(strings.ReplaceAll(data, "_", " ")), 1<<20)
+			b, _ := rawmime.DecodeQP([]byte(strings.ReplaceAll(data, "_", " ")), 1<<20)
 			pending = append(pending, b...)
 		}
 		last = m[1]

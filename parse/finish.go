@@ -4,6 +4,7 @@ import (
 	"regexp"
 	"strings"
 
+	"github.com/madoguchi/madoguchi/internal/rawmime"
 	"github.com/madoguchi/madoguchi/internal/vocab"
 )
 
@@ -101,7 +102,7 @@ func isAutoReply(reason string) bool {
 }
 
 // ackDecision applies RFC 3834 and the team's rules.
-func (p *parser) ackDecision(rep *Report, st *msgState, h header) Ack {
+func (p *parser) ackDecision(rep *Report, st *msgState, h rawmime.Header) Ack {
 	no := func(reason string) Ack { return Ack{Send: false, Reason: reason} }
 	for _, a := range p.opt.OwnAddresses {
 		if rep.From == a {
@@ -149,7 +150,7 @@ func (p *parser) ackDecision(rep *Report, st *msgState, h header) Ack {
 		return no("rfc3834-auto-submitted: auto-reply header present")
 	}
 	if autoSubjectRE.MatchString(rep.Subject) {
-		return no("auto-reply subject: " + clip(rep.Subject, 40))
+		return no("auto-reply subject: " + rawmime.Clip(rep.Subject, 40))
 	}
 	if rep.From == "" && rep.ReplyTo == "" && !h.Has("Sender") && (rp == "" || rp == "<>") {
 		return no("no-reply-address: no From, Reply-To, Sender or Return-Path")

@@ -10,6 +10,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/madoguchi/madoguchi/internal/rawmime"
 )
 
 func corpusSeeds(f *testing.F) {
@@ -184,16 +186,16 @@ func FuzzStructured(f *testing.F) {
 func FuzzMIMEWalk(f *testing.F) {
 	corpusSeeds(f)
 	f.Fuzz(func(t *testing.T, raw []byte) {
-		hdr, body := splitMessage(raw)
-		h := parseHeader(hdr, 64<<10, func(string) {})
-		mediaType(h.Get("Content-Type"), "text/plain")
-		out, _ := decodeTransfer(body, h.Get("Content-Transfer-Encoding"), 1<<20)
+		hdr, body := rawmime.SplitMessage(raw)
+		h := rawmime.ReadHeaderLenient(hdr, 64<<10, func(string) {})
+		rawmime.MediaType(h.Get("Content-Type"), "text/plain")
+		out, _ := rawmime.DecodeTransfer(body, h.Get("Content-Transfer-Encoding"), 1<<20)
 		if len(out) > 1<<20 {
 			t.Fatalf("decoded %d bytes past a 1 MiB limit", len(out))
 		}
 		// The multipart walk (go-message, else the lenient reader) keeps
 		// to the part limit and gives parts that are bytes of the body.
-		if ct, params := mediaType(h.Get("Content-Type"), "text/plain"); strings.HasPrefix(ct, "multipart/") && params["boundary"] != "" {
+		if ct, params := rawmime.MediaType(h.Get("Content-Type"), "text/plain"); strings.HasPrefix(ct, "multipart/") && params["boundary"] != "" {
 			p := &parser{opt: fuzzOpts}
 			p.opt.Limits = p.opt.Limits.withDefaults()
 			parts, _ := p.multipartParts(body, params["boundary"], func(string) {})
@@ -241,23 +243,6 @@ func FuzzFindInRuns(f *testing.F) {
 					t.Fatalf("%s on %q: %v, want %v", c.re, s, got, want)
 				}
 			}
-		}
-	})
-}
-
-// HeaderValue is a faster parseHeader(...).Get: it must agree with it.
-func FuzzHeaderValue(f *testing.F) {
-	for _, s := range []string{
-		"Subject: a\r\n b\r\nContent-Type: text/plain\r\n", "From x\nSubject: y\n", "bad line\n folded\nSubject: z\n\tmore\n",
-		"subject: one\nSUBJECT: two\n", "Subject:\n  \n x\n", ":x\nSubject : no\nSubject:yes\r\n\r\n",
-		"Scanning from 198.51.100.7 against our hosts\nSubject: q\n", "X: 1\r \r\nSubject: \r\n\tv\r\n",
-	} {
-		f.Add(s, "Subject")
-	}
-	f.Fuzz(func(t *testing.T, hdr, name string) {
-		want := parseHeader([]byte(hdr), 1<<20, func(string) {}).Get(name)
-		if got := HeaderValue([]byte(hdr), name); got != want {
-			t.Fatalf("HeaderValue(%q, %q) = %q, want %q", hdr, name, got, want)
 		}
 	})
 }
@@ -427,51 +412,6 @@ func FuzzTextHits(f *testing.F) {
 		for i := range want {
 			if want[i] != got[i] {
 				t.Fatalf("keyword %q in %q: textHits %v, joined %v", ix.all[i].lower, pieces, got[i], want[i])
-			}
-		}
-	})
-}
-
-// FuzzHeaderStrict: when go-message reads a header block, it gives the
-// fields the lenient reader gives, in the same order, with the same
-// values; the lenient reader may only skip what go-message would refuse.
-// Known differences, which the comparison allows for: go-message trims
-// spaces before the colon ("Subject : x"), which the lenient reader
-// refuses as a malformed line, and a bare CR ends lines differently.
-func FuzzHeaderStrict(f *testing.F) {
-	for _, s := range []string{
-		"From: a@example.net\r\nSubject: =?ISO-2022-JP?B?GyRCJF4kayQ3GyhC?=\r\n\tcontinued\r\nReceived: from x ([192.0.2.1])\r\n by y\r\nReceived: from z\r\n",
-		"Subject: a\n  b\n   c\nX-Empty:\nTo: b@example.org\n",
-		"From foo@bar Mon Jan 1 12:00:00 2026\nSubject: mbox\n",
-		"Subject : spaced\n",
-		"no colon here\nSubject: after\n",
-	} {
-		f.Add([]byte(s))
-	}
-	f.Fuzz(func(t *testing.T, raw []byte) {
-		hb, _ := splitMessage(raw) // a header block as the parser sees one
-		strict, ok := headerStrict(hb, 64<<10)
-		if !ok || bytes.Count(hb, []byte("\r")) != bytes.Count(hb, []byte("\r\n")) {
-			return // a bare CR: the readers end lines differently
-		}
-		lenient := parseHeader(hb, 64<<10, func(string) {})
-		if len(strict) != len(lenient) {
-			for _, fl := range strict {
-				if strings.TrimRight(fl.Name, " \t") != fl.Name || strings.ContainsAny(fl.Name, " \t") {
-					return
-				}
-			}
-			if bytes.Contains(hb, []byte(" :")) || bytes.Contains(hb, []byte("\t:")) {
-				return
-			}
-			t.Fatalf("go-message read %d fields, the lenient reader %d:\n%q\n%q", len(strict), len(lenient), strict, lenient)
-		}
-		for i := range strict {
-			if !strings.EqualFold(strict[i].Name, lenient[i].Name) {
-				t.Fatalf("field %d: name %q, lenient %q", i, strict[i].Name, lenient[i].Name)
-			}
-			if strict[i].Value != lenient[i].Value {
-				t.Fatalf("field %d (%s): value %q, lenient %q", i, strict[i].Name, strict[i].Value, lenient[i].Value)
 			}
 		}
 	})

@@ -9,6 +9,8 @@ import (
 	"regexp"
 	"strings"
 	"time"
+
+	"github.com/madoguchi/madoguchi/internal/rawmime"
 )
 
 // Limits bound the work Parse does on hostile input. Zero means default.
@@ -155,7 +157,7 @@ type parser struct {
 // msgState collects one message's walk.
 type msgState struct {
 	rep        *Report
-	hdr        header
+	hdr        rawmime.Header
 	plain      []string // candidate main texts (text/plain)
 	plainCS    []string
 	html       []string
@@ -171,11 +173,11 @@ func (p *parser) message(raw []byte, depth int) (*Report, *msgState) {
 	rep := newReport()
 	st := &msgState{rep: rep}
 	warn := func(s string) { rep.Warnings = append(rep.Warnings, s) }
-	hb, body := splitMessage(raw)
+	hb, body := rawmime.SplitMessage(raw)
 	st.hdr = p.readHeader(hb, warn)
 	h := st.hdr
 	rep.MessageID = normalizeMsgID(h.Get("Message-ID"))
-	rep.Subject = clip(strings.TrimSpace(decodeHeader(h.Get("Subject"))), 2000)
+	rep.Subject = rawmime.Clip(strings.TrimSpace(decodeHeader(h.Get("Subject"))), 2000)
 	rep.From, rep.FromName = parseAddress(h.Get("From"))
 	rep.ReplyTo, _ = parseAddress(h.Get("Reply-To"))
 	rep.To = splitAddressList(h.Get("To"))
@@ -265,7 +267,7 @@ func (p *parser) expired(rep *Report) bool {
 // by the parts and bytes it reads, never by how deep a sender nests
 // multiparts, so every reachable leaf is read. depth is the forward
 // nesting of the message the entity belongs to.
-func (p *parser) entity(st *msgState, h header, body []byte, depth int) {
+func (p *parser) entity(st *msgState, h rawmime.Header, body []byte, depth int) {
 	rep := st.rep
 	warn := func(s string) { rep.Warnings = append(rep.Warnings, s) }
 	stack := []mimePart{{h: h, body: body}}
@@ -279,8 +281,8 @@ func (p *parser) entity(st *msgState, h header, body []byte, depth int) {
 			}
 			return
 		}
-		ct, params := mediaType(n.h.Get("Content-Type"), "text/plain")
-		disp, dparams := mediaType(n.h.Get("Content-Disposition"), "")
+		ct, params := rawmime.MediaType(n.h.Get("Content-Type"), "text/plain")
+		disp, dparams := rawmime.MediaType(n.h.Get("Content-Disposition"), "")
 		filename := dparams["filename"]
 		if filename == "" {
 			filename = params["name"]
@@ -310,7 +312,7 @@ func (p *parser) entity(st *msgState, h header, body []byte, depth int) {
 		}
 		parts, closed := p.multipartParts(n.body, b, warn)
 		if !closed {
-			warn("multipart " + clip(b, 40) + " has no closing delimiter")
+			warn("multipart " + rawmime.Clip(b, 40) + " has no closing delimiter")
 		}
 		if len(parts) == 0 {
 			warn("multipart without parts; read as text")
@@ -323,7 +325,7 @@ func (p *parser) entity(st *msgState, h header, body []byte, depth int) {
 	}
 }
 
-func (p *parser) decoded(st *msgState, h header, body []byte) []byte {
+func (p *parser) decoded(st *msgState, h rawmime.Header, body []byte) []byte {
 	limit := p.budget
 	if limit <= 0 {
 		st.rep.Warnings = append(st.rep.Warnings, "decoded-size limit reached; part skipped")
@@ -332,7 +334,7 @@ func (p *parser) decoded(st *msgState, h header, body []byte) []byte {
 	if limit > int64(len(body))+16 {
 		limit = int64(len(body)) + 16
 	}
-	out, ok := decodeTransfer(body, h.Get("Content-Transfer-Encoding"), int(limit))
+	out, ok := rawmime.DecodeTransfer(body, h.Get("Content-Transfer-Encoding"), int(limit))
 	if !ok {
 		st.rep.Warnings = append(st.rep.Warnings, "damaged "+strings.ToLower(h.Get("Content-Transfer-Encoding"))+" content decoded leniently")
 	}
@@ -340,7 +342,7 @@ func (p *parser) decoded(st *msgState, h header, body []byte) []byte {
 	return out
 }
 
-func (p *parser) leaf(st *msgState, ct string, params map[string]string, disp, filename string, h header, body []byte, depth int) {
+func (p *parser) leaf(st *msgState, ct string, params map[string]string, disp, filename string, h rawmime.Header, body []byte, depth int) {
 	rep := st.rep
 	data := p.decoded(st, h, body)
 	isAttachment := disp == "attachment" || (filename != "" && !strings.HasPrefix(ct, "text/"))
@@ -352,7 +354,7 @@ func (p *parser) leaf(st *msgState, ct string, params map[string]string, disp, f
 			// bounds this).
 			rep.Warnings = append(rep.Warnings, "forwarded message nested too deep; its text read into the message holding it")
 			rep.Attachments = append(rep.Attachments, attachment(filename, ct, data))
-			ih, ib := splitMessage(data)
+			ih, ib := rawmime.SplitMessage(data)
 			p.entity(st, p.readHeader(ih, func(w string) { rep.Warnings = append(rep.Warnings, w) }), ib, depth)
 			return
 		}
