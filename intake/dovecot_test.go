@@ -208,8 +208,9 @@ func TestIMAPTakeover(t *testing.T) {
 	d.Append("INBOX", report(1))
 	a := runPoller(t, s, cfg)
 	waitUntil(t, "the first poller's pass", 10*time.Second, func() bool { return a.passes.Load() >= 1 })
-	b := runPoller(t, s, cfg)
-	time.Sleep(time.Second)
+	held := &lockCounter{IMAPStore: s}
+	b := runPoller(t, held, cfg)
+	waitUntil(t, "the second poller refused the mailbox twice", 10*time.Second, func() bool { return held.refused.Load() >= 2 })
 	if b.passes.Load() != 0 {
 		t.Fatal("the second poller polled while the first held the mailbox")
 	}
@@ -222,4 +223,18 @@ func TestIMAPTakeover(t *testing.T) {
 	if got := spooledCount(t, s); got != 2 {
 		t.Fatalf("%d spooled, want 2", got)
 	}
+}
+
+// lockCounter is a store that counts the mailbox locks it refused.
+type lockCounter struct {
+	IMAPStore
+	refused atomic.Int64
+}
+
+func (l *lockCounter) LockMailbox(ctx context.Context, key string) (func(), bool, error) {
+	release, ok, err := l.IMAPStore.LockMailbox(ctx, key)
+	if err == nil && !ok {
+		l.refused.Add(1)
+	}
+	return release, ok, err
 }

@@ -445,7 +445,7 @@ func TestServeSIGHUPReloadsKeyring(t *testing.T) {
 	if err := d.cmd.Process.Signal(syscall.SIGHUP); err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(300 * time.Millisecond) // the reload is logged, not acknowledged
+	waitFor(t, func() bool { return strings.Contains(metrics(t, d), `madoguchi_key_reloads_total{result="ok"} 1`) })
 	send(2)
 	waitFor(t, func() bool { return signatureOf("Notice 2") != "" })
 	if got := signatureOf("Notice 2"); got != "good" {
@@ -1042,4 +1042,16 @@ func TestServeIMAPOAuth2(t *testing.T) {
 	if filed("OAuth2 report 3") {
 		t.Fatal("a message was polled with a revoked credential")
 	}
+}
+
+// metrics is the daemon's /metrics page.
+func metrics(t *testing.T, d *daemon) string {
+	t.Helper()
+	resp, err := http.Get("http://" + d.http + "/metrics")
+	if err != nil {
+		return ""
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return string(b)
 }
