@@ -14,7 +14,18 @@ import (
 	"github.com/madoguchi/madoguchi/web"
 )
 
-var version = "dev"
+// buildVersion is set at link time (-ldflags "-X main.buildVersion=…");
+// never assigned at run time.
+var buildVersion = "dev"
+
+// version is the version this binary reports: buildVersion, else the
+// module version the go command recorded, else "dev".
+func version() string {
+	if bi, ok := debug.ReadBuildInfo(); ok && buildVersion == "dev" && bi.Main.Version != "" && bi.Main.Version != "(devel)" {
+		return bi.Main.Version
+	}
+	return buildVersion
+}
 
 func cmdVersion(w io.Writer) error {
 	commit, goVersion := "unknown", "unknown"
@@ -25,11 +36,8 @@ func cmdVersion(w io.Writer) error {
 				commit = s.Value
 			}
 		}
-		if version == "dev" && bi.Main.Version != "" && bi.Main.Version != "(devel)" {
-			version = bi.Main.Version
-		}
 	}
-	fmt.Fprintf(w, "madoguchi %s (commit %s, %s)\n", version, commit, goVersion)
+	fmt.Fprintf(w, "madoguchi %s (commit %s, %s)\n", version(), commit, goVersion)
 	return nil
 }
 

@@ -17,7 +17,7 @@ func (e *env) cmdServe(ctx context.Context, args []string) error {
 	if len(args) > 0 {
 		return usageErr("serve takes no arguments")
 	}
-	a, err := app.New(ctx, e.Env, app.Options{Version: version, AfterDeliver: e.afterDeliver})
+	a, err := app.New(ctx, e.Env, app.Options{Version: version(), AfterDeliver: e.afterDeliver})
 	if err != nil {
 		return err
 	}
