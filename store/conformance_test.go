@@ -1434,3 +1434,39 @@ func driverOf(s store.Store) string {
 	}
 	return stores.SQLite
 }
+
+// TestServerWarnings: the store names fsync and autovacuum when the server
+// runs without them (SQLite has no server, and nothing to say).
+func TestServerWarnings(t *testing.T) {
+	eachDriver(t, func(t *testing.T, s store.Store, c *clock) {
+		got, err := s.ServerWarnings(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if driverOf(s) == stores.SQLite {
+			if got != nil {
+				t.Fatalf("SQLite: %v", got)
+			}
+			return
+		}
+		var fsync, autovacuum string
+		if err := rawDB(s).QueryRow(`SELECT current_setting('fsync'), current_setting('autovacuum')`).Scan(&fsync, &autovacuum); err != nil {
+			t.Fatal(err)
+		}
+		var want []string
+		if fsync == "off" {
+			want = append(want, "fsync off")
+		}
+		if autovacuum == "off" {
+			want = append(want, "autovacuum off")
+		}
+		if len(got) != len(want) {
+			t.Fatalf("server fsync=%s autovacuum=%s: warnings %q", fsync, autovacuum, got)
+		}
+		for i, w := range want {
+			if !strings.Contains(got[i], w) {
+				t.Errorf("warning %d: %q, want it to name %q", i, got[i], w)
+			}
+		}
+	})
+}

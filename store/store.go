@@ -89,6 +89,9 @@ type Store interface {
 	SetOAuth2Token(ctx context.Context, account string, t OAuth2Token) error
 
 	Ping(ctx context.Context) error
+	// ServerWarnings names the database server's settings that work
+	// against the daemon, for it to log at start (none for SQLite).
+	ServerWarnings(ctx context.Context) ([]string, error)
 	// SchemaVersion is the highest applied migration, LatestMigration the
 	// one this build expects.
 	SchemaVersion(ctx context.Context) (int, error)

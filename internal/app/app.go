@@ -269,6 +269,11 @@ func (a *App) Start() (Addrs, error) {
 		a.proc.Run(workCtx, fmt.Sprintf("%s/%d", host, os.Getpid()), cfg.Pipeline.WorkerCount(), a.wake)
 	}()
 	go func() { defer a.work.Done(); a.writer.Run(workCtx) }()
+	if warns, err := a.store.ServerWarnings(workCtx); err == nil {
+		for _, w := range warns {
+			e.Log.Warn(w)
+		}
+	}
 	a.ready.Store(true)
 	e.Log.Info("madoguchi serving", "smtp", addrs.SMTP, "lmtp", addrs.LMTP, "http", addrs.HTTP, "store", cfg.Store.Driver)
 	return addrs, nil

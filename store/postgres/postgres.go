@@ -114,6 +114,26 @@ func (s *Store) LockMailbox(ctx context.Context, key string) (release func(), ok
 	}, true, nil
 }
 
+// ServerWarnings implements store.Store:
+//   - fsync off: a crash of the server's machine can lose messages already
+//     answered with a 250;
+//   - autovacuum off: every message updates its queue and outbox rows more
+//     than once, and without VACUUM those tables only grow with dead rows.
+func (s *Store) ServerWarnings(ctx context.Context) ([]string, error) {
+	var fsync, autovacuum string
+	if err := s.W.QueryRowContext(ctx, `SELECT current_setting('fsync'), current_setting('autovacuum')`).Scan(&fsync, &autovacuum); err != nil {
+		return nil, fmt.Errorf("%w: server settings: %v", store.ErrUnavailable, err)
+	}
+	var out []string
+	if fsync == "off" {
+		out = append(out, "PostgreSQL runs with fsync off: a crash of its machine can lose messages already acknowledged with a 250")
+	}
+	if autovacuum == "off" {
+		out = append(out, "PostgreSQL runs with autovacuum off: the queue and outbox tables grow with dead rows unless they are vacuumed (VACUUM queue, outbox) regularly")
+	}
+	return out, nil
+}
+
 // dialect is PostgreSQL's part of the shared SQL and of filing.
 type dialect struct{}
 

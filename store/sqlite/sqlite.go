@@ -103,6 +103,9 @@ func (s *Store) LockMailbox(ctx context.Context, key string) (release func(), ok
 	}, true, nil
 }
 
+// ServerWarnings implements store.Store: SQLite has no server.
+func (s *Store) ServerWarnings(context.Context) ([]string, error) { return nil, nil }
+
 // dialect is SQLite's part of the shared SQL and of filing.
 type dialect struct{}
 
