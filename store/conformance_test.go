@@ -997,6 +997,7 @@ func TestFileBatchRecordsWhatOneByOneDoes(t *testing.T) {
 			withAlert := filing(sp("alert"), "<alert@x.example>", "a@x.example")
 			withAlert.Taxonomy, withAlert.Type, withAlert.TLP = "malicious-code", "c2-server", "amber"
 			withAlert.Indicators = []store.Indicator{{"url", "http://c2.example/x"}, {"ipv4", "192.0.2.1"}, {"domain", "c2.example"}}
+			withAlert.Matches = []store.Match{{"acme", "ipv4", "192.0.2.1"}, {"beta", "domain", "c2.example"}, {"acme", "url", "http://c2.example/x"}}
 			withAlert.Alert = &store.AlertRequest{DutyAddress: "duty@csirt.example.org", WebhookURL: "https://hooks.example/x", Domain: "csirt.example.org"}
 			noMID := filing(sp("same bytes"), "", "b@x.example")
 			noMIDAgain := filing(sp("same bytes"), "", "c@x.example")
@@ -1011,6 +1012,7 @@ func TestFileBatchRecordsWhatOneByOneDoes(t *testing.T) {
 			strangerTag.Ticket = first.Ticket
 			rerun := *before
 			rerun.ReportJSON = []byte(`{"again":true}`)
+			rerun.Matches = []store.Match{{"acme", "ipv4", "198.51.100.1"}}
 			plain := filing(sp("plain"), "<plain@x.example>", "i@x.example")
 			plain.Indicators = nil
 			fs := []*store.Filing{withAlert, noMID, noMIDAgain, dupInBatch, dupBefore, reply, trustedTag, strangerTag, &rerun, plain}
@@ -1024,7 +1026,9 @@ func TestFileBatchRecordsWhatOneByOneDoes(t *testing.T) {
 			// And a batch that looks plain until the store is asked: a new
 			// filing and a repeat of one filed before.
 			plain4 := filing(sp("plain 4"), "<p4@x.example>", "m@x.example")
+			plain4.Matches = []store.Match{{"beta", "ipv4", "198.51.100.1"}}
 			repeat := filing(sp("repeat"), "<p1@x.example>", "n@x.example")
+			repeat.Matches = plain4.Matches
 			var res []store.FileResult
 			for _, fs := range [][]*store.Filing{fs, {plain1, plain2, plain3}, {plain4, repeat}} {
 				if inBatch {
@@ -1102,6 +1106,7 @@ func dumpStore(t *testing.T, s store.Store) ([]string, func(table string, id int
 		3: {1: "incidents"},
 		4: {0: "events", 1: "incidents"},
 		5: {0: "outbox", 1: "incidents", 2: "reports"},
+		8: {0: "reports", 1: "incidents"},
 	}
 	ourMID := regexp.MustCompile(`\.(ack|followup|alert|webhook)\.(\d+)\.[0-9a-f]{24}@`)
 	reportIDJSON := regexp.MustCompile(`"report_id":(\d+)`)
@@ -1116,6 +1121,7 @@ func dumpStore(t *testing.T, s store.Store) ([]string, func(table string, id int
 		`SELECT id, incident_id, report_id, kind, recipient, message_id, payload, state, not_before, created_at FROM outbox ORDER BY id`,
 		`SELECT spool_id, state, outcome, reason, last_error, lease_until FROM queue ORDER BY spool_id`,
 		`SELECT year, last FROM ticket_counters ORDER BY year`,
+		`SELECT report_id, incident_id, constituent, kind, value, tlp, noticed_at FROM constituent_matches ORDER BY id`,
 	} {
 		rows, err := rawDB(s).Query(q)
 		if err != nil {
@@ -1165,7 +1171,7 @@ func dumpStore(t *testing.T, s store.Store) ([]string, func(table string, id int
 			t.Fatal(err)
 		}
 		rows.Close()
-		if qi == 3 { // thread_ids: in Message-ID order once renumbered
+		if qi == 3 || qi == 8 { // thread_ids: in Message-ID order once renumbered; matches: one statement's rows in any order
 			slices.Sort(lines)
 		}
 		out = append(out, lines...)

@@ -14,6 +14,9 @@ var (
 	ErrNotFound    = errors.New("store: not found")
 	ErrUnavailable = errors.New("store: unavailable")
 	ErrClosed      = errors.New("store: committer closed")
+	// ErrConflict: the change was made meanwhile by someone else (another
+	// daemon took the same matches, a notice was already sent).
+	ErrConflict = errors.New("store: changed meanwhile")
 )
 
 // Options tune a store; zero values mean defaults.
@@ -65,6 +68,24 @@ type Store interface {
 	SetStatus(ctx context.Context, ticket string, status vocab.Status, assignee, actor string) error
 	ReportTicket(ctx context.Context, reportID int64) (json.RawMessage, string, error)
 	ReportSpool(ctx context.Context, reportID int64) (int64, error)
+
+	// AddEvent appends one entry to the log of each incident.
+	AddEvent(ctx context.Context, incidents []int64, kind, actor, detail string) error
+
+	// PendingConstituents are the constituents with matches that no
+	// notice has taken; PendingMatches are up to limit of one
+	// constituent's, oldest first.
+	PendingConstituents(ctx context.Context) ([]PendingConstituent, error)
+	PendingMatches(ctx context.Context, constituent string, limit int) ([]PendingMatch, error)
+	// QueueNotice marks the matches decided and queues the notice's rows
+	// in one durable transaction, with an event on each incident; it is
+	// ErrConflict (and changes nothing) when any match was decided
+	// meanwhile. It returns the outbox IDs.
+	QueueNotice(ctx context.Context, n Notice) ([]int64, error)
+	// ReleaseNotice makes a held notice about the ticket's incident
+	// pending: ErrNotFound when there is no such notice, ErrConflict when
+	// it is not held (sent, released already).
+	ReleaseNotice(ctx context.Context, ticket string, id int64, actor string) error
 
 	ClaimOutbox(ctx context.Context, n int, lease time.Duration) ([]OutboxEntry, error)
 	MarkSent(ctx context.Context, id int64) error

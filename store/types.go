@@ -94,6 +94,20 @@ type Indicator struct {
 	Value string              `json:"value"`
 }
 
+// Match is an indicator of a report that belongs to a constituent.
+type Match struct {
+	Constituent string              `json:"constituent"`
+	Kind        vocab.IndicatorKind `json:"kind"`
+	Value       string              `json:"value"`
+}
+
+// ConstituentHits are the indicators of an incident that belong to one
+// constituent.
+type ConstituentHits struct {
+	ID         string      `json:"id"`
+	Indicators []Indicator `json:"indicators"`
+}
+
 // Filing is what the pipeline asks the store to file for one spool row.
 type Filing struct {
 	SpoolID    int64
@@ -116,6 +130,9 @@ type Filing struct {
 	TLP        string
 	ReportJSON []byte
 	Indicators []Indicator
+	// Matches are the indicators that belong to a constituent: recorded
+	// on the report's incident, and put into notices by the noticer.
+	Matches []Match
 	// Ack, when not nil, asks for an acknowledgement row if (and only if)
 	// this filing opens a new incident.
 	Ack *AckRequest
@@ -173,6 +190,9 @@ type Incident struct {
 	Reports   int          `json:"reports"`
 	CreatedAt time.Time    `json:"created_at"`
 	UpdatedAt time.Time    `json:"updated_at"`
+	// Constituents are the constituents the incident's reports concern,
+	// each with the indicators that matched, by ID.
+	Constituents []ConstituentHits `json:"constituents"`
 }
 
 // Filter selects incidents; zero fields select everything.
@@ -182,7 +202,9 @@ type Filter struct {
 	Taxonomy  string
 	Type      string
 	Status    string
-	Since     time.Time
+	// Constituent selects incidents about one constituent (by ID).
+	Constituent string
+	Since       time.Time
 	Until     time.Time
 	Limit     int
 	Offset    int
@@ -223,6 +245,8 @@ const (
 	OutboxDead    = "dead"
 	// OutboxSkipped: not sent on purpose (a rate limit), with the reason.
 	OutboxSkipped = "skipped"
+	// OutboxHeld: a notice waiting for staff to send it (ReleaseNotice).
+	OutboxHeld = "held"
 )
 
 // Outbox row kinds.
@@ -231,6 +255,7 @@ const (
 	OutboxFollowUp = "followup" // "added to TICKET" note for a follow-up
 	OutboxAlert    = "alert"    // staff alert mail to the duty address
 	OutboxWebhook  = "webhook"  // staff alert as an HMAC-signed JSON POST
+	OutboxNotice   = "notice"   // notice to a constituent's contact
 )
 
 // OutboxEntry is one outbound message.
@@ -245,6 +270,9 @@ type OutboxEntry struct {
 	Attempts   int       `json:"attempts"`
 	LastError  string    `json:"last_error,omitempty"`
 	CreatedAt  time.Time `json:"created_at"`
+	// Payload is what the row's renderer needs beyond the report (a
+	// notice's NoticePayload, as JSON).
+	Payload string `json:"-"`
 }
 
 // OutboxSkip is a row not sent on purpose, and why.
@@ -278,4 +306,71 @@ type IMAPState struct {
 type OAuth2Token struct {
 	RefreshToken string
 	SeedSHA256   string // of the refresh_token_file it was seeded from
+}
+
+// PendingConstituent is a constituent with matches no notice has taken
+// yet: how many, and when the oldest was filed.
+type PendingConstituent struct {
+	Constituent string
+	Count       int
+	Oldest      time.Time
+}
+
+// PendingMatch is a match waiting for a notice, with what a notice says
+// of its report.
+type PendingMatch struct {
+	ID, ReportID, IncidentID int64
+	Ticket                   string
+	Taxonomy, Type           string
+	Requester                string
+	TLP                      string
+	Match
+	CreatedAt time.Time
+}
+
+// Notice asks QueueNotice to put matches into notices: an outbox row per
+// recipient (none: the matches are only marked as decided, with Note as
+// the event), each with an unguessable Message-ID in Domain that threads
+// replies to the first match's incident.
+type Notice struct {
+	MatchIDs []int64
+	Rows     []NoticeRow
+	Domain   string
+	// Note is the event text on each incident of the matches, after
+	// "notice N to RECIPIENT: " for each row.
+	Note string
+}
+
+// NoticeRow is one recipient of a notice.
+type NoticeRow struct {
+	Recipient string
+	Held      bool   // state held: staff send it (ReleaseNotice)
+	Payload   string // NoticePayload as JSON
+}
+
+// NoticePayload is what a notice says, kept with its outbox row.
+type NoticePayload struct {
+	Constituent string       `json:"constituent"`
+	Name        string       `json:"name"`
+	Language    string       `json:"language"`
+	TLP         string       `json:"tlp"`
+	Held        string       `json:"held,omitempty"` // why it waits for staff
+	Tickets     []string     `json:"tickets"`
+	Incidents   []int64      `json:"incidents"`
+	Items       []NoticeItem `json:"items"`
+}
+
+// NoticeItem is one indicator a notice names, with its report.
+type NoticeItem struct {
+	Ticket     string              `json:"ticket"`
+	ReportID   int64               `json:"report_id"`
+	Taxonomy   string              `json:"taxonomy,omitempty"`
+	Type       string              `json:"type,omitempty"`
+	TLP        string              `json:"tlp,omitempty"`
+	Kind       vocab.IndicatorKind `json:"kind"`
+	Value      string              `json:"value"`
+	ReportedAt time.Time           `json:"reported_at"`
+	// Reporter is the reporter's address, kept only where the report is
+	// TLP:CLEAR or TLP:GREEN (a template may name it then).
+	Reporter string `json:"reporter,omitempty"`
 }

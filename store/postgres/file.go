@@ -169,6 +169,16 @@ const writeSQL = `WITH inc AS (
 	), ind AS (
 		INSERT INTO indicators (report_id, incident_id, kind, value)
 		SELECT u.r, u.i, u.k, u.v FROM unnest($18::bigint[], $19::bigint[], $20::text[], $21::text[]) WITH ORDINALITY AS u(r, i, k, v, n) ORDER BY u.n
+	), mat AS (
+		INSERT INTO constituent_matches (report_id, incident_id, constituent, kind, value, tlp, created_at)
+		SELECT u.r, u.i, u.c, u.k, u.v, u.t, $37::bigint FROM unnest($42::bigint[], $43::bigint[], $44::text[], $45::text[], $46::text[], $47::text[]) WITH ORDINALITY AS u(r, i, c, k, v, t, n) ORDER BY u.n
+	), mdel AS (
+		DELETE FROM constituent_matches WHERE report_id = ANY($16::bigint[]) AND noticed_at = 0
+	), mrew AS (
+		INSERT INTO constituent_matches (report_id, incident_id, constituent, kind, value, tlp, created_at)
+		SELECT u.r, u.i, u.c, u.k, u.v, u.t, $37::bigint FROM unnest($48::bigint[], $49::bigint[], $50::text[], $51::text[], $52::text[], $53::text[]) WITH ORDINALITY AS u(r, i, c, k, v, t, n)
+		WHERE NOT EXISTS (SELECT 1 FROM constituent_matches m WHERE m.report_id = u.r AND m.constituent = u.c AND m.kind = u.k AND m.value = u.v AND m.noticed_at <> 0)
+		ORDER BY u.n
 	), thr AS (
 		INSERT INTO thread_ids (message_id, incident_id)
 		SELECT * FROM unnest($22::text[], $23::bigint[]) ON CONFLICT (message_id) DO NOTHING
@@ -232,6 +242,15 @@ func (dialect) Write(ctx context.Context, tx *sql.Tx, p *sqlstore.Plan) error {
 		oID, oInc, oRep = append(oID, o.ID), append(oInc, o.IncidentID), append(oRep, o.ReportID)
 		oKind, oRcpt, oMID, oPayload = append(oKind, o.Kind), append(oRcpt, o.Recipient), append(oMID, o.MessageID), append(oPayload, o.Payload)
 	}
+	mcols := func(ms []sqlstore.MatchRow) (rep, inc []int64, con, kind, val, tlp []string) {
+		for _, m := range ms {
+			rep, inc = append(rep, m.ReportID), append(inc, m.IncidentID)
+			con, kind, val, tlp = append(con, m.Constituent), append(kind, m.Kind), append(val, m.Value), append(tlp, m.TLP)
+		}
+		return
+	}
+	mRep, mInc, mCon, mKind, mVal, mTLP := mcols(p.Matches)
+	xRep, xInc, xCon, xKind, xVal, xTLP := mcols(p.RewriteMatches)
 	var dSpool []int64
 	var dOutcome []string
 	for _, q := range p.Done {
@@ -247,7 +266,9 @@ func (dialect) Write(ctx context.Context, tx *sql.Tx, p *sqlstore.Plan) error {
 		nn(p.Touched),
 		nn(oID), nn(oInc), nn(oRep), nn(oKind), nn(oRcpt), nn(oMID), nn(oPayload),
 		nn(dSpool), nn(dOutcome),
-		p.Now, store.OutboxPending, store.StateDone, p.LastTicket, p.TicketYear)
+		p.Now, store.OutboxPending, store.StateDone, p.LastTicket, p.TicketYear,
+		nn(mRep), nn(mInc), nn(mCon), nn(mKind), nn(mVal), nn(mTLP),
+		nn(xRep), nn(xInc), nn(xCon), nn(xKind), nn(xVal), nn(xTLP))
 	return err
 }
 

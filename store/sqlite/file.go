@@ -114,6 +114,27 @@ func (dialect) Write(ctx context.Context, tx *sql.Tx, p *sqlstore.Plan) error {
 	for _, in := range p.Indicators {
 		w.row("INSERT INTO indicators (report_id, incident_id, kind, value) VALUES", "", in.ReportID, in.IncidentID, in.Kind, in.Value)
 	}
+	for _, m := range p.Matches {
+		w.row("INSERT INTO constituent_matches (report_id, incident_id, constituent, kind, value, tlp, created_at) VALUES", "",
+			m.ReportID, m.IncidentID, m.Constituent, m.Kind, m.Value, m.TLP, p.Now)
+	}
+	w.flush()
+	rewritten := map[int64]bool{}
+	for _, m := range p.RewriteMatches {
+		if !rewritten[m.ReportID] {
+			rewritten[m.ReportID] = true
+			w.exec(`DELETE FROM constituent_matches WHERE report_id = ? AND noticed_at = 0`, m.ReportID)
+		}
+		w.exec(`INSERT INTO constituent_matches (report_id, incident_id, constituent, kind, value, tlp, created_at)
+			SELECT ?, ?, ?, ?, ?, ?, ? WHERE NOT EXISTS (SELECT 1 FROM constituent_matches
+			WHERE report_id = ? AND constituent = ? AND kind = ? AND value = ?)`,
+			m.ReportID, m.IncidentID, m.Constituent, m.Kind, m.Value, m.TLP, p.Now, m.ReportID, m.Constituent, m.Kind, m.Value)
+	}
+	for _, r := range p.Rewrites {
+		if !rewritten[r.ID] { // filed again without matches now
+			w.exec(`DELETE FROM constituent_matches WHERE report_id = ? AND noticed_at = 0`, r.ID)
+		}
+	}
 	for _, t := range p.ThreadIDs {
 		w.row("INSERT INTO thread_ids (message_id, incident_id) VALUES", " ON CONFLICT (message_id) DO NOTHING", t.MessageID, t.IncidentID)
 	}

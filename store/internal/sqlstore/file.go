@@ -79,7 +79,11 @@ type Plan struct {
 	Reports    []ReportRow
 	Rewrites   []ReportRow // reports filed again: new JSON, indicators replaced
 	Indicators []IndicatorRow
-	ThreadIDs  []ThreadRow
+	// Matches of new reports; RewriteMatches of reports filed again,
+	// which replace their matches no notice has taken yet (those a notice
+	// took stay, and are not added twice).
+	Matches, RewriteMatches []MatchRow
+	ThreadIDs               []ThreadRow
 	Events     []EventRow // in order
 	Touched    []int64    // incidents a report was attached to
 	Outbox     []OutboxRow
@@ -104,6 +108,12 @@ type ReportRow struct {
 type IndicatorRow struct {
 	ReportID, IncidentID int64
 	Kind, Value          string
+}
+
+// MatchRow is one indicator of a report that belongs to a constituent.
+type MatchRow struct {
+	ReportID, IncidentID          int64
+	Constituent, Kind, Value, TLP string
 }
 
 // ThreadRow maps a Message-ID (lower-case) to its incident; an existing
@@ -176,6 +186,7 @@ type draftReport struct {
 	key      string
 	json     []byte
 	inds     []store.Indicator
+	matches  []store.Match
 }
 
 // pendingEvent is an event whose text may name a report not yet numbered.
@@ -227,11 +238,11 @@ func decide(fs []*store.Filing, facts []Facts, now time.Time, prefix string, ids
 		if again {
 			if prev.report < 0 {
 				r := reports[-prev.report-1]
-				r.json, r.inds = f.ReportJSON, f.Indicators
+				r.json, r.inds, r.matches = f.ReportJSON, f.Indicators, f.Matches
 			} else if r := rewriteOf[prev.report]; r != nil {
-				r.json, r.inds = f.ReportJSON, f.Indicators
+				r.json, r.inds, r.matches = f.ReportJSON, f.Indicators, f.Matches
 			} else {
-				r := &draftReport{filing: i, report: prev.report, incident: prev.incident, json: f.ReportJSON, inds: f.Indicators}
+				r := &draftReport{filing: i, report: prev.report, incident: prev.incident, json: f.ReportJSON, inds: f.Indicators, matches: f.Matches}
 				rewriteOf[prev.report] = r
 				rewrites = append(rewrites, r)
 			}
@@ -301,7 +312,7 @@ func decide(fs []*store.Filing, facts []Facts, now time.Time, prefix string, ids
 			touchedSeen[inc] = true
 			touched = append(touched, inc)
 		}
-		reports = append(reports, &draftReport{filing: i, incident: inc, key: key, json: f.ReportJSON, inds: f.Indicators})
+		reports = append(reports, &draftReport{filing: i, incident: inc, key: key, json: f.ReportJSON, inds: f.Indicators, matches: f.Matches})
 		rep := -int64(len(reports))
 		filedAs[f.SpoolID], byKey[key] = batchRef{rep, inc}, batchRef{rep, inc}
 		if f.MessageID != "" {
@@ -315,6 +326,10 @@ func decide(fs []*store.Filing, facts []Facts, now time.Time, prefix string, ids
 			suffix = "; " + note
 		}
 		event(inc, kind, func(id func(int64) int64) string { return fmt.Sprintf("report %d from %s%s", id(rep), who, suffix) })
+		if len(f.Matches) > 0 {
+			about := concerns(f.Matches)
+			event(inc, "constituents", func(id func(int64) int64) string { return fmt.Sprintf("report %d concerns %s", id(rep), about) })
+		}
 		res[i] = store.FileResult{Outcome: outcome, Note: note}
 		incRef[i], repRef[i] = inc, rep
 	}
@@ -357,12 +372,18 @@ func decide(fs []*store.Filing, facts []Facts, now time.Time, prefix string, ids
 			p.Indicators = append(p.Indicators, IndicatorRow{ReportID: rep, IncidentID: inc, Kind: string(in.Kind), Value: in.Value})
 		}
 	}
+	matches := func(rows *[]MatchRow, rep, inc int64, ms []store.Match, tlp string) {
+		for _, m := range ms {
+			*rows = append(*rows, MatchRow{ReportID: rep, IncidentID: inc, Constituent: m.Constituent, Kind: string(m.Kind), Value: m.Value, TLP: tlp})
+		}
+	}
 	for k, r := range reports {
 		f := fs[r.filing]
 		id, inc := ids.Reports[k], incident(r.incident)
 		p.Reports = append(p.Reports, ReportRow{ID: id, SpoolID: f.SpoolID, IncidentID: inc, MessageID: f.MessageID,
 			DedupKey: r.key, Sender: f.Sender, JSON: string(r.json)})
 		indicators(id, inc, r.inds)
+		matches(&p.Matches, id, inc, r.matches, f.TLP)
 		if f.MessageID != "" {
 			p.ThreadIDs = append(p.ThreadIDs, ThreadRow{strings.ToLower(f.MessageID), inc})
 		}
@@ -370,6 +391,7 @@ func decide(fs []*store.Filing, facts []Facts, now time.Time, prefix string, ids
 	for _, r := range rewrites {
 		p.Rewrites = append(p.Rewrites, ReportRow{ID: r.report, JSON: string(r.json)})
 		indicators(r.report, r.incident, r.inds)
+		matches(&p.RewriteMatches, r.report, r.incident, r.matches, fs[r.filing].TLP)
 	}
 	for _, e := range events {
 		p.Events = append(p.Events, EventRow{IncidentID: incident(e.incident), Kind: e.kind, Detail: e.text(report)})
@@ -402,6 +424,31 @@ func decide(fs []*store.Filing, facts []Facts, now time.Time, prefix string, ids
 		}
 	}
 	return p, res, nil
+}
+
+// concerns names the constituents of matches with their counts:
+// "acme (2 indicators), beta (1 indicator)".
+func concerns(ms []store.Match) string {
+	var order []string
+	n := map[string]int{}
+	for _, m := range ms {
+		if n[m.Constituent] == 0 {
+			order = append(order, m.Constituent)
+		}
+		n[m.Constituent]++
+	}
+	parts := make([]string, len(order))
+	for i, c := range order {
+		parts[i] = fmt.Sprintf("%s (%d %s)", c, n[c], plural(n[c], "indicator"))
+	}
+	return strings.Join(parts, ", ")
+}
+
+func plural(n int, word string) string {
+	if n == 1 {
+		return word
+	}
+	return word + "s"
 }
 
 // outbound is one message a filing sends, before its ticket is known.

@@ -49,6 +49,9 @@ func (d *DB) ListIncidents(ctx context.Context, f store.Filter) ([]store.Inciden
 	if f.Indicator != "" {
 		add("i.id IN (SELECT incident_id FROM indicators WHERE value = ?)", strings.ToLower(f.Indicator))
 	}
+	if f.Constituent != "" {
+		add("i.id IN (SELECT incident_id FROM constituent_matches WHERE constituent = ?)", f.Constituent)
+	}
 	if f.Taxonomy != "" {
 		add("i.taxonomy = ?", f.Taxonomy)
 	}
@@ -87,9 +90,29 @@ func (d *DB) ListIncidents(ctx context.Context, f store.Filter) ([]store.Inciden
 			return nil, err
 		}
 		in.CreatedAt, in.UpdatedAt = FromMicros(c), FromMicros(u)
+		in.Constituents = []store.ConstituentHits{}
 		out = append(out, in)
 	}
-	return out, rows.Err()
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	if err := rows.Close(); err != nil {
+		return nil, err
+	}
+	ids := make([]int64, len(out))
+	for i := range out {
+		ids[i] = out[i].ID
+	}
+	hits, err := d.constituentsOf(ctx, ids)
+	if err != nil {
+		return nil, err
+	}
+	for i := range out {
+		if h := hits[out[i].ID]; h != nil {
+			out[i].Constituents = h
+		}
+	}
+	return out, nil
 }
 
 // GetIncident loads one incident by ticket.

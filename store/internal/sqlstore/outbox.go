@@ -13,7 +13,7 @@ import (
 )
 
 // outboxCols are the columns scanOutbox reads.
-const outboxCols = `id, incident_id, COALESCE(report_id, 0), kind, recipient, message_id, state, attempts, last_error, created_at`
+const outboxCols = `id, incident_id, COALESCE(report_id, 0), kind, recipient, message_id, state, attempts, last_error, created_at, payload`
 
 func scanOutbox(rows *sql.Rows) ([]store.OutboxEntry, error) {
 	defer rows.Close()
@@ -21,7 +21,7 @@ func scanOutbox(rows *sql.Rows) ([]store.OutboxEntry, error) {
 	for rows.Next() {
 		var e store.OutboxEntry
 		var at int64
-		if err := rows.Scan(&e.ID, &e.IncidentID, &e.ReportID, &e.Kind, &e.Recipient, &e.MessageID, &e.State, &e.Attempts, &e.LastError, &at); err != nil {
+		if err := rows.Scan(&e.ID, &e.IncidentID, &e.ReportID, &e.Kind, &e.Recipient, &e.MessageID, &e.State, &e.Attempts, &e.LastError, &at, &e.Payload); err != nil {
 			return nil, err
 		}
 		e.CreatedAt = FromMicros(at)
