@@ -205,9 +205,9 @@ type Filter struct {
 	// Constituent selects incidents about one constituent (by ID).
 	Constituent string
 	Since       time.Time
-	Until     time.Time
-	Limit     int
-	Offset    int
+	Until       time.Time
+	Limit       int
+	Offset      int
 }
 
 // Report is a filed report.

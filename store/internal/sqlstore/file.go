@@ -84,10 +84,10 @@ type Plan struct {
 	// took stay, and are not added twice).
 	Matches, RewriteMatches []MatchRow
 	ThreadIDs               []ThreadRow
-	Events     []EventRow // in order
-	Touched    []int64    // incidents a report was attached to
-	Outbox     []OutboxRow
-	Done       []DoneRow // queue rows finished, one per spool row
+	Events                  []EventRow // in order
+	Touched                 []int64    // incidents a report was attached to
+	Outbox                  []OutboxRow
+	Done                    []DoneRow // queue rows finished, one per spool row
 	// TicketYear's counter moves on to LastTicket when Tickets > 0.
 	TicketYear, Tickets, LastTicket int
 }
