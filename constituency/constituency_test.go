@@ -160,6 +160,23 @@ func TestReporterIsNotAbout(t *testing.T) {
 	}
 }
 
+// TestOwnReportMakesNoMatches: a constituent that writes (from a contact
+// address or from its domain, e.g. answering our notice and quoting it)
+// is not told about its own indicators; others named still are.
+func TestOwnReportMakesNoMatches(t *testing.T) {
+	s := sampleSet(t)
+	cands := []Candidate{{vocab.IPv4, "192.0.2.5"}, {vocab.IPv4, "203.0.113.5"}}
+	for _, sender := range []string{"security@acme.example", "SOC@www.acme.example"} {
+		m := s.Match(cands, Exclude{Sender: sender})
+		if len(m) != 1 || m[0].Constituent != "beta" {
+			t.Errorf("from %s: %+v", sender, m)
+		}
+	}
+	if m := s.Match(cands, Exclude{Sender: "cert@beta.example"}); len(m) != 1 || m[0].Constituent != "acme" {
+		t.Errorf("from beta's contact: %+v", m)
+	}
+}
+
 func TestParseErrors(t *testing.T) {
 	cases := []struct{ file, want string }{
 		{"constituents:\n  - id: Bad ID\n    notify: never\n", `constituents[0] (Bad ID): id: "Bad ID" must be`},

@@ -130,6 +130,10 @@ type Exclude struct {
 	Addresses []string // lower-case
 	Domains   []string // lower-case, exact (a reporter's subdomains still match)
 	IPs       []string
+	// Sender is the reporter's address: a constituent it is a contact
+	// of, or whose domains it writes from, gets no matches from its own
+	// report (a reply quoting our notice must not make another).
+	Sender string
 }
 
 // Match returns the candidates that belong to a constituent, in their
@@ -140,6 +144,7 @@ func (s *Set) Match(cands []Candidate, ex Exclude) []Match {
 	}
 	var out []Match
 	seen := map[Candidate]bool{}
+	own := s.senderOf(strings.ToLower(ex.Sender))
 	for _, c := range cands {
 		c.Value = strings.ToLower(strings.TrimSpace(c.Value))
 		if c.Value == "" || seen[c] {
@@ -181,9 +186,28 @@ func (s *Set) Match(cands []Candidate, ex Exclude) []Match {
 				i, by = s.host(h)
 			}
 		}
-		if i >= 0 {
+		if i >= 0 && !slices.Contains(own, i) {
 			out = append(out, Match{Constituent: s.list[i].ID, Kind: c.Kind, Value: c.Value, By: by})
 		}
+	}
+	return out
+}
+
+// senderOf are the constituents an address writes for: those it is a
+// contact of and the one whose domain it is under.
+func (s *Set) senderOf(addr string) []int {
+	_, d, ok := strings.Cut(addr, "@")
+	if !ok {
+		return nil
+	}
+	var out []int
+	for i, c := range s.list {
+		if slices.ContainsFunc(c.Contacts, func(ct Contact) bool { return ct.Address == addr }) {
+			out = append(out, i)
+		}
+	}
+	if i, _ := s.host(d); i >= 0 {
+		out = append(out, i)
 	}
 	return out
 }

@@ -12,6 +12,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/madoguchi/madoguchi/constituency"
 	"github.com/madoguchi/madoguchi/crypto"
 	"github.com/madoguchi/madoguchi/internal/vocab"
 	"github.com/madoguchi/madoguchi/parse"
@@ -44,6 +45,9 @@ type Processor struct {
 	AlertOn     []string
 	DutyAddress string
 	WebhookURL  string
+	// Constituents, when set, is asked for the constituents to match each
+	// report against (serve reloads them on SIGHUP).
+	Constituents func() *constituency.Set
 	// Metrics count what the processor does (a set of its own when nil).
 	Metrics     *Metrics
 	metricsOnce sync.Once
@@ -291,6 +295,9 @@ func (p *Processor) filing(msg *store.Message, rep *parse.Report) *store.Filing 
 			f.Indicators = append(f.Indicators, store.Indicator{Kind: kind, Value: strings.ToLower(v)})
 		}
 	})
+	if p.Constituents != nil && !f.AttachOnly {
+		f.Matches = matches(p.Constituents(), rep)
+	}
 	if rep.Ack.Send && !p.NoAck {
 		rcpt := msg.MailFrom
 		if rcpt == "" || msg.Channel == store.ChannelImport {
