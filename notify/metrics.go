@@ -5,6 +5,9 @@ import "github.com/prometheus/client_golang/prometheus"
 // Metrics are the outbox writer's Prometheus metrics.
 type Metrics struct {
 	Deliveries *prometheus.CounterVec
+	// Notices count constituents' notices by state: queued and held (by
+	// the noticer), sent and dead (by the writer), per outbox row.
+	Notices *prometheus.CounterVec
 }
 
 // NewMetrics makes the metrics and registers them with reg (none when reg
@@ -12,9 +15,12 @@ type Metrics struct {
 func NewMetrics(reg prometheus.Registerer) *Metrics {
 	m := &Metrics{Deliveries: prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "madoguchi_notify_deliveries_total", Help: "Outbox delivery outcomes (sent, retry, dead, skipped, postponed).",
-	}, []string{"outcome"})}
+	}, []string{"outcome"}),
+		Notices: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "madoguchi_notices_total", Help: "Notices to constituents' contacts by constituent and state (queued, held, sent, dead).",
+		}, []string{"constituent", "state"})}
 	if reg != nil {
-		reg.MustRegister(m.Deliveries)
+		reg.MustRegister(m.Deliveries, m.Notices)
 	}
 	return m
 }

@@ -90,6 +90,9 @@ type Writer struct {
 	// Lease is how long a claimed row is ours before another sender may
 	// take it (0: 5 minutes): the wait before a crashed send is repeated.
 	Lease time.Duration
+	// ContactKeys, when set, gives the key file of a constituent's
+	// contact (notices to it are encrypted, or wait).
+	ContactKeys ContactKey
 	// AfterDeliver, when set, runs between a delivery and its MarkSent:
 	// the crash tests stop the process exactly there.
 	AfterDeliver func(store.OutboxEntry)
@@ -449,6 +452,8 @@ func (w *Writer) deliver(ctx context.Context, e store.OutboxEntry) error {
 		return w.postWebhook(ctx, e)
 	case store.OutboxAlert:
 		msg, err = w.renderAlert(ctx, e)
+	case store.OutboxNotice:
+		msg, err = w.renderNotice(e)
 	default:
 		msg, _, err = w.Render(ctx, e)
 	}
@@ -513,9 +518,11 @@ func (w *Writer) Once(ctx context.Context) (int, error) {
 	before := map[string]int{}
 	sentNow := map[string]int{}
 	for i, e := range rows {
-		staff := e.Kind == store.OutboxAlert || e.Kind == store.OutboxWebhook
+		// Staff alerts and constituents' notices are not answers to a
+		// correspondent: the backscatter budgets are not theirs.
+		budgeted := e.Kind == store.OutboxAck || e.Kind == store.OutboxFollowUp
 		over := ""
-		if !staff {
+		if budgeted {
 			for _, b := range w.budgets(e.Recipient) {
 				c, ok := before[b.key]
 				if !ok {
@@ -566,6 +573,9 @@ func (w *Writer) Once(ctx context.Context) (int, error) {
 				state = "dead"
 			}
 			w.metrics().Deliveries.WithLabelValues(state).Inc()
+			if dead && e.Kind == store.OutboxNotice {
+				w.noticeDone(ctx, e, "dead", "notice %d to %s is a dead letter: "+strings.ReplaceAll(oneLine(err), "%", "%%"))
+			}
 			w.Log.Warn("outbox row failed", "id", e.ID, "recipient", e.Recipient, "attempt", e.Attempts, "dead", dead, "err", err)
 			if merr := w.Store.MarkOutboxFailed(ctx, e.ID, oneLine(err), dead, backoff(e.Attempts)); merr != nil {
 				_ = flush()
@@ -583,11 +593,25 @@ func (w *Writer) Once(ctx context.Context) (int, error) {
 			_ = flush()
 			return 0, err
 		}
+		if e.Kind == store.OutboxNotice {
+			w.noticeDone(ctx, e, "sent", "notice %d sent to %s")
+		}
 	}
 	if err := flush(); err != nil {
 		return 0, err
 	}
 	return len(rows), nil
+}
+
+// noticeDone counts a notice's end and logs it on its incidents (a
+// failure to log is only logged: the row's state is what counts).
+func (w *Writer) noticeDone(ctx context.Context, e store.OutboxEntry, state, format string) {
+	var p store.NoticePayload
+	_ = json.Unmarshal([]byte(e.Payload), &p)
+	w.metrics().Notices.WithLabelValues(p.Constituent, state).Inc()
+	if err := w.Store.AddEvent(ctx, p.Incidents, "notice", "", fmt.Sprintf(format, e.ID, e.Recipient)); err != nil {
+		w.Log.Warn("notice event", "id", e.ID, "err", err)
+	}
 }
 
 func oneLine(err error) string {
