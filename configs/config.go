@@ -31,6 +31,9 @@ type Config struct {
 	Pipeline Pipeline `yaml:"pipeline"`
 	Notify   Notify   `yaml:"notify"`
 	HTTP     HTTP     `yaml:"http"`
+	// Constituency names the constituents whose systems reports are
+	// matched against, and how their notices are aggregated.
+	Constituency Constituency `yaml:"constituency"`
 
 	// Path is the file the configuration was read from ("" for defaults).
 	Path string `yaml:"-"`
@@ -225,6 +228,19 @@ type Crypto struct {
 	TeamKeyPassphraseFile string   `yaml:"team_key_passphrase_file"`
 	KeyringFile           string   `yaml:"keyring_file"`
 	MaxDecompressedBytes  int64    `yaml:"max_decompressed_bytes"`
+}
+
+// Constituency is where the constituents are and how they are told.
+type Constituency struct {
+	// File is the constituents file (YAML; see the constituency package
+	// and README "Constituency"); "" matches nothing and sends no notice.
+	File string `yaml:"file"`
+	// ASNFile is an IP-range-to-ASN table (TSV: range start, range end,
+	// AS number, …) so that constituents' asns match without a lookup.
+	ASNFile string `yaml:"asn_file"`
+	// AggregateWindow is how long a constituent's first waiting match
+	// waits for more before its notice goes (0: at the next pass).
+	AggregateWindow time.Duration `yaml:"aggregate_window"`
 }
 
 // Parse tunes the parser.
@@ -577,6 +593,8 @@ func (c *Config) resolvePaths(dir string) {
 	abs(&c.Crypto.TeamKeyPassphraseFile)
 	abs(&c.Crypto.KeyringFile)
 	abs(&c.Parse.RulesFile)
+	abs(&c.Constituency.File)
+	abs(&c.Constituency.ASNFile)
 	abs(&c.Notify.OutboxDir)
 	abs(&c.Intake.SMTP.TLSCertFile)
 	abs(&c.Intake.SMTP.TLSKeyFile)
@@ -857,6 +875,12 @@ func (c *Config) validate() []Problem {
 		if d.v < time.Second {
 			bad("http."+d.key, "must be at least 1s")
 		}
+	}
+	if c.Constituency.AggregateWindow < 0 {
+		bad("constituency.aggregate_window", "must not be negative")
+	}
+	if c.Constituency.ASNFile != "" && c.Constituency.File == "" {
+		warn("constituency.asn_file", "set without constituency.file: nothing to match")
 	}
 	if c.Crypto.MaxDecompressedBytes <= 0 {
 		bad("crypto.max_decompressed_bytes", "must be positive")

@@ -50,6 +50,9 @@ func (s *Server) Register(mux *http.ServeMux) {
 	mux.Handle("GET /api/incidents/{ticket}", s.auth(s.getIncident))
 	mux.Handle("POST /api/incidents/{ticket}", s.auth(s.changeIncident))
 	mux.Handle("GET /api/reports/{id}/raw", s.auth(s.rawReport))
+	// Notices to constituents: the first route of API v1 (the staff
+	// workflow issue moves the others under /api/v1).
+	mux.Handle("POST /api/v1/incidents/{ticket}/notices/{id}/send", s.auth(s.sendNotice))
 	mux.Handle("GET /staff/", s.auth(s.pageList))
 	mux.Handle("GET /staff/incidents/{ticket}", s.auth(s.pageIncident))
 }
@@ -107,12 +110,12 @@ func ticketParam(r *http.Request) string {
 }
 
 // filterOf reads the search parameters: ticket, indicator, taxonomy, type,
-// status, since and until (RFC 3339 or YYYY-MM-DD), limit (at most 500),
+// status, constituent, since and until (RFC 3339 or YYYY-MM-DD), limit (at most 500),
 // offset.
 func filterOf(r *http.Request) (store.Filter, error) {
 	q := r.URL.Query()
 	f := store.Filter{Ticket: q.Get("ticket"), Indicator: q.Get("indicator"), Taxonomy: q.Get("taxonomy"),
-		Type: q.Get("type"), Status: q.Get("status"), Limit: 50}
+		Type: q.Get("type"), Status: q.Get("status"), Constituent: q.Get("constituent"), Limit: 50}
 	for _, p := range []struct {
 		key string
 		t   *time.Time
@@ -217,6 +220,28 @@ func (s *Server) changeIncident(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.getIncident(w, r)
+}
+
+// sendNotice releases a held notice to a constituent (202: it is queued);
+// 404 when the ticket has no such notice, 409 when it is not held.
+func (s *Server) sendNotice(w http.ResponseWriter, r *http.Request) {
+	id, err := strconv.ParseInt(r.PathValue("id"), 10, 64)
+	if err != nil {
+		httpError(w, http.StatusBadRequest, "notice id: a number")
+		return
+	}
+	err = s.Store.ReleaseNotice(r.Context(), ticketParam(r), id, actor(r))
+	if errors.Is(err, store.ErrConflict) {
+		httpError(w, http.StatusConflict, "the notice is not held (sent or released already)")
+		return
+	}
+	if err != nil {
+		s.fail(w, err)
+		return
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(http.StatusAccepted)
+	_ = json.NewEncoder(w).Encode(map[string]any{"outbox_id": id, "state": store.OutboxPending})
 }
 
 func (s *Server) rawReport(w http.ResponseWriter, r *http.Request) {

@@ -255,8 +255,11 @@ func (e *env) cmdIncidents(ctx context.Context, args []string) error {
 			case args[i] == "--indicator" && i+1 < len(args):
 				f.Indicator = args[i+1]
 				i++
+			case args[i] == "--constituent" && i+1 < len(args):
+				f.Constituent = args[i+1]
+				i++
 			default:
-				return usageErr("incidents list: unknown argument %q (--limit N, --status S, --indicator V, --json)", args[i])
+				return usageErr("incidents list: unknown argument %q (--limit N, --status S, --indicator V, --constituent ID, --json)", args[i])
 			}
 		}
 		if f.Limit == 0 {
@@ -472,6 +475,13 @@ func (e *env) cmdConfig(args []string) error {
 	}
 	if _, err := e.LoadKeys(); err != nil {
 		return err
+	}
+	cons, err := e.LoadConstituents()
+	if err != nil {
+		return err
+	}
+	if e.Cfg.Constituency.File != "" {
+		fmt.Fprintf(e.stderr, "constituency.file: %d constituents\n", cons.Set.Len())
 	}
 	out, err := e.Cfg.Masked()
 	if err != nil {

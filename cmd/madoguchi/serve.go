@@ -12,7 +12,8 @@ import (
 
 // cmdServe runs the daemon (internal/app): SIGTERM/SIGINT stop it (the
 // listeners stop accepting, work in hand finishes, exit 0 within 10 s);
-// SIGHUP reloads the team keys and the keyring without a restart.
+// SIGHUP reloads the team keys, the keyring and the constituents without
+// a restart.
 func (e *env) cmdServe(ctx context.Context, args []string) error {
 	if len(args) > 0 {
 		return usageErr("serve takes no arguments")
@@ -26,8 +27,8 @@ func (e *env) cmdServe(ctx context.Context, args []string) error {
 	defer signal.Stop(hup)
 	go func() {
 		for range hup {
-			if err := a.ReloadKeys(); err != nil {
-				e.Log.Error("SIGHUP: keys not reloaded; the previous keys stay in use", "err", err)
+			if err := a.Reload(); err != nil {
+				e.Log.Error("SIGHUP: not everything reloaded; what failed stays as it was", "err", err)
 			}
 		}
 	}()

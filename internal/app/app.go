@@ -20,6 +20,9 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"golang.org/x/net/netutil"
 
+	"github.com/ProtonMail/go-crypto/openpgp"
+
+	"github.com/madoguchi/madoguchi/constituency"
 	"github.com/madoguchi/madoguchi/crypto"
 	"github.com/madoguchi/madoguchi/intake"
 	"github.com/madoguchi/madoguchi/internal/oauth"
@@ -44,6 +47,7 @@ type App struct {
 	env   *Env
 	store store.Store
 	keys  atomic.Pointer[crypto.Keys]
+	cons  atomic.Pointer[Constituents]
 	reg   *prometheus.Registry
 	m     *metrics
 	tls   *tls.Config
@@ -55,6 +59,7 @@ type App struct {
 	oauthM    *oauth.Metrics
 	proc      *pipeline.Processor
 	writer    *notify.Writer
+	noticer   *notify.Noticer
 	pollers   []*intake.Poller
 	wake      chan struct{}
 	ready     atomic.Bool
@@ -77,12 +82,17 @@ func New(ctx context.Context, e *Env, opt Options) (*App, error) {
 	if err != nil {
 		return nil, err
 	}
+	cons, err := e.LoadConstituents()
+	if err != nil {
+		return nil, err
+	}
 	keys, s, err := e.KeysAndStore(ctx)
 	if err != nil {
 		return nil, err
 	}
 	a := &App{env: e, store: s, sec: sec, tls: sec.tls, reg: prometheus.NewRegistry(), wake: make(chan struct{}, 1)}
 	a.keys.Store(keys)
+	a.cons.Store(cons)
 	a.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}), &queueCollector{s: s})
 	a.m = newMetrics(a.reg)
 	a.intakeM = intake.NewMetrics(a.reg)
@@ -93,6 +103,7 @@ func New(ctx context.Context, e *Env, opt Options) (*App, error) {
 	}
 	a.m.buildInfo.WithLabelValues(version, runtime.Version()).Set(1)
 	a.m.setKeyExpiry(keys)
+	a.m.constituents.Set(float64(cons.Set.Len()))
 	if a.tls != nil {
 		if leaf, err := x509.ParseCertificate(a.tls.Certificates[0].Certificate[0]); err == nil {
 			a.m.certExpiry.Set(float64(leaf.NotAfter.Unix()))
@@ -109,6 +120,7 @@ func New(ctx context.Context, e *Env, opt Options) (*App, error) {
 	a.proc = e.Processor(s, keys, false)
 	a.proc.KeySource = a.keys.Load
 	a.proc.Metrics = pipeline.NewMetrics(a.reg)
+	a.proc.Constituents = func() *constituency.Set { return a.cons.Load().Set }
 
 	cfg := e.Cfg
 	a.writer = &notify.Writer{Store: s, Dir: cfg.Notify.OutboxDir, Log: e.Log, KeySource: a.keys.Load,
@@ -117,7 +129,16 @@ func New(ctx context.Context, e *Env, opt Options) (*App, error) {
 		TemplateDir: cfg.Notify.TemplatesDir, JapaneseCharset: cfg.Notify.JapaneseCharset,
 		RatePerHour: cfg.Notify.RatePerHour, DomainPerHour: cfg.Notify.RatePerDomainPerHour, GlobalPerHour: cfg.Notify.RateGlobalPerHour,
 		SubaddressSeparators: cfg.Notify.SubaddressSeparators, MaxAttempts: cfg.Notify.MaxAttempts, Lease: max(cfg.Pipeline.Lease, 5*time.Second),
-		AlertInternal: cfg.Notify.Alert.Internal, WebhookSecret: sec.webhook, AfterDeliver: opt.AfterDeliver}
+		AlertInternal: cfg.Notify.Alert.Internal, WebhookSecret: sec.webhook, AfterDeliver: opt.AfterDeliver,
+		ContactKeys: func(addr string) (openpgp.EntityList, bool) { return a.cons.Load().ContactKey(addr, time.Now()) }}
+	a.noticer = &notify.Noticer{Store: s, Constituents: a.proc.Constituents, Window: cfg.Constituency.AggregateWindow,
+		Domain: e.MessageIDDomain(), Metrics: a.writer.Metrics, Log: e.Log,
+		HasKey: func(addr string) bool {
+			if _, has := a.cons.Load().ContactKey(addr, time.Now()); has {
+				return true
+			}
+			return len(a.keys.Load().KeyFor(addr, time.Now())) > 0
+		}}
 	if n := cfg.Notify; n.Relay != "" {
 		relay := &notify.Relay{Addr: n.Relay, TLS: n.RelayTLS, Username: n.RelayUsername, Password: sec.relayPassword, Hostname: e.Hostname(),
 			TLSConfig: sec.relayTLS}
@@ -258,7 +279,7 @@ func (a *App) Start() (Addrs, error) {
 	workCtx, stopWork := context.WithCancel(context.Background())
 	a.stopWork = stopWork
 	host, _ := os.Hostname()
-	a.work.Add(2)
+	a.work.Add(3)
 	go func() {
 		defer a.work.Done()
 		if !cfg.Pipeline.Enabled {
@@ -269,6 +290,7 @@ func (a *App) Start() (Addrs, error) {
 		a.proc.Run(workCtx, fmt.Sprintf("%s/%d", host, os.Getpid()), cfg.Pipeline.WorkerCount(), a.wake)
 	}()
 	go func() { defer a.work.Done(); a.writer.Run(workCtx) }()
+	go func() { defer a.work.Done(); a.noticer.Run(workCtx) }()
 	if warns, err := a.store.ServerWarnings(workCtx); err == nil {
 		for _, w := range warns {
 			e.Log.Warn(w)
@@ -277,6 +299,23 @@ func (a *App) Start() (Addrs, error) {
 	a.ready.Store(true)
 	e.Log.Info("madoguchi serving", "smtp", addrs.SMTP, "lmtp", addrs.LMTP, "http", addrs.HTTP, "store", cfg.Store.Driver)
 	return addrs, nil
+}
+
+// Reload reads the team keys, the keyring and the constituents again
+// (SIGHUP); what fails to load leaves the previous in use, and the error
+// says what.
+func (a *App) Reload() error {
+	kerr := a.ReloadKeys()
+	c, cerr := a.env.LoadConstituents()
+	if cerr != nil {
+		a.m.consReloads.WithLabelValues("failed").Inc()
+	} else {
+		a.cons.Store(c)
+		a.m.constituents.Set(float64(c.Set.Len()))
+		a.m.consReloads.WithLabelValues("ok").Inc()
+		a.env.Log.Info("constituents reloaded", "constituents", c.Set.Len())
+	}
+	return errors.Join(kerr, cerr)
 }
 
 // ReloadKeys reads the team keys and the keyring again; on failure the

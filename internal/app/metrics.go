@@ -48,7 +48,7 @@ func (c *queueCollector) counts() (queue, outbox map[string]int) {
 // The queue and outbox gauges' descriptions.
 var (
 	queueDesc  = prometheus.NewDesc("madoguchi_queue_messages", "Work queue rows by state (ready, claimed, done, quarantined).", []string{"state"}, nil)
-	outboxDesc = prometheus.NewDesc("madoguchi_outbox_messages", "Outbox rows by state (pending, sending, sent, dead).", []string{"state"}, nil)
+	outboxDesc = prometheus.NewDesc("madoguchi_outbox_messages", "Outbox rows by state (pending, sending, sent, dead, skipped, held).", []string{"state"}, nil)
 )
 
 func (c *queueCollector) Describe(ch chan<- *prometheus.Desc) { ch <- queueDesc; ch <- outboxDesc }
@@ -60,7 +60,7 @@ func (c *queueCollector) Collect(ch chan<- prometheus.Metric) {
 		}
 	}
 	if o != nil {
-		for _, st := range []string{store.OutboxPending, store.OutboxSending, store.OutboxSent, store.OutboxDead, store.OutboxSkipped} {
+		for _, st := range []string{store.OutboxPending, store.OutboxSending, store.OutboxSent, store.OutboxDead, store.OutboxSkipped, store.OutboxHeld} {
 			ch <- prometheus.MustNewConstMetric(outboxDesc, prometheus.GaugeValue, float64(o[st]), st)
 		}
 	}
@@ -73,6 +73,10 @@ type metrics struct {
 	keyExpiry  *prometheus.GaugeVec
 	certExpiry prometheus.Gauge
 	keyReloads *prometheus.CounterVec
+	// consReloads count constituents file reloads; constituents is how
+	// many are loaded.
+	consReloads  *prometheus.CounterVec
+	constituents prometheus.Gauge
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -89,8 +93,14 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		keyReloads: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "madoguchi_key_reloads_total", Help: "Key reloads on SIGHUP, by result (ok, failed).",
 		}, []string{"result"}),
+		consReloads: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "madoguchi_constituents_reloads_total", Help: "Constituents file reloads on SIGHUP, by result (ok, failed).",
+		}, []string{"result"}),
+		constituents: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "madoguchi_constituents", Help: "Constituents loaded from constituency.file.",
+		}),
 	}
-	reg.MustRegister(m.buildInfo, m.keyExpiry, m.certExpiry, m.keyReloads)
+	reg.MustRegister(m.buildInfo, m.keyExpiry, m.certExpiry, m.keyReloads, m.consReloads, m.constituents)
 	return m
 }
 
