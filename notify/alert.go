@@ -130,18 +130,24 @@ func (w *Writer) renderAlert(ctx context.Context, e store.OutboxEntry) ([]byte, 
 		}
 	}
 	var b bytes.Buffer
+	w.generatedHeader(&b, e, outer, now)
 	hdr := func(k, v string) { writeHeader(&b, k, v) }
-	hdr("From", mime.QEncoding.Encode("utf-8", w.Team.Name)+" <"+w.Team.Address+">")
-	hdr("To", "<"+e.Recipient+">")
-	hdr("Subject", mime.BEncoding.Encode("utf-8", outer))
-	hdr("Date", now.Format(time.RFC1123Z))
-	hdr("Message-ID", e.MessageID)
-	hdr("Auto-Submitted", "auto-generated")
 	hdr("Importance", "high")
 	hdr("X-Priority", "1")
 	hdr("MIME-Version", "1.0")
 	writeBody(&b, contentType, payload)
 	return b.Bytes(), nil
+}
+
+// generatedHeader writes the header fields of a message the gateway
+// sends of its own accord (an alert, a notice), not in answer to one.
+func (w *Writer) generatedHeader(b *bytes.Buffer, e store.OutboxEntry, subject string, now time.Time) {
+	writeHeader(b, "From", mime.QEncoding.Encode("utf-8", w.Team.Name)+" <"+w.Team.Address+">")
+	writeHeader(b, "To", "<"+e.Recipient+">")
+	writeHeader(b, "Subject", mime.BEncoding.Encode("utf-8", subject))
+	writeHeader(b, "Date", now.Format(time.RFC1123Z))
+	writeHeader(b, "Message-ID", e.MessageID)
+	writeHeader(b, "Auto-Submitted", "auto-generated")
 }
 
 func orNone(s string) string {

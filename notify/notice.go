@@ -6,13 +6,8 @@ import (
 	"encoding/csv"
 	"encoding/json"
 	"fmt"
-	"mime"
 	"mime/quotedprintable"
-	"os"
-	"path/filepath"
 	"strings"
-	"text/template"
-	"time"
 
 	"github.com/ProtonMail/go-crypto/openpgp"
 
@@ -48,21 +43,6 @@ type noticeLine struct {
 // ContactKey, when a contact has a key file, returns its keys and true:
 // notices to it are then encrypted, or not sent.
 type ContactKey func(address string) (openpgp.EntityList, bool)
-
-func (w *Writer) noticeTemplate(lang string) (*template.Template, error) {
-	name := "notice.en.txt"
-	if lang == "ja" {
-		name = "notice.ja.txt"
-	}
-	if w.TemplateDir != "" {
-		if b, err := os.ReadFile(filepath.Join(w.TemplateDir, name)); err == nil {
-			return template.New(name).Option("missingkey=error").Parse(string(b))
-		} else if !os.IsNotExist(err) {
-			return nil, err
-		}
-	}
-	return template.New(name).Option("missingkey=error").ParseFS(builtinTemplates, "templates/"+name)
-}
 
 // renderNotice builds a notice to a constituent's contact: the team's
 // text and only this constituent's indicators, signed, and encrypted to
@@ -108,7 +88,7 @@ func (w *Writer) renderNotice(e store.OutboxEntry) ([]byte, error) {
 			d.Items = append(d.Items, line(it))
 		}
 	}
-	t, err := w.noticeTemplate(p.Language)
+	t, err := w.loadTemplate("notice", p.Language)
 	if err != nil {
 		return nil, &PermanentError{fmt.Errorf("template: %w", err)}
 	}
@@ -153,15 +133,9 @@ func (w *Writer) renderNotice(e store.OutboxEntry) ([]byte, error) {
 		return nil, fmt.Errorf("sign notice: %w", err)
 	}
 	var b bytes.Buffer
-	hdr := func(k, v string) { writeHeader(&b, k, v) }
-	hdr("From", mime.QEncoding.Encode("utf-8", w.Team.Name)+" <"+w.Team.Address+">")
-	hdr("To", "<"+e.Recipient+">")
-	hdr("Subject", mime.BEncoding.Encode("utf-8", subject))
-	hdr("Date", now.Format(time.RFC1123Z))
-	hdr("Message-ID", e.MessageID)
-	hdr("Auto-Submitted", "auto-generated")
-	hdr("X-Auto-Response-Suppress", "All")
-	hdr("MIME-Version", "1.0")
+	w.generatedHeader(&b, e, subject, now)
+	writeHeader(&b, "X-Auto-Response-Suppress", "All")
+	writeHeader(&b, "MIME-Version", "1.0")
 	writeBody(&b, contentType, payload)
 	return b.Bytes(), nil
 }

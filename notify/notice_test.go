@@ -64,54 +64,6 @@ Order now at http://cheap-meds.example/buy?id=%[1]d
 `, i, source), "\n", "\r\n"))
 }
 
-// openPGPMail checks a notice with gpg as its receiver would: the
-// signature of a multipart/signed one, or decryption and signature of a
-// multipart/encrypted one (exit status 0 and a good signature each time),
-// and returns the signed MIME entity.
-func openPGPMail(t *testing.T, gpg func([]byte, ...string) (string, string, error), raw []byte) (entity []byte, encrypted bool) {
-	t.Helper()
-	msg, err := mail.ReadMessage(bytes.NewReader(raw))
-	if err != nil {
-		t.Fatal(err)
-	}
-	mt, params, err := mime.ParseMediaType(msg.Header.Get("Content-Type"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	body, _ := io.ReadAll(msg.Body)
-	if mt == "multipart/encrypted" {
-		armored := string(body[bytes.Index(body, []byte("-----BEGIN PGP MESSAGE")):])
-		armored = armored[:strings.Index(armored, "-----END PGP MESSAGE-----")+25]
-		plain, stderr, err := gpg([]byte(armored), "--decrypt")
-		if err != nil || !strings.Contains(stderr, "Good signature") {
-			t.Fatalf("gpg --decrypt: %v\n%s", err, stderr)
-		}
-		return []byte(plain), true
-	}
-	if mt != "multipart/signed" {
-		t.Fatalf("neither signed nor encrypted: %s", mt)
-	}
-	mr := multipart.NewReader(bytes.NewReader(body), params["boundary"])
-	// The signed part byte for byte: between the first two delimiters.
-	delim := []byte("--" + params["boundary"])
-	first := bytes.Index(body, delim) + len(delim) + 2
-	end := bytes.Index(body[first:], append([]byte("\r\n"), delim...))
-	signed := body[first : first+end]
-	_, _ = mr.NextPart()
-	sigPart, err := mr.NextPart()
-	if err != nil {
-		t.Fatal(err)
-	}
-	sig, _ := io.ReadAll(sigPart)
-	dir := t.TempDir()
-	_ = os.WriteFile(filepath.Join(dir, "p"), signed, 0o600)
-	_ = os.WriteFile(filepath.Join(dir, "p.asc"), sig, 0o600)
-	if _, stderr, err := gpg(nil, "--verify", filepath.Join(dir, "p.asc"), filepath.Join(dir, "p")); err != nil || !strings.Contains(stderr, "Good signature") {
-		t.Fatalf("gpg --verify: %v\n%s", err, stderr)
-	}
-	return signed, false
-}
-
 // noticeContent is a notice entity's text and, when it has one, its CSV.
 func noticeContent(t *testing.T, entity []byte) (text string, rows [][]string) {
 	t.Helper()
@@ -267,7 +219,7 @@ func TestNoticesAggregatedSignedEncrypted(t *testing.T) {
 		if !strings.Contains(subj, subject) || !strings.HasPrefix(subj, "[CSIRT#2026-") || !strings.Contains(subj, "(+99)") || m.Header.Get("Auto-Submitted") != "auto-generated" {
 			t.Fatalf("%s: subject %q, headers %v", rcpt, subj, m.Header)
 		}
-		entity, encrypted := openPGPMail(t, g.Run, raw)
+		entity, encrypted := g.OpenPGPMIME(raw)
 		if encrypted != wantEncrypted {
 			t.Fatalf("%s: encrypted %v", rcpt, encrypted)
 		}
@@ -326,7 +278,7 @@ func TestNoticesAggregatedSignedEncrypted(t *testing.T) {
 		t.Fatal(err)
 	}
 	sent = read(3)
-	entity, _ := openPGPMail(t, g.Run, sent["<security@cheap-meds.example>"])
+	entity, _ := g.OpenPGPMIME(sent["<security@cheap-meds.example>"])
 	_, csvRows := noticeContent(t, entity)
 	// Its domain, a URL and an address under it, named by each of the 200
 	// reports.

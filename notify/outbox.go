@@ -153,6 +153,12 @@ func (w *Writer) template(kind, lang string) (*template.Template, error) {
 	if kind == store.OutboxFollowUp {
 		base = "followup"
 	}
+	return w.loadTemplate(base, lang)
+}
+
+// loadTemplate is base.en.txt or base.ja.txt: the operator's from
+// TemplateDir when it has one, else the built-in one.
+func (w *Writer) loadTemplate(base, lang string) (*template.Template, error) {
 	name := base + ".en.txt"
 	if lang == "ja" {
 		name = base + ".ja.txt"

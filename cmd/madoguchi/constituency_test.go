@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"mime"
-	"mime/multipart"
 	"mime/quotedprintable"
 	"net/http"
 	"net/mail"
@@ -221,46 +220,13 @@ func TestConstituentNotices(t *testing.T) {
 	}
 }
 
-// gpgOpenText checks a notice with gpg (a good signature, and decryption
-// when it is encrypted, each with exit status 0) and returns its text.
+// gpgOpenText checks a notice with gpg (testenv.GPG.OpenPGPMIME) and
+// returns its text.
 func gpgOpenText(t *testing.T, g *testenv.GPG, raw []byte, encrypted bool) string {
 	t.Helper()
-	m, err := mail.ReadMessage(bytes.NewReader(raw))
-	if err != nil {
-		t.Fatal(err)
-	}
-	mt, params, _ := mime.ParseMediaType(m.Header.Get("Content-Type"))
-	body, _ := io.ReadAll(m.Body)
-	var entity []byte
-	switch {
-	case encrypted && mt == "multipart/encrypted":
-		armored := string(body[bytes.Index(body, []byte("-----BEGIN PGP MESSAGE")):])
-		armored = armored[:strings.Index(armored, "-----END PGP MESSAGE-----")+25]
-		plain, stderr, err := g.Run([]byte(armored), "--decrypt")
-		if err != nil || !strings.Contains(stderr, "Good signature") {
-			t.Fatalf("gpg --decrypt: %v\n%s", err, stderr)
-		}
-		entity = []byte(plain)
-	case !encrypted && mt == "multipart/signed":
-		delim := []byte("--" + params["boundary"])
-		first := bytes.Index(body, delim) + len(delim) + 2
-		end := bytes.Index(body[first:], append([]byte("\r\n"), delim...))
-		entity = body[first : first+end]
-		mr := multipart.NewReader(bytes.NewReader(body), params["boundary"])
-		_, _ = mr.NextPart()
-		sigPart, err := mr.NextPart()
-		if err != nil {
-			t.Fatal(err)
-		}
-		sig, _ := io.ReadAll(sigPart)
-		tmp := t.TempDir()
-		_ = os.WriteFile(filepath.Join(tmp, "p"), entity, 0o600)
-		_ = os.WriteFile(filepath.Join(tmp, "p.asc"), sig, 0o600)
-		if _, stderr, err := g.Run(nil, "--verify", filepath.Join(tmp, "p.asc"), filepath.Join(tmp, "p")); err != nil || !strings.Contains(stderr, "Good signature") {
-			t.Fatalf("gpg --verify: %v\n%s", err, stderr)
-		}
-	default:
-		t.Fatalf("want encrypted %v, got %s", encrypted, mt)
+	entity, enc := g.OpenPGPMIME(raw)
+	if enc != encrypted {
+		t.Fatalf("encrypted %v, want %v", enc, encrypted)
 	}
 	part, err := mail.ReadMessage(bytes.NewReader(entity))
 	if err != nil {

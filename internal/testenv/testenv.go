@@ -4,8 +4,13 @@ import (
 	"bytes"
 	"database/sql"
 	"fmt"
+	"io"
+	"mime"
+	"mime/multipart"
+	"net/mail"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -128,4 +133,56 @@ func Need(t testing.TB, program string) {
 		}
 		t.Skipf("%s not installed", program)
 	}
+}
+
+// OpenPGPMIME checks a PGP/MIME message (RFC 3156) as its receiver's gpg
+// would: a multipart/signed one's detached signature over its first part
+// byte for byte, or a multipart/encrypted one's decryption and signature,
+// each with exit status 0 and a good signature. It returns the signed
+// MIME entity and whether the message was encrypted.
+func (g *GPG) OpenPGPMIME(raw []byte) (entity []byte, encrypted bool) {
+	g.t.Helper()
+	m, err := mail.ReadMessage(bytes.NewReader(raw))
+	if err != nil {
+		g.t.Fatal(err)
+	}
+	mt, params, _ := mime.ParseMediaType(m.Header.Get("Content-Type"))
+	body, _ := io.ReadAll(m.Body)
+	switch mt {
+	case "multipart/encrypted":
+		start := bytes.Index(body, []byte("-----BEGIN PGP MESSAGE"))
+		end := bytes.Index(body, []byte("-----END PGP MESSAGE-----"))
+		if start < 0 || end < start {
+			g.t.Fatal("multipart/encrypted without a PGP message")
+		}
+		plain, stderr, err := g.Run(body[start:end+25], "--decrypt")
+		if err != nil || !strings.Contains(stderr, "Good signature") {
+			g.t.Fatalf("gpg --decrypt: %v\n%s", err, stderr)
+		}
+		return []byte(plain), true
+	case "multipart/signed":
+		delim := []byte("--" + params["boundary"])
+		first := bytes.Index(body, delim) + len(delim) + 2
+		end := bytes.Index(body[first:], append([]byte("\r\n"), delim...))
+		if first < len(delim)+2 || end < 0 {
+			g.t.Fatal("multipart/signed without its parts")
+		}
+		entity = body[first : first+end]
+		mr := multipart.NewReader(bytes.NewReader(body), params["boundary"])
+		_, _ = mr.NextPart()
+		sigPart, err := mr.NextPart()
+		if err != nil {
+			g.t.Fatal(err)
+		}
+		sig, _ := io.ReadAll(sigPart)
+		dir := g.t.TempDir()
+		_ = os.WriteFile(filepath.Join(dir, "p"), entity, 0o600)
+		_ = os.WriteFile(filepath.Join(dir, "p.asc"), sig, 0o600)
+		if _, stderr, err := g.Run(nil, "--verify", filepath.Join(dir, "p.asc"), filepath.Join(dir, "p")); err != nil || !strings.Contains(stderr, "Good signature") {
+			g.t.Fatalf("gpg --verify: %v\n%s", err, stderr)
+		}
+		return entity, false
+	}
+	g.t.Fatalf("neither signed nor encrypted: %s", mt)
+	return nil, false
 }
