@@ -53,17 +53,7 @@ func TestFilingMatchesConstituents(t *testing.T) {
 		Constituents: func() *constituency.Set { return set }}
 	file := func(raw []byte) []store.ConstituentHits {
 		t.Helper()
-		id, err := s.Spool(ctx, &store.Message{Channel: store.ChannelSMTP, MailFrom: "x@example.net", Raw: raw})
-		if err != nil {
-			t.Fatal(err)
-		}
-		if _, err := s.Claim(ctx, "t", 1, time.Minute, 3); err != nil {
-			t.Fatal(err)
-		}
-		res, err := proc.Process(ctx, id)
-		if err != nil {
-			t.Fatal(err)
-		}
+		res := spoolAndProcess(t, proc, store.ChannelSMTP, "x@example.net", raw)
 		inc, err := s.GetIncident(ctx, res.Ticket)
 		if err != nil {
 			t.Fatal(err)

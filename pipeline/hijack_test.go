@@ -40,19 +40,7 @@ func TestNobodyHijacksATicket(t *testing.T) {
 	file := func(channel, mailFrom, raw string) store.FileResult {
 		t.Helper()
 		n++
-		raw = strings.ReplaceAll(raw, "\n", "\r\n")
-		id, err := s.Spool(ctx, &store.Message{Channel: channel, MailFrom: mailFrom, Raw: []byte(raw)})
-		if err != nil {
-			t.Fatal(err)
-		}
-		if _, err := s.Claim(ctx, "t", 1, time.Minute, 3); err != nil {
-			t.Fatal(err)
-		}
-		res, err := proc.Process(ctx, id)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return res
+		return spoolAndProcess(t, proc, channel, mailFrom, []byte(strings.ReplaceAll(raw, "\n", "\r\n")))
 	}
 
 	victim := file(store.ChannelSMTP, "victim@reporter.example", `From: Victim <victim@reporter.example>
