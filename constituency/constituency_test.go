@@ -175,6 +175,11 @@ func TestOwnReportMakesNoMatches(t *testing.T) {
 	if m := s.Match(cands, Exclude{Sender: "cert@beta.example"}); len(m) != 1 || m[0].Constituent != "acme" {
 		t.Errorf("from beta's contact: %+v", m)
 	}
+	for addr, want := range map[string]string{"security@acme.example": "acme", "x@gpu.lab.acme.example": "acme-lab", "cert@beta.example": "beta", "a@elsewhere.example": "", "no-at-sign": ""} {
+		if got := s.SenderOf(addr); got != want {
+			t.Errorf("SenderOf(%s) = %q, want %q", addr, got, want)
+		}
+	}
 }
 
 func TestParseErrors(t *testing.T) {

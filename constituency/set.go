@@ -193,6 +193,18 @@ func (s *Set) Match(cands []Candidate, ex Exclude) []Match {
 	return out
 }
 
+// SenderOf is the constituent an address writes for ("" if none): the
+// first it is a contact of, else the one whose domain it is under.
+func (s *Set) SenderOf(addr string) string {
+	if s == nil {
+		return ""
+	}
+	if own := s.senderOf(strings.ToLower(addr)); len(own) > 0 {
+		return s.list[own[0]].ID
+	}
+	return ""
+}
+
 // senderOf are the constituents an address writes for: those it is a
 // contact of and the one whose domain it is under.
 func (s *Set) senderOf(addr string) []int {

@@ -295,8 +295,12 @@ func (p *Processor) filing(msg *store.Message, rep *parse.Report) *store.Filing 
 			f.Indicators = append(f.Indicators, store.Indicator{Kind: kind, Value: strings.ToLower(v)})
 		}
 	})
-	if p.Constituents != nil && !f.AttachOnly {
-		f.Matches = matches(p.Constituents(), rep)
+	if p.Constituents != nil {
+		set := p.Constituents()
+		f.SenderConstituent = set.SenderOf(rep.From)
+		if !f.AttachOnly {
+			f.Matches = matches(set, rep)
+		}
 	}
 	if rep.Ack.Send && !p.NoAck {
 		rcpt := msg.MailFrom

@@ -126,6 +126,19 @@ func TestConstituentMatchesAndNotices(t *testing.T) {
 			t.Fatalf("reply to a notice: %+v %v", r, err)
 		}
 
+		// A constituent the incident concerns may add to it by the ticket
+		// tag alone, as the requester may; another may not.
+		tagged := filing(spool(t, s, "tagged"), "<t@acme.example>", "noc@acme.example")
+		tagged.Ticket, tagged.SenderConstituent = rb.Ticket, "acme"
+		if r, err := s.File(ctx, tagged); err != nil || r.Outcome != store.OutcomeAttached || r.Ticket != rb.Ticket {
+			t.Fatalf("the constituent's tagged reply: %+v %v", r, err)
+		}
+		other := filing(spool(t, s, "other"), "<o@zeta.example>", "soc@zeta.example")
+		other.Ticket, other.SenderConstituent = rb.Ticket, "zeta"
+		if r, err := s.File(ctx, other); err != nil || r.Outcome != store.OutcomeNew {
+			t.Fatalf("another constituent's tagged mail: %+v %v", r, err)
+		}
+
 		// Reprocessing report a: acme's matches were taken and stay once;
 		// beta's pending one is replaced by what the report says now.
 		again := *a

@@ -130,6 +130,11 @@ type Filing struct {
 	TLP        string
 	ReportJSON []byte
 	Indicators []Indicator
+	// SenderConstituent is the constituent the sender writes for (one of
+	// its contacts, or an address under its domains), "" if none: it may
+	// add to an incident about that constituent by the ticket tag, as the
+	// requester may (a reply to our notice).
+	SenderConstituent string
 	// Matches are the indicators that belong to a constituent: recorded
 	// on the report's incident, and put into notices by the noticer.
 	Matches []Match

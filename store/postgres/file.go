@@ -27,7 +27,7 @@ func lookupSQL(refs, tags bool) string {
 	q := `WITH cnt AS (
 		SELECT last FROM ticket_counters WHERE year = $8 FOR UPDATE
 	), u AS (
-		SELECT * FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[]) WITH ORDINALITY AS u(spool_id, key, ticket, sender, n)
+		SELECT * FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[], $11::text[]) WITH ORDINALITY AS u(spool_id, key, ticket, sender, sc, n)
 	), x AS (
 		SELECT * FROM unnest($5::bigint[], $6::bigint[], $7::text[]) AS x(n, k, mid)
 	)
@@ -48,7 +48,8 @@ func lookupSQL(refs, tags bool) string {
 	if tags {
 		q += `
 	UNION ALL
-	SELECT 't', u.n, 0, i.requester, NULL, i.id, NULL, NULL, NULL, NULL,
+	SELECT 't', u.n, 0, i.requester, NULL, i.id, NULL,
+		CASE WHEN u.sc <> '' AND EXISTS (SELECT 1 FROM constituent_matches m WHERE m.incident_id = i.id AND m.constituent = u.sc) THEN 1 ELSE 0 END, NULL, NULL,
 		EXISTS (SELECT 1 FROM reports r WHERE r.incident_id = i.id AND r.sender = u.sender)
 		FROM u JOIN incidents i ON i.ticket = u.ticket WHERE u.ticket <> ''`
 	}
@@ -61,12 +62,12 @@ func (dialect) Lookup(ctx context.Context, tx *sql.Tx, fs []*store.Filing, year 
 	counted := false
 	n := len(fs)
 	spoolIDs := make([]int64, n)
-	keys, tickets, senders := make([]string, n), make([]string, n), make([]string, n)
+	keys, tickets, senders, senderCons := make([]string, n), make([]string, n), make([]string, n), make([]string, n)
 	var refN, refK []int64
 	var refMID []string
 	out := make([]sqlstore.Facts, n)
 	for i, f := range fs {
-		spoolIDs[i], tickets[i], senders[i] = f.SpoolID, f.Ticket, f.Sender
+		spoolIDs[i], tickets[i], senders[i], senderCons[i] = f.SpoolID, f.Ticket, f.Sender, f.SenderConstituent
 		if f.MessageID != "" {
 			keys[i] = store.DedupKey(f.MessageID, "")
 		}
@@ -76,7 +77,7 @@ func (dialect) Lookup(ctx context.Context, tx *sql.Tx, fs []*store.Filing, year 
 		}
 	}
 	tagged := slices.ContainsFunc(fs, func(f *store.Filing) bool { return f.Ticket != "" })
-	rows, err := tx.QueryContext(ctx, lookupSQL(len(refN) > 0, tagged), spoolIDs, keys, tickets, senders, refN, refK, refMID, year, n, sqlstore.MaxSends*n)
+	rows, err := tx.QueryContext(ctx, lookupSQL(len(refN) > 0, tagged), spoolIDs, keys, tickets, senders, refN, refK, refMID, year, n, sqlstore.MaxSends*n, senderCons)
 	if err != nil {
 		return nil, ids, err
 	}
@@ -113,7 +114,7 @@ func (dialect) Lookup(ctx context.Context, tx *sql.Tx, fs []*store.Filing, year 
 		case "r":
 			fa.Refs[k] = sqlstore.Ref{Incident: b.Int64, Ticket: t1.String}
 		case "t":
-			fa.Tag = sqlstore.Tagged{Incident: b.Int64, Requester: text, SenderFiled: flag}
+			fa.Tag = sqlstore.Tagged{Incident: b.Int64, Requester: text, SenderFiled: flag, ConcernsSender: c.Int64 == 1}
 		}
 	}
 	if err := rows.Err(); err != nil {

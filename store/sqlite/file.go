@@ -52,8 +52,9 @@ func (dialect) Lookup(ctx context.Context, tx *sql.Tx, fs []*store.Filing, year 
 		}
 		if f.Ticket != "" {
 			t := &fa.Tag
-			err := tx.QueryRowContext(ctx, `SELECT i.id, i.requester, EXISTS (SELECT 1 FROM reports r WHERE r.incident_id = i.id AND r.sender = ?)
-				FROM incidents i WHERE i.ticket = ?`, f.Sender, f.Ticket).Scan(&t.Incident, &t.Requester, &t.SenderFiled)
+			err := tx.QueryRowContext(ctx, `SELECT i.id, i.requester, EXISTS (SELECT 1 FROM reports r WHERE r.incident_id = i.id AND r.sender = ?),
+				EXISTS (SELECT 1 FROM constituent_matches m WHERE m.incident_id = i.id AND m.constituent = ? AND ? <> '')
+				FROM incidents i WHERE i.ticket = ?`, f.Sender, f.SenderConstituent, f.SenderConstituent, f.Ticket).Scan(&t.Incident, &t.Requester, &t.SenderFiled, &t.ConcernsSender)
 			if err != nil && !noRows(err) {
 				return nil, ids, err
 			}

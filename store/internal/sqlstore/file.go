@@ -47,6 +47,9 @@ type Tagged struct {
 	Requester string
 	// SenderFiled: the filing's sender has a report on that incident.
 	SenderFiled bool
+	// ConcernsSender: the incident concerns the constituent the sender
+	// writes for (Filing.SenderConstituent).
+	ConcernsSender bool
 }
 
 // Facts is what the store knows of one filing before its batch.
@@ -285,7 +288,7 @@ func decide(fs []*store.Filing, facts []Facts, now time.Time, prefix string, ids
 		var note string
 		if t := fa.Tag; f.Ticket != "" && t.Incident != 0 {
 			tickets[t.Incident] = f.Ticket
-			if f.Trusted || byRef == t.Incident || strings.EqualFold(t.Requester, f.Sender) || t.SenderFiled || filedBy[sender(t.Incident, f.Sender)] {
+			if f.Trusted || byRef == t.Incident || strings.EqualFold(t.Requester, f.Sender) || t.SenderFiled || t.ConcernsSender || filedBy[sender(t.Incident, f.Sender)] {
 				inc, note = t.Incident, "threaded by ticket tag"
 			} else {
 				// A stranger quoting a ticket tag: not on that ticket; the
