@@ -294,6 +294,13 @@ func (e *env) cmdIncidents(ctx context.Context, args []string) error {
 		}
 		fmt.Fprintf(e.stdout, "%s  %s  %s/%s  TLP:%s\nsubject:   %s\nrequester: %s\ncreated:   %s\n",
 			d.Ticket, d.Status, d.Taxonomy, d.Type, orNone(d.TLP), d.Subject, d.Requester, d.CreatedAt.Format(time.RFC3339))
+		for _, c := range d.Constituents {
+			var vs []string
+			for _, in := range c.Indicators {
+				vs = append(vs, in.Value)
+			}
+			fmt.Fprintf(e.stdout, "concerns:  %s (%s)\n", c.ID, strings.Join(vs, ", "))
+		}
 		for _, r := range d.ReportList {
 			fmt.Fprintf(e.stdout, "\nreport %d (spool %d) from %s %s\n", r.ID, r.SpoolID, r.Sender, r.MessageID)
 			for _, in := range r.Indicators {
@@ -307,7 +314,7 @@ func (e *env) cmdIncidents(ctx context.Context, args []string) error {
 		if len(d.Outbox) > 0 {
 			fmt.Fprintln(e.stdout, "\noutbox:")
 			for _, o := range d.Outbox {
-				fmt.Fprintf(e.stdout, "  %s to %s: %s (attempts %d) %s\n", o.Kind, o.Recipient, o.State, o.Attempts, o.LastError)
+				fmt.Fprintf(e.stdout, "  %d %s to %s: %s (attempts %d) %s\n", o.ID, o.Kind, o.Recipient, o.State, o.Attempts, o.LastError)
 			}
 		}
 		return nil
