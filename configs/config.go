@@ -355,6 +355,12 @@ type HTTP struct {
 	ReadTimeout    time.Duration `yaml:"read_timeout"`  // a whole request, its header within min(10s, this)
 	WriteTimeout   time.Duration `yaml:"write_timeout"` // a whole response
 	IdleTimeout    time.Duration `yaml:"idle_timeout"`  // a keep-alive connection between requests
+	// SessionTTL is how long a staff sign-in from a browser lasts.
+	SessionTTL time.Duration `yaml:"session_ttl"`
+	// BehindTLSProxy: the listener is reached through a TLS-terminating
+	// proxy, so session cookies are marked Secure although the request
+	// came in plain HTTP.
+	BehindTLSProxy bool `yaml:"behind_tls_proxy"`
 }
 
 //go:embed default.yaml
@@ -864,6 +870,9 @@ func (c *Config) validate() []Problem {
 	}
 	if c.Notify.MaxAttempts < 0 {
 		bad("notify.max_attempts", "must not be negative")
+	}
+	if c.HTTP.SessionTTL < time.Minute {
+		bad("http.session_ttl", "must be at least 1m")
 	}
 	if c.HTTP.MaxConnections < 1 {
 		bad("http.max_connections", "must be at least 1")

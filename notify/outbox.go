@@ -146,12 +146,15 @@ func (w *Writer) noteSkip(now time.Time, rcpt string, why string) {
 type templateData struct {
 	Ticket, Team, Address, Hours, Timezone, Subject string
 	Encrypted                                       bool
+	// Text is what staff wrote: a reply, or a resolution.
+	Text string
 }
 
 func (w *Writer) template(kind, lang string) (*template.Template, error) {
 	base := "ack"
-	if kind == store.OutboxFollowUp {
-		base = "followup"
+	switch kind {
+	case store.OutboxFollowUp, store.OutboxReply, store.OutboxResolved:
+		base = kind
 	}
 	return w.loadTemplate(base, lang)
 }
@@ -221,7 +224,22 @@ func (w *Writer) Render(ctx context.Context, e store.OutboxEntry) (msg []byte, e
 		now = w.Now()
 	}
 	orig := echoedSubject(r.Subject, r.TLP, r.Language, !r.Signature.Authenticated())
-	subj := fmt.Sprintf("[%s] Re: %s", ticket, orig)
+	// Replies and resolution notices carry what staff wrote.
+	var staff store.ReplyPayload
+	answer := e.Kind == store.OutboxReply || e.Kind == store.OutboxResolved
+	if answer {
+		if err := json.Unmarshal([]byte(e.Payload), &staff); err != nil {
+			return nil, false, &PermanentError{fmt.Errorf("%s payload: %w", e.Kind, err)}
+		}
+	}
+	prefix := "Re: "
+	if e.Kind == store.OutboxResolved {
+		prefix = "Resolved: "
+		if r.Language == "ja" {
+			prefix = "対応完了: "
+		}
+	}
+	subj := fmt.Sprintf("[%s] %s%s", ticket, prefix, orig)
 
 	keys := w.Keys
 	if w.KeySource != nil {
@@ -236,8 +254,12 @@ func (w *Writer) Render(ctx context.Context, e store.OutboxEntry) (msg []byte, e
 	came := r.Decryption.Status == vocab.DecOK
 	encrypt := came && len(recipientKeys) > 0 && keys != nil && len(keys.Team) > 0
 	outerSubj := subj
+	if came && answer && !encrypt {
+		// Staff's words about an encrypted report never go in clear.
+		return nil, false, &PermanentError{fmt.Errorf("the report came encrypted and no key of %s is known: import it and answer again", e.Recipient)}
+	}
 	if came {
-		outerSubj = fmt.Sprintf("[%s] Re: %s", ticket, neutralSubject(r.Language))
+		outerSubj = fmt.Sprintf("[%s] %s%s", ticket, prefix, neutralSubject(r.Language))
 		if !encrypt {
 			orig, subj = neutralSubject(r.Language), outerSubj
 		}
@@ -249,7 +271,7 @@ func (w *Writer) Render(ctx context.Context, e store.OutboxEntry) (msg []byte, e
 	}
 	var body bytes.Buffer
 	if err := t.Execute(&body, templateData{Ticket: ticket, Team: w.Team.Name, Address: w.Team.Address, Hours: w.Team.Hours,
-		Timezone: w.Team.Timezone, Subject: orig, Encrypted: encrypt}); err != nil {
+		Timezone: w.Team.Timezone, Subject: orig, Encrypted: encrypt, Text: staff.Text}); err != nil {
 		return nil, false, &PermanentError{fmt.Errorf("template: %w", err)}
 	}
 	text := strings.ReplaceAll(strings.ReplaceAll(body.String(), "\r\n", "\n"), "\n", "\r\n")
@@ -305,9 +327,16 @@ func (w *Writer) Render(ctx context.Context, e store.OutboxEntry) (msg []byte, e
 		}
 		hdr("References", strings.Join(refs, " "))
 	}
-	hdr("Auto-Submitted", "auto-replied")
-	hdr("X-Auto-Response-Suppress", "All")
-	hdr("Precedence", "bulk")
+	switch e.Kind {
+	case store.OutboxReply: // a person wrote it: an answer like any other
+	case store.OutboxResolved:
+		hdr("Auto-Submitted", "auto-generated")
+		hdr("X-Auto-Response-Suppress", "All")
+	default:
+		hdr("Auto-Submitted", "auto-replied")
+		hdr("X-Auto-Response-Suppress", "All")
+		hdr("Precedence", "bulk")
+	}
 	hdr("MIME-Version", "1.0")
 	writeBody(&b, contentType, payload)
 	return b.Bytes(), encrypt, nil

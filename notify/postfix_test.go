@@ -9,10 +9,8 @@ import (
 	"log/slog"
 	"mime"
 	"mime/quotedprintable"
-	"net"
 	"net/mail"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -27,138 +25,6 @@ import (
 	"github.com/madoguchi/madoguchi/internal/vocab"
 	"github.com/madoguchi/madoguchi/store"
 )
-
-// A real Postfix (Debian's postfix 3.7) as the relay: a private instance in
-// a temp directory on a loopback port, delivering every recipient to one
-// Maildir, and refusing any address at reject.example with 554.
-
-type postfix struct {
-	t    *testing.T
-	dir  string
-	addr string
-}
-
-func startPostfix(t *testing.T) *postfix {
-	t.Helper()
-	if _, err := exec.LookPath("postfix"); err != nil {
-		if os.Getenv("CI") != "" {
-			t.Fatal("postfix not installed (CI installs it)")
-		}
-		t.Skip("postfix not installed")
-	}
-	if os.Geteuid() != 0 {
-		t.Skip("the Postfix harness runs as root")
-	}
-	dir, err := os.MkdirTemp("/tmp", "madoguchi-postfix-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	_ = os.Chmod(dir, 0o755)
-	for _, d := range []string{"etc", "spool", "data", "mail"} {
-		_ = os.MkdirAll(filepath.Join(dir, d), 0o755)
-	}
-	_ = exec.Command("chown", "postfix", filepath.Join(dir, "data")).Run()
-	_ = os.Chown(filepath.Join(dir, "mail"), 65534, 65534)
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	port := l.Addr().(*net.TCPAddr).Port
-	_ = l.Close()
-	master, err := os.ReadFile("/usr/share/postfix/master.cf.dist")
-	if err != nil {
-		t.Fatal(err)
-	}
-	mc := strings.Replace(string(master), "smtp      inet  n       -       y       -       -       smtpd",
-		fmt.Sprintf("127.0.0.1:%d inet n - n - - smtpd", port), 1)
-	main := fmt.Sprintf(`compatibility_level = 3.6
-queue_directory = %[1]s/spool
-data_directory = %[1]s/data
-mail_owner = postfix
-setgid_group = postdrop
-myhostname = relay.test
-mydestination =
-inet_interfaces = 127.0.0.1
-inet_protocols = ipv4
-mynetworks = 127.0.0.0/8
-maillog_file_prefixes = /tmp
-maillog_file = %[1]s/maillog
-smtpd_relay_restrictions = permit_mynetworks, reject
-smtpd_recipient_restrictions = check_recipient_access regexp:%[1]s/etc/reject, permit_mynetworks, reject
-virtual_mailbox_domains = regexp:%[1]s/etc/domains
-virtual_mailbox_maps = regexp:%[1]s/etc/vmailbox
-virtual_mailbox_base = %[1]s/mail
-virtual_uid_maps = static:65534
-virtual_gid_maps = static:65534
-virtual_minimum_uid = 100
-smtputf8_enable = yes
-`, dir)
-	files := map[string]string{"etc/main.cf": main, "etc/master.cf": mc, "etc/domains": "/./ OK\n",
-		"etc/vmailbox": "/./ all/\n", "etc/reject": "/@reject\\.example$/ REJECT no such user\n"}
-	for name, body := range files {
-		if err := os.WriteFile(filepath.Join(dir, name), []byte(body), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	p := &postfix{t: t, dir: dir, addr: fmt.Sprintf("127.0.0.1:%d", port)}
-	p.start()
-	t.Cleanup(func() {
-		p.stop()
-		_ = os.RemoveAll(dir)
-	})
-	return p
-}
-
-func (p *postfix) start() {
-	p.t.Helper()
-	if out, err := exec.Command("postfix", "-c", filepath.Join(p.dir, "etc"), "start").CombinedOutput(); err != nil {
-		log, _ := os.ReadFile(filepath.Join(p.dir, "maillog"))
-		p.t.Fatalf("postfix start: %v\n%s\n%s", err, out, log)
-	}
-	p.waitPort(true)
-}
-
-func (p *postfix) stop() {
-	_ = exec.Command("postfix", "-c", filepath.Join(p.dir, "etc"), "stop").Run()
-	p.waitPort(false)
-}
-
-func (p *postfix) waitPort(up bool) {
-	deadline := time.Now().Add(15 * time.Second)
-	for time.Now().Before(deadline) {
-		c, err := net.Dial("tcp", p.addr)
-		if err == nil {
-			_ = c.Close()
-		}
-		if (err == nil) == up {
-			return
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	p.t.Fatalf("postfix on %s: not %v in time", p.addr, up)
-}
-
-// delivered returns the messages in the Maildir, waiting until there are n.
-func (p *postfix) delivered(n int) [][]byte {
-	p.t.Helper()
-	deadline := time.Now().Add(15 * time.Second)
-	for {
-		files, _ := filepath.Glob(filepath.Join(p.dir, "mail", "all", "new", "*"))
-		if len(files) >= n {
-			var out [][]byte
-			for _, f := range files {
-				b, _ := os.ReadFile(f)
-				out = append(out, b)
-			}
-			return out
-		}
-		if time.Now().After(deadline) {
-			log, _ := os.ReadFile(filepath.Join(p.dir, "maillog"))
-			p.t.Fatalf("%d of %d messages delivered\n%s", len(files), n, log)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-}
 
 type testClock struct {
 	mu sync.Mutex
@@ -233,7 +99,7 @@ func gpgHome(t *testing.T) func(stdin []byte, args ...string) (string, string, e
 // reporter and gpg decrypts it; a 5xx is a dead letter at once; bad and own
 // addresses never reach the relay.
 func TestRelayAcknowledgements(t *testing.T) {
-	pf := startPostfix(t)
+	pf := testenv.StartPostfix(t)
 	gpg := gpgHome(t)
 	if _, stderr, err := gpg(nil, "--quick-gen-key", "Reporter <enc@reporter.example>", "ed25519", "sign,cert", "1y"); err != nil {
 		t.Fatal(stderr)
@@ -259,14 +125,14 @@ func TestRelayAcknowledgements(t *testing.T) {
 	f.file(t, "reporter@reporter.example", "Webサイト改ざんの報告", "ja", "none")
 	f.file(t, "enc@reporter.example", "Encrypted: compromised host", "en", "ok")
 	f.file(t, "nobody@reject.example", "Phishing", "en", "none")
-	w := f.writer(&Relay{Addr: pf.addr, Hostname: "csirt.example.org"})
+	w := f.writer(&Relay{Addr: pf.Addr, Hostname: "csirt.example.org"})
 	if _, err := w.Once(context.Background()); err != nil {
 		t.Fatal(err)
 	}
 	if st := f.states(t); st[store.OutboxSent] != 2 || st[store.OutboxDead] != 1 {
 		t.Fatalf("outbox after one pass: %v", st)
 	}
-	msgs := pf.delivered(2)
+	msgs := pf.Delivered(2)
 	var ja, enc []byte
 	for _, m := range msgs {
 		switch {
@@ -325,11 +191,11 @@ func TestRelayAcknowledgements(t *testing.T) {
 // between delivery and marking sent sends it once more, with the same
 // Message-ID (the documented bound).
 func TestRelayDownThenBack(t *testing.T) {
-	pf := startPostfix(t)
+	pf := testenv.StartPostfix(t)
 	f := newFixture(t, nil)
 	f.file(t, "reporter@reporter.example", "Phishing at bank-example", "en", "none")
-	w := f.writer(&Relay{Addr: pf.addr})
-	pf.stop()
+	w := f.writer(&Relay{Addr: pf.Addr})
+	pf.Stop()
 	if _, err := w.Once(context.Background()); err != nil {
 		t.Fatal(err)
 	}
@@ -340,7 +206,7 @@ func TestRelayDownThenBack(t *testing.T) {
 	if st := f.states(t); st[store.OutboxPending] != 1 {
 		t.Fatalf("after a refused connection: %v", st)
 	}
-	pf.start()
+	pf.Start()
 	f.clock.Add(2 * time.Minute)
 	if _, err := w.Once(context.Background()); err != nil {
 		t.Fatal(err)
@@ -348,7 +214,7 @@ func TestRelayDownThenBack(t *testing.T) {
 	if st := f.states(t); st[store.OutboxSent] != 1 {
 		t.Fatalf("after the relay returned: %v", st)
 	}
-	pf.delivered(1)
+	pf.Delivered(1)
 
 	// Crash between delivery and MarkSent: deliver by hand from a claimed
 	// row and never mark it; after the lease the row goes out again.
@@ -368,7 +234,7 @@ func TestRelayDownThenBack(t *testing.T) {
 	if _, err := w.Once(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	got := pf.delivered(3)
+	got := pf.Delivered(3)
 	same := 0
 	for _, m := range got {
 		if bytes.Contains(m, []byte("Message-ID: "+rows[0].MessageID)) {
@@ -439,11 +305,11 @@ func TestNotifyGuards(t *testing.T) {
 // 6531/6532) gets the acknowledgement through Postfix with SMTPUTF8, and a
 // 10,000-character subject is cut to a bounded, well-formed encoded header.
 func TestRelayUTF8AndLongSubject(t *testing.T) {
-	pf := startPostfix(t)
+	pf := testenv.StartPostfix(t)
 	f := newFixture(t, nil)
 	long := strings.Repeat("長い件名", 2500) // 10,000 characters
 	f.file(t, "田中@reporter.example", long, "ja", "none")
-	w := f.writer(&Relay{Addr: pf.addr})
+	w := f.writer(&Relay{Addr: pf.Addr})
 	w.Keys = nil
 	if _, err := w.Once(context.Background()); err != nil {
 		t.Fatal(err)
@@ -451,7 +317,7 @@ func TestRelayUTF8AndLongSubject(t *testing.T) {
 	if st := f.states(t); st[store.OutboxSent] != 1 {
 		t.Fatalf("outbox: %v", st)
 	}
-	got := pf.delivered(1)[0]
+	got := pf.Delivered(1)[0]
 	msg, err := mail.ReadMessage(bytes.NewReader(got))
 	if err != nil {
 		t.Fatal(err)

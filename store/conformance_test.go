@@ -594,12 +594,13 @@ func migrationsIdempotent(t *testing.T, drv string) {
 		if err != nil || v != s.LatestMigration() || v < 7 {
 			t.Fatalf("version %d %v", v, err)
 		}
-		if err := s.SetStatus(ctx, "CSIRT#2026-999999", "open", "", "t"); err != store.ErrNotFound {
+		if err := s.UpdateIncident(ctx, "CSIRT#2026-999999", store.Change{Status: "open", Actor: "t"}); err != store.ErrNotFound {
 			t.Fatalf("missing: %v", err)
 		}
 		f := filing(spool(t, s, "x"), "<x@x>", "r@x.example")
 		r, _ := s.File(ctx, f)
-		if err := s.SetStatus(ctx, r.Ticket, "open", "alice", "bob"); err != nil {
+		alice := "alice"
+		if err := s.UpdateIncident(ctx, r.Ticket, store.Change{Status: "open", Assignee: &alice, Actor: "bob"}); err != nil {
 			t.Fatal(err)
 		}
 		d, _ := s.GetIncident(ctx, r.Ticket)

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"time"
 
-	"github.com/madoguchi/madoguchi/internal/vocab"
 )
 
 // Sentinel errors for callers' branch points.
@@ -65,7 +64,25 @@ type Store interface {
 	ImportIncident(ctx context.Context, ticket, subject, requester string, created time.Time) error
 	ListIncidents(ctx context.Context, f Filter) ([]Incident, error)
 	GetIncident(ctx context.Context, ticket string) (*IncidentDetail, error)
-	SetStatus(ctx context.Context, ticket string, status vocab.Status, assignee, actor string) error
+	// UpdateIncident applies a staff change with an event per field, in
+	// one durable transaction; resolving queues the resolution notice.
+	// ErrNotFound, or ErrConflict when IfUpdated does not hold.
+	UpdateIncident(ctx context.Context, ticket string, c Change) error
+	// AddNote adds a staff note to the incident's log.
+	AddNote(ctx context.Context, ticket, actor, text string) error
+	// QueueReply queues staff's answer to the requester (an outbox row
+	// threaded with the ticket) and returns its outbox ID.
+	QueueReply(ctx context.Context, ticket, actor, text, domain string) (int64, error)
+	// Merge moves everything filed on from into into: reports,
+	// indicators, events, outbox rows, matches, threads; from's ticket
+	// (and its aliases) then thread to into. ErrConflict when they are
+	// the same incident.
+	Merge(ctx context.Context, from, into, actor string) error
+
+	CreateSession(ctx context.Context, s Session) error
+	// GetSession is ErrNotFound for an unknown or expired session.
+	GetSession(ctx context.Context, id string) (Session, error)
+	DeleteSession(ctx context.Context, id string) error
 	ReportTicket(ctx context.Context, reportID int64) (json.RawMessage, string, error)
 	ReportSpool(ctx context.Context, reportID int64) (int64, error)
 

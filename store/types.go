@@ -192,6 +192,13 @@ type Incident struct {
 	Requester string       `json:"requester"`
 	Assignee  string       `json:"assignee,omitempty"`
 	TLP       string       `json:"tlp,omitempty"`
+	// Priority is P1-P4 once staff triaged it ("" before).
+	Priority vocab.Priority `json:"priority,omitempty"`
+	// Resolution is what staff wrote when resolving it.
+	Resolution string `json:"resolution,omitempty"`
+	// Aliases are the tickets of incidents merged into this one: they
+	// thread here.
+	Aliases   []string     `json:"aliases,omitempty"`
 	Reports   int          `json:"reports"`
 	CreatedAt time.Time    `json:"created_at"`
 	UpdatedAt time.Time    `json:"updated_at"`
@@ -209,6 +216,12 @@ type Filter struct {
 	Status    string
 	// Constituent selects incidents about one constituent (by ID).
 	Constituent string
+	TLP         string
+	Assignee    string
+	Priority    string
+	// Text matches the ticket, subject or requester (a substring, case
+	// as stored).
+	Text string
 	Since       time.Time
 	Until       time.Time
 	Limit       int
@@ -261,7 +274,42 @@ const (
 	OutboxAlert    = "alert"    // staff alert mail to the duty address
 	OutboxWebhook  = "webhook"  // staff alert as an HMAC-signed JSON POST
 	OutboxNotice   = "notice"   // notice to a constituent's contact
+	OutboxReply    = "reply"    // staff's answer to the requester
+	OutboxResolved = "resolved" // resolution notice to the requester
 )
+
+// Change is a staff change of an incident; zero fields change nothing.
+type Change struct {
+	Status     vocab.Status
+	Assignee   *string
+	Priority   vocab.Priority
+	Resolution *string
+	Actor      string
+	// IfUpdated, when not zero, makes the change ErrConflict unless the
+	// incident was last updated exactly then (what the staff member saw).
+	IfUpdated time.Time
+	// Domain is the right-hand side of the resolution notice's
+	// Message-ID, queued when the status becomes resolved and the
+	// requester was acknowledged.
+	Domain string
+}
+
+// Session is a staff member signed in from a browser.
+type Session struct {
+	ID        string // SHA-256 (hex) of the cookie's value
+	Actor     string
+	TokenLine string // the tokens file line it signed in with
+	CSRF      string
+	CreatedAt time.Time
+	ExpiresAt time.Time
+}
+
+// ReplyPayload is what a reply or resolution notice says besides the
+// report it answers.
+type ReplyPayload struct {
+	Text  string `json:"text"`
+	Actor string `json:"actor,omitempty"`
+}
 
 // OutboxEntry is one outbound message.
 type OutboxEntry struct {

@@ -34,6 +34,23 @@ func (t *Tokens) Check(token string) string {
 	return t.f.Owner(token)
 }
 
+// CheckLine is Check and the token file line that matched (for a
+// session, which ends when that line is removed).
+func (t *Tokens) CheckLine(token string) (name, line string) {
+	if t == nil {
+		return "", ""
+	}
+	return t.f.OwnerLine(token)
+}
+
+// LineOwner is the owner of a line CheckLine named, "" once it is gone.
+func (t *Tokens) LineOwner(line string) string {
+	if t == nil {
+		return ""
+	}
+	return t.f.LineOwner(line)
+}
+
 // NewToken returns a random token and the line for the token file.
 func NewToken(name string) (token, line string) {
 	b := make([]byte, 32)

@@ -170,10 +170,12 @@ func TestServeEndToEnd(t *testing.T) {
 	}
 	// Without a token, only the public documents are served (and the
 	// health probes, which carry no data); everything else is 401 or 404.
+	// The pages send to the sign-in form; the root to the public page.
+	noRedirect := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
 	for path, want := range map[string]int{"/rfc2350.txt": 200, "/.well-known/security.txt": 200, "/healthz": 200,
-		"/api/incidents": 401, "/api/incidents/CSIRT-2026-000001": 401, "/api/reports/1/raw": 401, "/staff/": 401,
-		"/": 404, "/debug/pprof/": 404, "/api/": 404} {
-		resp, err := http.Get("http://" + d.http + path)
+		"/api/v1/incidents": 401, "/api/v1/incidents/CSIRT-2026-000001": 401, "/api/v1/reports/1/raw": 401, "/staff/": 303,
+		"/staff/login": 200, "/": 303, "/about": 200, "/api/v1/openapi.json": 200, "/debug/pprof/": 404, "/api/": 404, "/api/incidents": 404} {
+		resp, err := noRedirect.Get("http://" + d.http + path)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -48,10 +48,13 @@ type App struct {
 	store store.Store
 	keys  atomic.Pointer[crypto.Keys]
 	cons  atomic.Pointer[Constituents]
-	reg   *prometheus.Registry
-	m     *metrics
-	tls   *tls.Config
-	sec   *secrets
+	// tokens are the staff tokens (reloaded on SIGHUP: a removed line
+	// ends its sessions).
+	tokens atomic.Pointer[web.Tokens]
+	reg    *prometheus.Registry
+	m      *metrics
+	tls    *tls.Config
+	sec    *secrets
 
 	mux       *http.ServeMux
 	committer *store.Committer
@@ -93,6 +96,7 @@ func New(ctx context.Context, e *Env, opt Options) (*App, error) {
 	a := &App{env: e, store: s, sec: sec, tls: sec.tls, reg: prometheus.NewRegistry(), wake: make(chan struct{}, 1)}
 	a.keys.Store(keys)
 	a.cons.Store(cons)
+	a.tokens.Store(sec.tokens)
 	a.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}), &queueCollector{s: s})
 	a.m = newMetrics(a.reg)
 	a.intakeM = intake.NewMetrics(a.reg)
@@ -182,8 +186,12 @@ func (a *App) routes() *http.ServeMux {
 		}
 	})
 	e.PublicHandlers(mux, a.keys.Load)
-	tokens := a.sec.tokens
-	(&web.Server{Store: s, Tokens: tokens, Team: e.Cfg.Team.Name, Log: e.Log}).Register(mux)
+	tokens := a.tokens.Load
+	t := e.Cfg.Team
+	(&web.Server{Store: s, TokenSource: tokens, Team: t.Name, Log: e.Log,
+		Public:     web.Public{Name: t.Name, Address: t.Address, Phone: t.Phone, Hours: t.Hours},
+		SessionTTL: e.Cfg.HTTP.SessionTTL, BehindTLSProxy: e.Cfg.HTTP.BehindTLSProxy, Domain: e.MessageIDDomain(),
+		KeyKnown: func(addr string) bool { return len(a.keys.Load().KeyFor(addr, time.Now())) > 0 }}).Register(mux)
 	mux.Handle("/metrics", web.LoopbackOrToken(tokens, promhttp.HandlerFor(a.reg, promhttp.HandlerOpts{})))
 	if e.Cfg.HTTP.Pprof {
 		// Go's profiler, when asked for, under the same rule as /metrics
@@ -301,11 +309,17 @@ func (a *App) Start() (Addrs, error) {
 	return addrs, nil
 }
 
-// Reload reads the team keys, the keyring and the constituents again
+// Reload reads the team keys, the keyring, the staff tokens and the
+// constituents again
 // (SIGHUP); what fails to load leaves the previous in use, and the error
 // says what.
 func (a *App) Reload() error {
 	kerr := a.ReloadKeys()
+	if t, err := a.env.StaffTokens(); err != nil {
+		kerr = errors.Join(kerr, err)
+	} else {
+		a.tokens.Store(t)
+	}
 	c, cerr := a.env.LoadConstituents()
 	if cerr != nil {
 		a.m.consReloads.WithLabelValues("failed").Inc()

@@ -199,6 +199,41 @@ func (f *File) Owner(secret string) string {
 	return ""
 }
 
+// OwnerLine is Owner and the line that matched, named so that LineOwner
+// finds it again in this file or a later one: "sha256:HEX" for a SHA-256
+// line, "id:IDENTIFIER" for a slow-hash token line.
+func (f *File) OwnerLine(secret string) (name, line string) {
+	name = f.Owner(secret)
+	if name == "" {
+		return "", ""
+	}
+	sum := sha256.Sum256([]byte(secret))
+	if h := hex.EncodeToString(sum[:]); f.sha[h] == name {
+		return name, "sha256:" + h
+	}
+	for id, l := range f.ids {
+		if strings.HasPrefix(secret, id) && l.name == name {
+			return name, "id:" + id
+		}
+	}
+	return "", ""
+}
+
+// LineOwner is the name on a line OwnerLine named, or "" when the file
+// has no such line any more (the token was revoked).
+func (f *File) LineOwner(line string) string {
+	if f == nil {
+		return ""
+	}
+	if h, ok := strings.CutPrefix(line, "sha256:"); ok {
+		return f.sha[h]
+	}
+	if id, ok := strings.CutPrefix(line, "id:"); ok {
+		return f.ids[id].name
+	}
+	return ""
+}
+
 // NewArgon2id returns the argon2id PHC string of secret with a random salt
 // (t=3, m=64 MiB, p=4: the RFC 9106 second recommended option, reduced in
 // memory), for writing credentials files.

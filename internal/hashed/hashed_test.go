@@ -90,3 +90,31 @@ func TestWrongTokenCostsOneHash(t *testing.T) {
 		}
 	}
 }
+
+// TestOwnerLine: the line a token matched is found again by its name in a
+// reload of the same file, and not once the line is removed.
+func TestOwnerLine(t *testing.T) {
+	sum := sha256.Sum256([]byte("mdg_secret-token"))
+	slow := NewArgon2id("bobs-long-token-value")
+	file := "alice sha256:" + hex.EncodeToString(sum[:]) + "\nbob " + slow + " bobs-long\n"
+	f, err := Parse([]byte(file), true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	name, line := f.OwnerLine("mdg_secret-token")
+	bname, bline := f.OwnerLine("bobs-long-token-value")
+	if name != "alice" || !strings.HasPrefix(line, "sha256:") || bname != "bob" || bline != "id:bobs-long" {
+		t.Fatalf("%s %s / %s %s", name, line, bname, bline)
+	}
+	if n, l := f.OwnerLine("wrong"); n != "" || l != "" {
+		t.Fatalf("wrong token: %q %q", n, l)
+	}
+	again, _ := Parse([]byte(file), true)
+	if again.LineOwner(line) != "alice" || again.LineOwner(bline) != "bob" {
+		t.Fatal("lines not found after a reload")
+	}
+	revoked, _ := Parse([]byte("bob "+slow+" bobs-long\n"), true)
+	if revoked.LineOwner(line) != "" || revoked.LineOwner("nonsense") != "" {
+		t.Fatal("a removed line still has an owner")
+	}
+}

@@ -81,6 +81,23 @@ func ParseStatus(s string) (Status, bool) {
 }
 
 // IndicatorKind is the kind of an indicator in the store and the API.
+// Priority is an incident's triage priority, P1 (most urgent) to P4.
+type Priority string
+
+// Priorities, most urgent first.
+var Priorities = []Priority{"P1", "P2", "P3", "P4"}
+
+// ParsePriority reads P1-P4 (case-insensitive).
+func ParsePriority(s string) (Priority, bool) {
+	p := Priority(strings.ToUpper(strings.TrimSpace(s)))
+	for _, q := range Priorities {
+		if p == q {
+			return p, true
+		}
+	}
+	return "", false
+}
+
 type IndicatorKind string
 
 // Indicator kinds.

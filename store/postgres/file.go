@@ -42,16 +42,17 @@ func lookupSQL(refs, tags bool) string {
 	if refs {
 		q += `
 	UNION ALL
-	SELECT 'r', x.n, x.k, '', NULL, t.incident_id, i.ticket, NULL, NULL, NULL, false
+	SELECT 'r', x.n, x.k, i.status, NULL, t.incident_id, i.ticket, NULL, NULL, NULL, false
 		FROM x JOIN thread_ids t ON t.message_id = x.mid JOIN incidents i ON i.id = t.incident_id`
 	}
 	if tags {
 		q += `
 	UNION ALL
-	SELECT 't', u.n, 0, i.requester, NULL, i.id, NULL,
-		CASE WHEN u.sc <> '' AND EXISTS (SELECT 1 FROM constituent_matches m WHERE m.incident_id = i.id AND m.constituent = u.sc) THEN 1 ELSE 0 END, NULL, NULL,
+	SELECT 't', u.n, 0, i.requester, NULL, i.id, i.ticket,
+		CASE WHEN u.sc <> '' AND EXISTS (SELECT 1 FROM constituent_matches m WHERE m.incident_id = i.id AND m.constituent = u.sc) THEN 1 ELSE 0 END, NULL, i.status,
 		EXISTS (SELECT 1 FROM reports r WHERE r.incident_id = i.id AND r.sender = u.sender)
-		FROM u JOIN incidents i ON i.ticket = u.ticket WHERE u.ticket <> ''`
+		FROM u JOIN incidents o ON o.ticket = u.ticket JOIN incidents i ON i.id = CASE WHEN o.merged_into <> 0 THEN o.merged_into ELSE o.id END
+		WHERE u.ticket <> ''`
 	}
 	return q
 }
@@ -112,9 +113,9 @@ func (dialect) Lookup(ctx context.Context, tx *sql.Tx, fs []*store.Filing, year 
 			fa.Prev = sqlstore.Ref{Report: a.Int64, Incident: b.Int64, Ticket: t1.String}
 			fa.Dup = sqlstore.Ref{Report: c.Int64, Incident: e.Int64, Ticket: t2.String}
 		case "r":
-			fa.Refs[k] = sqlstore.Ref{Incident: b.Int64, Ticket: t1.String}
+			fa.Refs[k] = sqlstore.Ref{Incident: b.Int64, Ticket: t1.String, Status: text}
 		case "t":
-			fa.Tag = sqlstore.Tagged{Incident: b.Int64, Requester: text, SenderFiled: flag, ConcernsSender: c.Int64 == 1}
+			fa.Tag = sqlstore.Tagged{Incident: b.Int64, Requester: text, Ticket: t1.String, Status: t2.String, SenderFiled: flag, ConcernsSender: c.Int64 == 1}
 		}
 	}
 	if err := rows.Err(); err != nil {
@@ -187,7 +188,7 @@ const writeSQL = `WITH inc AS (
 		INSERT INTO events (incident_id, at, kind, detail)
 		SELECT u.i, $37::bigint, u.k, u.d FROM unnest($24::bigint[], $25::text[], $26::text[]) WITH ORDINALITY AS u(i, k, d, n) ORDER BY u.n
 	), tch AS (
-		UPDATE incidents SET updated_at = $37::bigint WHERE id = ANY($27::bigint[])
+		UPDATE incidents SET updated_at = $37::bigint, status = CASE WHEN id = ANY($54::bigint[]) THEN 'open' ELSE status END WHERE id = ANY($27::bigint[])
 	), ob AS (
 		INSERT INTO outbox (id, incident_id, report_id, kind, recipient, message_id, payload, state, not_before, created_at, updated_at)
 		SELECT u.*, $38, $37::bigint, $37::bigint, $37::bigint
@@ -269,7 +270,8 @@ func (dialect) Write(ctx context.Context, tx *sql.Tx, p *sqlstore.Plan) error {
 		nn(dSpool), nn(dOutcome),
 		p.Now, store.OutboxPending, store.StateDone, p.LastTicket, p.TicketYear,
 		nn(mRep), nn(mInc), nn(mCon), nn(mKind), nn(mVal), nn(mTLP),
-		nn(xRep), nn(xInc), nn(xCon), nn(xKind), nn(xVal), nn(xTLP))
+		nn(xRep), nn(xInc), nn(xCon), nn(xKind), nn(xVal), nn(xTLP),
+		nn(p.Reopened))
 	return err
 }
 

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"strings"
 
+	"github.com/madoguchi/madoguchi/internal/vocab"
 	"github.com/madoguchi/madoguchi/store"
 	"github.com/madoguchi/madoguchi/store/internal/sqlstore"
 )
@@ -44,17 +45,18 @@ func (dialect) Lookup(ctx context.Context, tx *sql.Tx, fs []*store.Filing, year 
 		fa.Dup = sqlstore.Ref{Report: dupR.Int64, Incident: dupI.Int64, Ticket: dupT.String}
 		fa.Refs = make([]sqlstore.Ref, len(f.References))
 		for k, ref := range f.References {
-			err := tx.QueryRowContext(ctx, `SELECT t.incident_id, i.ticket FROM thread_ids t JOIN incidents i ON i.id = t.incident_id WHERE t.message_id = ?`,
-				strings.ToLower(ref)).Scan(&fa.Refs[k].Incident, &fa.Refs[k].Ticket)
+			err := tx.QueryRowContext(ctx, `SELECT t.incident_id, i.ticket, i.status FROM thread_ids t JOIN incidents i ON i.id = t.incident_id WHERE t.message_id = ?`,
+				strings.ToLower(ref)).Scan(&fa.Refs[k].Incident, &fa.Refs[k].Ticket, &fa.Refs[k].Status)
 			if err != nil && !noRows(err) {
 				return nil, ids, err
 			}
 		}
 		if f.Ticket != "" {
 			t := &fa.Tag
-			err := tx.QueryRowContext(ctx, `SELECT i.id, i.requester, EXISTS (SELECT 1 FROM reports r WHERE r.incident_id = i.id AND r.sender = ?),
+			err := tx.QueryRowContext(ctx, `SELECT i.id, i.requester, i.ticket, i.status, EXISTS (SELECT 1 FROM reports r WHERE r.incident_id = i.id AND r.sender = ?),
 				EXISTS (SELECT 1 FROM constituent_matches m WHERE m.incident_id = i.id AND m.constituent = ? AND ? <> '')
-				FROM incidents i WHERE i.ticket = ?`, f.Sender, f.SenderConstituent, f.SenderConstituent, f.Ticket).Scan(&t.Incident, &t.Requester, &t.SenderFiled, &t.ConcernsSender)
+				FROM incidents o JOIN incidents i ON i.id = CASE WHEN o.merged_into <> 0 THEN o.merged_into ELSE o.id END WHERE o.ticket = ?`,
+				f.Sender, f.SenderConstituent, f.SenderConstituent, f.Ticket).Scan(&t.Incident, &t.Requester, &t.Ticket, &t.Status, &t.SenderFiled, &t.ConcernsSender)
 			if err != nil && !noRows(err) {
 				return nil, ids, err
 			}
@@ -144,6 +146,9 @@ func (dialect) Write(ctx context.Context, tx *sql.Tx, p *sqlstore.Plan) error {
 	}
 	for _, id := range p.Touched {
 		w.exec(`UPDATE incidents SET updated_at = ? WHERE id = ?`, p.Now, id)
+	}
+	for _, id := range p.Reopened {
+		w.exec(`UPDATE incidents SET status = ? WHERE id = ?`, vocab.StatusOpen, id)
 	}
 	for _, o := range p.Outbox {
 		w.row("INSERT INTO outbox (id, incident_id, report_id, kind, recipient, message_id, payload, state, not_before, created_at, updated_at) VALUES", "",

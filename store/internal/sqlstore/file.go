@@ -1,6 +1,7 @@
 package sqlstore
 
 import (
+	"cmp"
 	"context"
 	"crypto/rand"
 	"database/sql"
@@ -38,6 +39,7 @@ import (
 type Ref struct {
 	Report, Incident int64
 	Ticket           string
+	Status           string // the incident's (References only)
 }
 
 // Tagged is the incident a filing's ticket tag names (Incident 0: no
@@ -45,6 +47,9 @@ type Ref struct {
 type Tagged struct {
 	Incident  int64
 	Requester string
+	// Ticket and Status are the incident's: the tag may be the ticket of
+	// an incident merged into it.
+	Ticket, Status string
 	// SenderFiled: the filing's sender has a report on that incident.
 	SenderFiled bool
 	// ConcernsSender: the incident concerns the constituent the sender
@@ -89,6 +94,7 @@ type Plan struct {
 	ThreadIDs               []ThreadRow
 	Events                  []EventRow // in order
 	Touched                 []int64    // incidents a report was attached to
+	Reopened                []int64    // of those, the resolved ones that are open again
 	Outbox                  []OutboxRow
 	Done                    []DoneRow // queue rows finished, one per spool row
 	// TicketYear's counter moves on to LastTicket when Tickets > 0.
@@ -223,6 +229,8 @@ func decide(fs []*store.Filing, facts []Facts, now time.Time, prefix string, ids
 		byKey        = map[string]batchRef{}
 		threaded     = map[string]int64{}
 		filedBy      = map[string]bool{} // incident + "\x00" + sender
+		statusOf     = map[int64]string{} // of existing incidents
+		reopened     []int64
 	)
 	event := func(inc int64, kind string, text func(func(int64) int64) string) {
 		events = append(events, pendingEvent{inc, kind, text})
@@ -277,6 +285,9 @@ func decide(fs []*store.Filing, facts []Facts, now time.Time, prefix string, ids
 		for k, ref := range f.References {
 			if r := fa.Refs[k]; r.Incident != 0 {
 				byRef, tickets[r.Incident] = r.Incident, r.Ticket
+				if _, ok := statusOf[r.Incident]; !ok {
+					statusOf[r.Incident] = r.Status
+				}
 				break
 			}
 			if inc, ok := threaded[strings.ToLower(ref)]; ok {
@@ -287,7 +298,10 @@ func decide(fs []*store.Filing, facts []Facts, now time.Time, prefix string, ids
 		var inc int64
 		var note string
 		if t := fa.Tag; f.Ticket != "" && t.Incident != 0 {
-			tickets[t.Incident] = f.Ticket
+			tickets[t.Incident] = cmp.Or(t.Ticket, f.Ticket)
+			if _, ok := statusOf[t.Incident]; !ok {
+				statusOf[t.Incident] = t.Status
+			}
 			if f.Trusted || byRef == t.Incident || strings.EqualFold(t.Requester, f.Sender) || t.SenderFiled || t.ConcernsSender || filedBy[sender(t.Incident, f.Sender)] {
 				inc, note = t.Incident, "threaded by ticket tag"
 			} else {
@@ -329,6 +343,14 @@ func decide(fs []*store.Filing, facts []Facts, now time.Time, prefix string, ids
 			suffix = "; " + note
 		}
 		event(inc, kind, func(id func(int64) int64) string { return fmt.Sprintf("report %d from %s%s", id(rep), who, suffix) })
+		// A report on a resolved incident reopens it: it is not filed
+		// silently into a closed one.
+		if inc > 0 && statusOf[inc] == string(vocab.StatusResolved) {
+			statusOf[inc] = string(vocab.StatusOpen)
+			reopened = append(reopened, inc)
+			who := f.Sender
+			event(inc, "reopened", func(id func(int64) int64) string { return fmt.Sprintf("report %d from %s reopened the resolved incident", id(rep), who) })
+		}
 		if len(f.Matches) > 0 {
 			about := concerns(f.Matches)
 			event(inc, "constituents", func(id func(int64) int64) string { return fmt.Sprintf("report %d concerns %s", id(rep), about) })
@@ -363,7 +385,7 @@ func decide(fs []*store.Filing, facts []Facts, now time.Time, prefix string, ids
 		return ref
 	}
 
-	p := &Plan{Now: Micros(now), Touched: touched, TicketYear: year, Tickets: len(newIncidents), LastTicket: ids.LastTicket + len(newIncidents)}
+	p := &Plan{Now: Micros(now), Touched: touched, Reopened: reopened, TicketYear: year, Tickets: len(newIncidents), LastTicket: ids.LastTicket + len(newIncidents)}
 	for k, i := range newIncidents {
 		f := fs[i]
 		id := ids.Incidents[k]

@@ -45,12 +45,28 @@ func (d *DB) ListIncidents(ctx context.Context, f store.Filter) ([]store.Inciden
 	add := func(cond string, v any) { where = append(where, cond); args = append(args, v) }
 	if f.Ticket != "" {
 		add("i.ticket = ?", f.Ticket)
+	} else {
+		where = append(where, "i.merged_into = 0") // merged ones are their target's
 	}
 	if f.Indicator != "" {
 		add("i.id IN (SELECT incident_id FROM indicators WHERE value = ?)", strings.ToLower(f.Indicator))
 	}
 	if f.Constituent != "" {
 		add("i.id IN (SELECT incident_id FROM constituent_matches WHERE constituent = ?)", f.Constituent)
+	}
+	if f.TLP != "" {
+		add("i.tlp = ?", f.TLP)
+	}
+	if f.Assignee != "" {
+		add("i.assignee = ?", f.Assignee)
+	}
+	if f.Priority != "" {
+		add("i.priority = ?", f.Priority)
+	}
+	if f.Text != "" {
+		like := "%" + store.LikeEscape(f.Text) + "%"
+		where = append(where, `(i.ticket LIKE ? ESCAPE '\' OR i.subject LIKE ? ESCAPE '\' OR i.requester LIKE ? ESCAPE '\')`)
+		args = append(args, like, like, like)
 	}
 	if f.Taxonomy != "" {
 		add("i.taxonomy = ?", f.Taxonomy)
@@ -70,7 +86,7 @@ func (d *DB) ListIncidents(ctx context.Context, f store.Filter) ([]store.Inciden
 	if f.Limit <= 0 {
 		f.Limit = 100
 	}
-	q := `SELECT i.id, i.ticket, i.status, i.taxonomy, i.type, i.subject, i.requester, i.assignee, i.tlp, i.created_at, i.updated_at,
+	q := `SELECT i.id, i.ticket, i.status, i.taxonomy, i.type, i.subject, i.requester, i.assignee, i.tlp, i.priority, i.resolution, i.created_at, i.updated_at,
 		(SELECT COUNT(*) FROM reports r WHERE r.incident_id = i.id) FROM incidents i`
 	if len(where) > 0 {
 		q += " WHERE " + strings.Join(where, " AND ")
@@ -86,7 +102,7 @@ func (d *DB) ListIncidents(ctx context.Context, f store.Filter) ([]store.Inciden
 	for rows.Next() {
 		var in store.Incident
 		var c, u int64
-		if err := rows.Scan(&in.ID, &in.Ticket, &in.Status, &in.Taxonomy, &in.Type, &in.Subject, &in.Requester, &in.Assignee, &in.TLP, &c, &u, &in.Reports); err != nil {
+		if err := rows.Scan(&in.ID, &in.Ticket, &in.Status, &in.Taxonomy, &in.Type, &in.Subject, &in.Requester, &in.Assignee, &in.TLP, &in.Priority, &in.Resolution, &c, &u, &in.Reports); err != nil {
 			return nil, err
 		}
 		in.CreatedAt, in.UpdatedAt = FromMicros(c), FromMicros(u)
@@ -115,14 +131,37 @@ func (d *DB) ListIncidents(ctx context.Context, f store.Filter) ([]store.Inciden
 	return out, nil
 }
 
-// GetIncident loads one incident by ticket.
+// GetIncident loads one incident by ticket (a merged incident's ticket
+// gives the incident it was merged into).
 func (d *DB) GetIncident(ctx context.Context, ticket string) (*store.IncidentDetail, error) {
+	var target string
+	err := d.R.QueryRowContext(ctx, d.q(`SELECT t.ticket FROM incidents i JOIN incidents t ON t.id = i.merged_into WHERE i.ticket = ?`), ticket).Scan(&target)
+	if err == nil {
+		ticket = target
+	} else if !errors.Is(err, sql.ErrNoRows) {
+		return nil, err
+	}
 	list, err := d.ListIncidents(ctx, store.Filter{Ticket: ticket, Limit: 1})
 	if err != nil {
 		return nil, err
 	}
 	if len(list) == 0 {
 		return nil, store.ErrNotFound
+	}
+	arows, err := d.R.QueryContext(ctx, d.q(`SELECT ticket FROM incidents WHERE merged_into = ? ORDER BY id`), list[0].ID)
+	if err != nil {
+		return nil, err
+	}
+	for arows.Next() {
+		var a string
+		if err := arows.Scan(&a); err != nil {
+			_ = arows.Close()
+			return nil, err
+		}
+		list[0].Aliases = append(list[0].Aliases, a)
+	}
+	if err := arows.Close(); err != nil {
+		return nil, err
 	}
 	det := &store.IncidentDetail{Incident: list[0], ReportList: []store.Report{}, Events: []store.Event{}, Outbox: []store.OutboxEntry{}}
 	rows, err := d.R.QueryContext(ctx, d.q(`SELECT id, spool_id, message_id, sender, created_at, report_json FROM reports WHERE incident_id = ? ORDER BY id`), det.ID)
@@ -179,36 +218,6 @@ func (d *DB) GetIncident(ctx context.Context, ticket string) (*store.IncidentDet
 	}
 	det.Outbox, err = d.outboxOf(ctx, det.ID)
 	return det, err
-}
-
-// SetStatus changes an incident's status and/or assignee, logging who did it.
-func (d *DB) SetStatus(ctx context.Context, ticket string, status vocab.Status, assignee, actor string) error {
-	return d.Tx(ctx, func(tx *sql.Tx) error {
-		var id int64
-		if err := d.queryRow(ctx, tx, `SELECT id FROM incidents WHERE ticket = ?`, ticket).Scan(&id); err != nil {
-			if errors.Is(err, sql.ErrNoRows) {
-				return store.ErrNotFound
-			}
-			return err
-		}
-		if status != "" {
-			if _, err := d.exec(ctx, tx, `UPDATE incidents SET status = ?, updated_at = ? WHERE id = ?`, status, Micros(d.Now()), id); err != nil {
-				return err
-			}
-			if _, err := d.exec(ctx, tx, `INSERT INTO events (incident_id, at, kind, actor, detail) VALUES (?, ?, 'status', ?, ?)`, id, Micros(d.Now()), actor, status); err != nil {
-				return err
-			}
-		}
-		if assignee != "" {
-			if _, err := d.exec(ctx, tx, `UPDATE incidents SET assignee = ?, updated_at = ? WHERE id = ?`, assignee, Micros(d.Now()), id); err != nil {
-				return err
-			}
-			if _, err := d.exec(ctx, tx, `INSERT INTO events (incident_id, at, kind, actor, detail) VALUES (?, ?, 'assignee', ?, ?)`, id, Micros(d.Now()), actor, assignee); err != nil {
-				return err
-			}
-		}
-		return nil
-	})
 }
 
 // ReportTicket returns a report's JSON and its incident's ticket.
