@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"time"
-
 )
 
 // Sentinel errors for callers' branch points.

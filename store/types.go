@@ -198,10 +198,10 @@ type Incident struct {
 	Resolution string `json:"resolution,omitempty"`
 	// Aliases are the tickets of incidents merged into this one: they
 	// thread here.
-	Aliases   []string     `json:"aliases,omitempty"`
-	Reports   int          `json:"reports"`
-	CreatedAt time.Time    `json:"created_at"`
-	UpdatedAt time.Time    `json:"updated_at"`
+	Aliases   []string  `json:"aliases,omitempty"`
+	Reports   int       `json:"reports"`
+	CreatedAt time.Time `json:"created_at"`
+	UpdatedAt time.Time `json:"updated_at"`
 	// Constituents are the constituents the incident's reports concern,
 	// each with the indicators that matched, by ID.
 	Constituents []ConstituentHits `json:"constituents"`
@@ -221,11 +221,11 @@ type Filter struct {
 	Priority    string
 	// Text matches the ticket, subject or requester (a substring, case
 	// as stored).
-	Text string
-	Since       time.Time
-	Until       time.Time
-	Limit       int
-	Offset      int
+	Text   string
+	Since  time.Time
+	Until  time.Time
+	Limit  int
+	Offset int
 }
 
 // Report is a filed report.

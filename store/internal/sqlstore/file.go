@@ -228,7 +228,7 @@ func decide(fs []*store.Filing, facts []Facts, now time.Time, prefix string, ids
 		filedAs      = map[int64]batchRef{}
 		byKey        = map[string]batchRef{}
 		threaded     = map[string]int64{}
-		filedBy      = map[string]bool{} // incident + "\x00" + sender
+		filedBy      = map[string]bool{}  // incident + "\x00" + sender
 		statusOf     = map[int64]string{} // of existing incidents
 		reopened     []int64
 	)
@@ -349,7 +349,9 @@ func decide(fs []*store.Filing, facts []Facts, now time.Time, prefix string, ids
 			statusOf[inc] = string(vocab.StatusOpen)
 			reopened = append(reopened, inc)
 			who := f.Sender
-			event(inc, "reopened", func(id func(int64) int64) string { return fmt.Sprintf("report %d from %s reopened the resolved incident", id(rep), who) })
+			event(inc, "reopened", func(id func(int64) int64) string {
+				return fmt.Sprintf("report %d from %s reopened the resolved incident", id(rep), who)
+			})
 		}
 		if len(f.Matches) > 0 {
 			about := concerns(f.Matches)
