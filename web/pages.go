@@ -41,6 +41,7 @@ type pageData struct {
 	Prev, Next string
 	Statuses   []vocab.Status
 	Priorities []vocab.Priority
+	TLPs       []vocab.TLP
 
 	// The incident.
 	I       *store.IncidentDetail
@@ -153,7 +154,8 @@ func (s *Server) pageList(w http.ResponseWriter, r *http.Request) {
 		s.pageError(w, r, err)
 		return
 	}
-	d := &pageData{Incidents: list, Filter: f, Statuses: vocab.Statuses, Priorities: vocab.Priorities}
+	d := &pageData{Incidents: list, Filter: f, Statuses: vocab.Statuses, Priorities: vocab.Priorities,
+		TLPs: []vocab.TLP{vocab.TLPClear, vocab.TLPGreen, vocab.TLPAmber, vocab.TLPAmberStrict, vocab.TLPRed}}
 	at := func(offset int) string {
 		q2 := url.Values{}
 		for k, v := range q {

@@ -48,7 +48,7 @@ func setup(t *testing.T) *env {
 		if err != nil {
 			t.Fatal(err)
 		}
-		js, _ := json.Marshal(map[string]any{"subject": subject, "text": text, "from": "reporter@reporter.example",
+		js, _ := json.Marshal(map[string]any{"message_id": mid, "subject": subject, "text": text, "from": "reporter@reporter.example",
 			"decryption": map[string]string{"status": decryption}, "signature": map[string]string{"status": "none"},
 			"attachments": []map[string]any{{"filename": "invoice\u202egpj.exe", "content_type": "application/x-msdownload", "size": 10}}})
 		if _, err := s.File(ctx, &store.Filing{SpoolID: id, MessageID: mid, Sender: "reporter@reporter.example",
@@ -483,7 +483,13 @@ func TestPagesShowContentInert(t *testing.T) {
 		t.Fatal("report content is live on the page")
 	}
 	list, _ := get("/staff/", "")
-	if strings.Contains(list, "<script>") || !strings.Contains(list, "Incidents") {
+	// Whole pages (a template error would cut them short).
+	for _, p := range []string{page, list} {
+		if !strings.HasSuffix(strings.TrimSpace(p), "</html>") {
+			t.Fatalf("a page ends early:\n%s", p)
+		}
+	}
+	if strings.Contains(list, "<script>") || !strings.Contains(list, "Incidents") || !strings.Contains(list, `<option>amber&#43;strict</option>`) {
 		t.Fatal("list page")
 	}
 	ja, h := get("/staff/", "ja,en-US;q=0.8")

@@ -148,6 +148,8 @@ func (g *GPG) OpenPGPMIME(raw []byte) (entity []byte, encrypted bool) {
 	}
 	mt, params, _ := mime.ParseMediaType(m.Header.Get("Content-Type"))
 	body, _ := io.ReadAll(m.Body)
+	// A Maildir holds lines ending in LF; what was signed ended in CRLF.
+	body = bytes.ReplaceAll(bytes.ReplaceAll(body, []byte("\r\n"), []byte("\n")), []byte("\n"), []byte("\r\n"))
 	switch mt {
 	case "multipart/encrypted":
 		start := bytes.Index(body, []byte("-----BEGIN PGP MESSAGE"))
