@@ -13,7 +13,7 @@ import (
 
 // TestAckSaysOnlyWhatIsConfiguredAndDone: without team.hours the
 // acknowledgement leaves the line out (no "Our hours:  (UTC)."), and it
-// promises nothing the software does not do (no resolution notice yet).
+// promises what the software does: a notice when staff resolve it.
 func TestAckSaysOnlyWhatIsConfiguredAndDone(t *testing.T) {
 	f := newFixture(t, nil)
 	f.file(t, "r@reporter.example", "Scan", "en", "none")
@@ -28,10 +28,13 @@ func TestAckSaysOnlyWhatIsConfiguredAndDone(t *testing.T) {
 			t.Fatal(err)
 		}
 		text := decodedBody(t, msg)
-		for _, bad := range []string{"Our hours", "対応時間", "()", "（", "resolved", "対応が完了"} {
+		for _, bad := range []string{"Our hours", "対応時間", "()", "（"} {
 			if strings.Contains(text, bad) {
 				t.Errorf("acknowledgement says %q:\n%s", bad, text)
 			}
+		}
+		if !strings.Contains(text, "When the incident is resolved, we will let you know.") && !strings.Contains(text, "対応が完了しましたら") {
+			t.Errorf("acknowledgement does not say a resolution notice follows:\n%s", text)
 		}
 	}
 	w.Team.Hours = "Mon-Fri 09:00-18:00"
