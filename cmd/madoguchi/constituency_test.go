@@ -203,7 +203,11 @@ func TestConstituentNotices(t *testing.T) {
 		return n == 4
 	})
 
-	// SIGHUP: a new constituent takes effect without a restart.
+	// SIGHUP: a new constituent takes effect without a restart, and a
+	// token removed from the tokens file no longer opens the API.
+	if err := os.WriteFile(filepath.Join(dir, "tokens"), []byte("# alice left\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	if err := os.WriteFile(consFile, []byte(constituents+"  - id: delta\n    networks: [203.0.113.0/24]\n    notify: never\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -214,6 +218,13 @@ func TestConstituentNotices(t *testing.T) {
 		m := metrics(t, d)
 		return strings.Contains(m, `madoguchi_constituents_reloads_total{result="ok"} 1`) && strings.Contains(m, "madoguchi_constituents 4")
 	})
+	req, _ := http.NewRequest(http.MethodGet, "http://"+d.http+"/api/v1/incidents", nil)
+	req.Header.Set("Authorization", "Bearer "+token)
+	if resp, err := http.DefaultClient.Do(req); err != nil || resp.StatusCode != http.StatusUnauthorized {
+		t.Fatalf("a revoked token after SIGHUP: %v %v", resp, err)
+	} else {
+		resp.Body.Close()
+	}
 	if m := metrics(t, d); !strings.Contains(m, `madoguchi_notices_total{constituent="acme",state="held"} 1`) ||
 		!strings.Contains(m, `madoguchi_notices_total{constituent="acme",state="sent"} 2`) {
 		t.Fatalf("notice metrics:\n%s", m)
