@@ -22,8 +22,9 @@ Y
 $bin --config $d/m.yaml serve 2>$d/log &
 pid=$!
 for i in $(seq 1 100); do grep -q serving $d/log 2>/dev/null && break; sleep 0.1; done
-n=3000; [ "$rate" != 0 ] && n=2000
+n=3000
+if [ "$rate" != 0 ]; then n=2000; fi
 ${BENCH:-bin/madoguchi-bench} --size 20480 -c 8 --per-conn 1000 --warmup 300 -n $n --rate $rate --json 2>/dev/null || true
 kill $pid; wait $pid 2>/dev/null || true
-[ "$store" = postgres ] && psql -q -h 127.0.0.1 -U postgres -c "DROP DATABASE $db WITH (FORCE)" >/dev/null
+if [ "$store" = postgres ]; then psql -q -h 127.0.0.1 -U postgres -c "DROP DATABASE $db WITH (FORCE)" >/dev/null; fi
 rm -rf $d
