@@ -17,6 +17,9 @@ type Report struct {
 	ReceivedSHA256 string         `json:"received_sha256"`
 	Decryption     Decryption     `json:"decryption"`
 	Signature      Signature      `json:"signature"`
+	// Authentication is who really sent it, as DKIM, SPF and DMARC say
+	// (filled by the pipeline: it takes DNS; nil from parse alone).
+	Authentication *Authentication `json:"authentication,omitempty"`
 	Classification Classification `json:"classification"`
 	Indicators     Indicators     `json:"indicators"`
 	Thread         Thread         `json:"thread"`
@@ -31,6 +34,28 @@ type Report struct {
 	Trust          string         `json:"trust,omitempty"`
 	Extra          map[string]any `json:"extra,omitempty"`
 }
+
+// Authentication is the sender authentication of a message: each check's
+// result in the words of RFC 8601 (pass, fail, none, temperror, permerror;
+// SPF also softfail and neutral), the domains of the DKIM signatures that
+// verify, and whether a passing DKIM or SPF identity is aligned with the
+// From domain (DMARC relaxed alignment unless the policy says strict).
+type Authentication struct {
+	DKIM        string   `json:"dkim"`
+	DKIMDomains []string `json:"dkim_domains"`
+	SPF         string   `json:"spf"`
+	DMARC       string   `json:"dmarc"`
+	FromAligned bool     `json:"from_aligned"`
+	// Source says where SPF and DMARC come from: "checked" (the SMTP
+	// listener's envelope), "authentication-results: ID" (a trusted
+	// receiving MTA's header) or "none" (neither: SPF unknown).
+	Source string `json:"source,omitempty"`
+	Detail string `json:"detail,omitempty"`
+}
+
+// Forged tells whether the From domain fails DMARC: the From is not to be
+// believed (the sender is a stranger whatever the header says).
+func (a *Authentication) Forged() bool { return a != nil && a.DMARC == "fail" }
 
 // Decryption is the decryption verdict (filled by crypto).
 type Decryption struct {
