@@ -4,35 +4,35 @@ import "github.com/madoguchi/madoguchi/internal/vocab"
 
 // Report is the report JSON of shared/interface.md.
 type Report struct {
-	MessageID      string         `json:"message_id"`
-	From           string         `json:"from"`
-	FromName       string         `json:"from_name,omitempty"`
-	ReplyTo        string         `json:"reply_to,omitempty"`
-	To             []string       `json:"to,omitempty"`
-	Date           string         `json:"date,omitempty"`
-	Subject        string         `json:"subject"`
-	Text           string         `json:"text"`
-	Charset        string         `json:"charset"`
-	Language       string         `json:"language"`
-	ReceivedSHA256 string         `json:"received_sha256"`
-	Decryption     Decryption     `json:"decryption"`
-	Signature      Signature      `json:"signature"`
+	MessageID      string     `json:"message_id"`
+	From           string     `json:"from"`
+	FromName       string     `json:"from_name,omitempty"`
+	ReplyTo        string     `json:"reply_to,omitempty"`
+	To             []string   `json:"to,omitempty"`
+	Date           string     `json:"date,omitempty"`
+	Subject        string     `json:"subject"`
+	Text           string     `json:"text"`
+	Charset        string     `json:"charset"`
+	Language       string     `json:"language"`
+	ReceivedSHA256 string     `json:"received_sha256"`
+	Decryption     Decryption `json:"decryption"`
+	Signature      Signature  `json:"signature"`
 	// Authentication is who really sent it, as DKIM, SPF and DMARC say
 	// (filled by the pipeline: it takes DNS; nil from parse alone).
 	Authentication *Authentication `json:"authentication,omitempty"`
-	Classification Classification `json:"classification"`
-	Indicators     Indicators     `json:"indicators"`
-	Thread         Thread         `json:"thread"`
-	TLP            *vocab.TLP     `json:"tlp"`
-	Ack            Ack            `json:"ack"`
-	Attachments    []Attachment   `json:"attachments"`
-	Forwarded      []*Report      `json:"forwarded"`
-	Structured     *Structured    `json:"structured,omitempty"`
-	OriginatingIP  string         `json:"originating_ip,omitempty"`
-	ReceivedChain  []string       `json:"received_chain,omitempty"`
-	Warnings       []string       `json:"warnings"`
-	Trust          string         `json:"trust,omitempty"`
-	Extra          map[string]any `json:"extra,omitempty"`
+	Classification Classification  `json:"classification"`
+	Indicators     Indicators      `json:"indicators"`
+	Thread         Thread          `json:"thread"`
+	TLP            *vocab.TLP      `json:"tlp"`
+	Ack            Ack             `json:"ack"`
+	Attachments    []Attachment    `json:"attachments"`
+	Forwarded      []*Report       `json:"forwarded"`
+	Structured     *Structured     `json:"structured,omitempty"`
+	OriginatingIP  string          `json:"originating_ip,omitempty"`
+	ReceivedChain  []string        `json:"received_chain,omitempty"`
+	Warnings       []string        `json:"warnings"`
+	Trust          string          `json:"trust,omitempty"`
+	Extra          map[string]any  `json:"extra,omitempty"`
 }
 
 // Authentication is the sender authentication of a message: each check's
