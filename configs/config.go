@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/mail"
 	"net/url"
 	"os"
@@ -31,6 +32,8 @@ type Config struct {
 	Pipeline Pipeline `yaml:"pipeline"`
 	Notify   Notify   `yaml:"notify"`
 	HTTP     HTTP     `yaml:"http"`
+	// Auth configures sender authentication (DKIM, SPF, DMARC).
+	Auth Auth `yaml:"auth"`
 	// Constituency names the constituents whose systems reports are
 	// matched against, and how their notices are aggregated.
 	Constituency Constituency `yaml:"constituency"`
@@ -228,6 +231,20 @@ type Crypto struct {
 	TeamKeyPassphraseFile string   `yaml:"team_key_passphrase_file"`
 	KeyringFile           string   `yaml:"keyring_file"`
 	MaxDecompressedBytes  int64    `yaml:"max_decompressed_bytes"`
+}
+
+// Auth configures sender authentication.
+type Auth struct {
+	// DNSResolver is host:port of the DNS server the checks ask; "": the
+	// system's.
+	DNSResolver string `yaml:"dns_resolver"`
+	// TrustedAuthservIDs are the authserv-ids (RFC 8601) of the MTAs in
+	// front of LMTP, IMAP and import whose Authentication-Results headers
+	// are believed for SPF and DMARC.
+	TrustedAuthservIDs []string `yaml:"trusted_authserv_ids"`
+	// Disabled turns the checks off (no DNS at all; nothing is
+	// authenticated, so no From is taken for forged either).
+	Disabled bool `yaml:"disabled"`
 }
 
 // Constituency is where the constituents are and how they are told.
@@ -883,6 +900,16 @@ func (c *Config) validate() []Problem {
 	}{{"read_timeout", c.HTTP.ReadTimeout}, {"write_timeout", c.HTTP.WriteTimeout}, {"idle_timeout", c.HTTP.IdleTimeout}} {
 		if d.v < time.Second {
 			bad("http."+d.key, "must be at least 1s")
+		}
+	}
+	if r := c.Auth.DNSResolver; r != "" {
+		if _, _, err := net.SplitHostPort(r); err != nil {
+			bad("auth.dns_resolver", "want host:port")
+		}
+	}
+	for _, id := range c.Auth.TrustedAuthservIDs {
+		if id == "" || strings.ContainsAny(id, " ;\r\n") {
+			bad("auth.trusted_authserv_ids", "an authserv-id is one word")
 		}
 	}
 	if c.Constituency.AggregateWindow < 0 {

@@ -16,6 +16,7 @@ import (
 	"github.com/madoguchi/madoguchi/crypto"
 	"github.com/madoguchi/madoguchi/internal/vocab"
 	"github.com/madoguchi/madoguchi/parse"
+	"github.com/madoguchi/madoguchi/senderauth"
 	"github.com/madoguchi/madoguchi/store"
 )
 
@@ -45,6 +46,9 @@ type Processor struct {
 	AlertOn     []string
 	DutyAddress string
 	WebhookURL  string
+	// Auth, when set, authenticates each message's sender (DKIM, SPF,
+	// DMARC) before it is filed.
+	Auth *senderauth.Checker
 	// Constituents, when set, is asked for the constituents to match each
 	// report against (serve reloads them on SIGHUP).
 	Constituents func() *constituency.Set
@@ -142,6 +146,7 @@ func (p *Processor) analyse(ctx context.Context, msg *store.Message, start time.
 		p.observe("failed", time.Since(start))
 		return nil, perr
 	}
+	p.authenticate(ctx, msg, rep)
 	p.metrics().Verdicts.WithLabelValues("decryption", string(rep.Decryption.Status)).Inc()
 	p.metrics().Verdicts.WithLabelValues("signature", string(rep.Signature.Status)).Inc()
 	return &item{msg: msg, rep: rep, f: p.filing(msg, rep), start: start}, nil
@@ -283,10 +288,15 @@ func (p *Processor) filing(msg *store.Message, rep *parse.Report) *store.Filing 
 		f.TLP = string(*rep.TLP)
 	}
 	f.Trusted = trusted(msg, rep)
+	f.SenderForged = forged(rep)
 	// A bounce of our mail, or a message in the team's name that is not
 	// authenticated as the team's, names a ticket: it may join it by the
 	// unguessable Message-ID of what we sent, but is no report of its own.
 	fromTeam := slices.ContainsFunc(p.ParseOpts.OwnAddresses, func(a string) bool { return strings.EqualFold(a, rep.From) })
+	// Mail from the team's own domain that passes DMARC is the team's.
+	if fromTeam && rep.Authentication != nil && rep.Authentication.DMARC == "pass" {
+		f.Trusted = true
+	}
 	if (rep.Trust == "bounce-of-own-message" || fromTeam && !f.Trusted) && (f.Ticket != "" || len(f.References) > 0) {
 		f.AttachOnly = true
 	}

@@ -2,9 +2,6 @@ package senderauth
 
 import (
 	"context"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"strings"
 	"testing"
 
@@ -12,46 +9,20 @@ import (
 	"github.com/madoguchi/madoguchi/parse"
 )
 
-// signer makes DKIM keys with python3-dkim's dknewkey and publishes each
-// under SELECTOR._domainkey.DOMAIN; sign signs a message with dkimsign.
-type signer struct {
-	t   *testing.T
-	dir string
-}
-
+// newSigner publishes the test's DKIM keys: rsa and ed for example.com,
+// other for other.example.
 func newSigner(t *testing.T, d *testenv.DNS) *signer {
 	t.Helper()
-	if _, err := exec.LookPath("dkimsign"); err != nil {
-		if os.Getenv("CI") != "" {
-			t.Fatal("dkimsign not installed (CI installs python3-dkim)")
-		}
-		t.Skip("dkimsign (python3-dkim) not installed")
-	}
-	s := &signer{t: t, dir: t.TempDir()}
-	for _, k := range []struct{ name, ktype, domain string }{{"rsa", "rsa", "example.com"}, {"ed", "ed25519", "example.com"}, {"other", "rsa", "other.example"}} {
-		cmd := exec.Command("dknewkey", "--ktype", k.ktype, filepath.Join(s.dir, k.name))
-		if out, err := cmd.CombinedOutput(); err != nil {
-			t.Fatalf("dknewkey: %v\n%s", err, out)
-		}
-		rec, err := os.ReadFile(filepath.Join(s.dir, k.name+".dns"))
-		if err != nil {
-			t.Fatal(err)
-		}
-		d.TXT(k.name+"._domainkey."+k.domain, strings.TrimSpace(string(rec)))
-	}
-	return s
+	k := testenv.NewDKIM(t, d)
+	k.Key("rsa", "example.com", "rsa")
+	k.Key("ed", "example.com", "ed25519")
+	k.Key("other", "other.example", "rsa")
+	return &signer{k}
 }
 
-func (s *signer) sign(msg, key, domain, alg string) []byte {
-	s.t.Helper()
-	cmd := exec.Command("dkimsign", "--signalg", alg, key, domain, filepath.Join(s.dir, key+".key"))
-	cmd.Stdin = strings.NewReader(msg)
-	signed, err := cmd.Output() // the message with its DKIM-Signature on top
-	if err != nil {
-		s.t.Fatalf("dkimsign: %v", err)
-	}
-	return signed
-}
+type signer struct{ k *testenv.DKIM }
+
+func (s *signer) sign(msg, key, domain, alg string) []byte { return s.k.Sign(msg, key, domain, alg) }
 
 const plain = "From: Alice <alice@example.com>\r\nTo: csirt@example.org\r\nSubject: Phishing report\r\nDate: Mon, 07 Dec 2026 10:00:00 +0000\r\nMessage-ID: <a1@example.com>\r\n\r\nThe phish is at http://bad.example/.\r\n"
 

@@ -120,6 +120,11 @@ type Filing struct {
 	// user ID matches the sender, or comes from the team itself. With a
 	// ticket tag alone a stranger cannot inject into a ticket.
 	Trusted bool
+	// SenderForged: the From domain fails DMARC (and no signature bound
+	// to From vouches for it): the sender is not who From says, so it
+	// cannot add to a ticket as its requester, a past reporter or a
+	// constituent; a ticket tag makes it the stranger's mail it is.
+	SenderForged bool
 	// AttachOnly: the message is not a report of its own (a bounce of our
 	// mail, a message in the team's name that is not authenticated as the
 	// team's): it joins the incident it threads to, and when it threads to

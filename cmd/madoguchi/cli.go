@@ -1,8 +1,10 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"runtime/debug"
 	"strings"
@@ -11,6 +13,7 @@ import (
 	"github.com/madoguchi/madoguchi/internal/app"
 	"github.com/madoguchi/madoguchi/pipeline"
 	"github.com/madoguchi/madoguchi/profile"
+	"github.com/madoguchi/madoguchi/senderauth"
 	"github.com/madoguchi/madoguchi/web"
 )
 
@@ -41,10 +44,48 @@ func cmdVersion(w io.Writer) error {
 	return nil
 }
 
+// cmdParse prints one message's report. With --client-ip (and
+// --mail-from, --helo) it authenticates the sender as the SMTP listener's
+// message would be (a dry run: DNS is asked, nothing is stored).
 func (e *env) cmdParse(args []string) error {
-	if len(args) != 1 {
-		return usageErr("usage: madoguchi parse FILE|-")
+	var file string
+	var env senderauth.Envelope
+	flags := false
+	for i := 0; i < len(args); i++ {
+		val := func() (string, error) {
+			if i+1 >= len(args) {
+				return "", usageErr("parse: %s needs a value", args[i])
+			}
+			i++
+			return args[i], nil
+		}
+		var err error
+		switch a := args[i]; a {
+		case "--client-ip":
+			env.ClientIP, err = val()
+			if err == nil && net.ParseIP(env.ClientIP) == nil {
+				err = usageErr("parse: --client-ip: %q is not an IP address", env.ClientIP)
+			}
+		case "--mail-from":
+			env.MailFrom, err = val()
+		case "--helo":
+			env.Helo, err = val()
+		default:
+			if file != "" || strings.HasPrefix(a, "--") {
+				return usageErr("usage: madoguchi parse [--client-ip IP] [--mail-from ADDR] [--helo NAME] FILE|-")
+			}
+			file = a
+			continue
+		}
+		if err != nil {
+			return err
+		}
+		flags = true
 	}
+	if file == "" {
+		return usageErr("usage: madoguchi parse [--client-ip IP] [--mail-from ADDR] [--helo NAME] FILE|-")
+	}
+	args = []string{file}
 	raw, err := readInput(args[0])
 	if err != nil {
 		return err
@@ -56,6 +97,10 @@ func (e *env) cmdParse(args []string) error {
 	rep, perr := pipeline.Analyze(raw, keys, e.CryptoLimits(), e.ParseOpts, time.Now())
 	if rep == nil {
 		return runErr("%s: %v", args[0], perr)
+	}
+	if flags {
+		env.Checked = env.ClientIP != ""
+		pipeline.Authenticate(context.Background(), e.SenderAuth(), raw, env, rep)
 	}
 	enc := jsonEncoder(e.stdout)
 	return enc.Encode(rep)

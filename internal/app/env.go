@@ -10,12 +10,14 @@ import (
 	"os"
 	"regexp"
 	"strings"
+	"sync"
 
 	"github.com/madoguchi/madoguchi/configs"
 	"github.com/madoguchi/madoguchi/crypto"
 	"github.com/madoguchi/madoguchi/internal/stores"
 	"github.com/madoguchi/madoguchi/parse"
 	"github.com/madoguchi/madoguchi/pipeline"
+	"github.com/madoguchi/madoguchi/senderauth"
 	"github.com/madoguchi/madoguchi/store"
 )
 
@@ -27,6 +29,9 @@ type Env struct {
 	Log       *slog.Logger
 	// Stderr takes warnings meant for the operator at a terminal.
 	Stderr io.Writer
+
+	authOnce sync.Once
+	auth     *senderauth.Checker
 }
 
 // ExitError carries an exit status: 2 for bad usage, configuration or
@@ -258,9 +263,21 @@ func (e *Env) Hostname() string {
 	return "localhost"
 }
 
+// SenderAuth is the sender authentication checker of the configuration
+// (auth.*), one per Env so that its DNS cache is shared; nil when
+// auth.disabled.
+func (e *Env) SenderAuth() *senderauth.Checker {
+	e.authOnce.Do(func() {
+		if !e.Cfg.Auth.Disabled {
+			e.auth = &senderauth.Checker{Resolver: senderauth.NewResolver(e.Cfg.Auth.DNSResolver), TrustedAuthservIDs: e.Cfg.Auth.TrustedAuthservIDs}
+		}
+	})
+	return e.auth
+}
+
 func (e *Env) Processor(s store.Store, keys *crypto.Keys, noAck bool) *pipeline.Processor {
 	domain := e.MessageIDDomain()
-	return &pipeline.Processor{Store: s, Keys: keys, CryptoLimit: e.CryptoLimits(), ParseOpts: e.ParseOpts,
+	return &pipeline.Processor{Auth: e.SenderAuth(), Store: s, Keys: keys, CryptoLimit: e.CryptoLimits(), ParseOpts: e.ParseOpts,
 		AckDomain: domain, NoAck: noAck, MaxAttempts: e.Cfg.Pipeline.MaxAttempts, Lease: e.Cfg.Pipeline.Lease, Log: e.Log,
 		FollowUpNote: e.Cfg.Notify.FollowUp == "note", AlertOn: e.Cfg.Notify.Alert.Classifications,
 		DutyAddress: e.Cfg.Notify.Alert.DutyAddress, WebhookURL: e.Cfg.Notify.Alert.WebhookURL,

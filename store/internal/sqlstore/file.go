@@ -302,7 +302,9 @@ func decide(fs []*store.Filing, facts []Facts, now time.Time, prefix string, ids
 			if _, ok := statusOf[t.Incident]; !ok {
 				statusOf[t.Incident] = t.Status
 			}
-			if f.Trusted || byRef == t.Incident || strings.EqualFold(t.Requester, f.Sender) || t.SenderFiled || t.ConcernsSender || filedBy[sender(t.Incident, f.Sender)] {
+			// Who the sender is counts only when the From is not forged.
+			known := !f.SenderForged && (strings.EqualFold(t.Requester, f.Sender) || t.SenderFiled || t.ConcernsSender || filedBy[sender(t.Incident, f.Sender)])
+			if f.Trusted || byRef == t.Incident || known {
 				inc, note = t.Incident, "threaded by ticket tag"
 			} else {
 				// A stranger quoting a ticket tag: not on that ticket; the
