@@ -147,6 +147,11 @@ func (p *Processor) analyse(ctx context.Context, msg *store.Message, start time.
 		return nil, perr
 	}
 	p.authenticate(ctx, msg, rep)
+	if a := rep.Authentication; a != nil {
+		p.metrics().Verdicts.WithLabelValues("dkim", a.DKIM).Inc()
+		p.metrics().Verdicts.WithLabelValues("spf", a.SPF).Inc()
+		p.metrics().Verdicts.WithLabelValues("dmarc", a.DMARC).Inc()
+	}
 	p.metrics().Verdicts.WithLabelValues("decryption", string(rep.Decryption.Status)).Inc()
 	p.metrics().Verdicts.WithLabelValues("signature", string(rep.Signature.Status)).Inc()
 	return &item{msg: msg, rep: rep, f: p.filing(msg, rep), start: start}, nil

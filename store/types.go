@@ -226,7 +226,10 @@ type Filter struct {
 	Priority    string
 	// Text matches the ticket, subject or requester (a substring, case
 	// as stored).
-	Text   string
+	Text string
+	// DMARC selects incidents with a report whose sender authentication
+	// gave this DMARC result (pass, fail, none, temperror).
+	DMARC  string
 	Since  time.Time
 	Until  time.Time
 	Limit  int

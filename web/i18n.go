@@ -67,4 +67,6 @@ var japanese = map[string]string{
 	"Recipient":                                                          "宛先",
 	"State":                                                              "状態",
 	"Time":                                                               "日時",
+	"Sender authentication":                                              "送信者認証",
+	"From not authenticated":                                             "差出人は未認証",
 }

@@ -14,6 +14,7 @@ import (
 	"golang.org/x/text/language"
 
 	"github.com/madoguchi/madoguchi/internal/vocab"
+	"github.com/madoguchi/madoguchi/parse"
 	"github.com/madoguchi/madoguchi/store"
 )
 
@@ -42,6 +43,7 @@ type pageData struct {
 	Statuses   []vocab.Status
 	Priorities []vocab.Priority
 	TLPs       []vocab.TLP
+	DMARCs     []string
 
 	// The incident.
 	I       *store.IncidentDetail
@@ -69,6 +71,7 @@ type reportView struct {
 	Attachments            []attachmentView
 	Warnings               []string
 	Classification, TLPTag string
+	Auth                   *parse.Authentication
 }
 
 type attachmentView struct {
@@ -155,7 +158,8 @@ func (s *Server) pageList(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	d := &pageData{Incidents: list, Filter: f, Statuses: vocab.Statuses, Priorities: vocab.Priorities,
-		TLPs: []vocab.TLP{vocab.TLPClear, vocab.TLPGreen, vocab.TLPAmber, vocab.TLPAmberStrict, vocab.TLPRed}}
+		TLPs:   []vocab.TLP{vocab.TLPClear, vocab.TLPGreen, vocab.TLPAmber, vocab.TLPAmberStrict, vocab.TLPRed},
+		DMARCs: []string{"pass", "fail", "none", "temperror"}}
 	at := func(offset int) string {
 		q2 := url.Values{}
 		for k, v := range q {
@@ -208,13 +212,14 @@ func view(r store.Report) reportView {
 		Classification struct {
 			Taxonomy, Type string
 		} `json:"classification"`
-		Attachments []attachmentView `json:"attachments"`
-		Warnings    []string         `json:"warnings"`
+		Attachments    []attachmentView      `json:"attachments"`
+		Warnings       []string              `json:"warnings"`
+		Authentication *parse.Authentication `json:"authentication"`
 	}
 	_ = json.Unmarshal(r.Report, &rep)
 	v := reportView{Report: r, Subject: rep.Subject, Text: rep.Text, From: rep.From, Decryption: rep.Decryption.Status,
 		Signature: rep.Signature.Status, Signer: rep.Signature.Signer, Attachments: rep.Attachments, Warnings: rep.Warnings,
-		Classification: strings.Trim(rep.Classification.Taxonomy+"/"+rep.Classification.Type, "/"), TLPTag: rep.TLP}
+		Classification: strings.Trim(rep.Classification.Taxonomy+"/"+rep.Classification.Type, "/"), TLPTag: rep.TLP, Auth: rep.Authentication}
 	for i := range v.Attachments {
 		a := &v.Attachments[i]
 		a.Filename, a.ContentType = inert(a.Filename), inert(a.ContentType)

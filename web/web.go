@@ -187,13 +187,13 @@ func slug(ticket string) string { return strings.Replace(ticket, "#", "-", 1) }
 const maxLimit = 500
 
 // filterOf reads the search parameters: ticket, indicator, taxonomy, type,
-// status, tlp, assignee, priority, constituent, q (text), since and until
+// status, tlp, assignee, priority, constituent, q (text), dmarc, since and until
 // (RFC 3339 or YYYY-MM-DD), limit (at most maxLimit), offset.
 func filterOf(q interface{ Get(string) string }) (store.Filter, error) {
 	f := store.Filter{Ticket: q.Get("ticket"), Indicator: q.Get("indicator"), Taxonomy: q.Get("taxonomy"),
 		Type: q.Get("type"), Status: q.Get("status"), Constituent: q.Get("constituent"), TLP: q.Get("tlp"),
-		Assignee: q.Get("assignee"), Priority: q.Get("priority"), Text: q.Get("q"), Limit: 50}
-	for _, v := range []string{f.Ticket, f.Indicator, f.Taxonomy, f.Type, f.Status, f.Constituent, f.TLP, f.Assignee, f.Priority, f.Text} {
+		Assignee: q.Get("assignee"), Priority: q.Get("priority"), Text: q.Get("q"), DMARC: q.Get("dmarc"), Limit: 50}
+	for _, v := range []string{f.Ticket, f.Indicator, f.Taxonomy, f.Type, f.Status, f.Constituent, f.TLP, f.Assignee, f.Priority, f.Text, f.DMARC} {
 		if len(v) > 200 {
 			return f, bad("a search parameter is longer than 200 characters")
 		}

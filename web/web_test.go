@@ -289,6 +289,18 @@ func TestStaffAPI(t *testing.T) {
 	if code, b, _ := e.do(t, "POST", "/api/v1/incidents/"+sl+"/notices/99/send", e.token, ""); code != 404 {
 		t.Fatalf("no such notice: %d %s", code, b)
 	}
+	// By sender authentication.
+	if got, _ := list("dmarc=fail"); len(got) != 0 {
+		t.Fatalf("dmarc=fail before: %d", len(got))
+	}
+	id, _ := e.s.Spool(ctx, &store.Message{Channel: store.ChannelSMTP, Raw: []byte("From: x@forged.example\r\n\r\nx")})
+	if _, err := e.s.File(ctx, &store.Filing{SpoolID: id, MessageID: "<f@forged.example>", Sender: "x@forged.example",
+		ReportJSON: []byte(`{"authentication":{"dkim":"none","dkim_domains":[],"spf":"fail","dmarc":"fail","from_aligned":false}}`)}); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := list("dmarc=fail"); len(got) != 1 || got[0].Requester != "x@forged.example" {
+		t.Fatalf("dmarc=fail: %+v", got)
+	}
 	// SQL in a search parameter is a value, not SQL.
 	if got, _ := list("indicator=" + url.QueryEscape("x' OR '1'='1")); len(got) != 0 {
 		t.Fatalf("injection: %d rows", len(got))

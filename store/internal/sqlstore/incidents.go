@@ -68,6 +68,10 @@ func (d *DB) ListIncidents(ctx context.Context, f store.Filter) ([]store.Inciden
 		where = append(where, `(i.ticket LIKE ? ESCAPE '\' OR i.subject LIKE ? ESCAPE '\' OR i.requester LIKE ? ESCAPE '\')`)
 		args = append(args, like, like, like)
 	}
+	if f.DMARC != "" {
+		// The report JSON as json.Marshal writes it: no spaces.
+		add(`i.id IN (SELECT incident_id FROM reports WHERE report_json LIKE ? ESCAPE '\')`, "%"+store.LikeEscape(`"dmarc":"`+f.DMARC+`"`)+"%")
+	}
 	if f.Taxonomy != "" {
 		add("i.taxonomy = ?", f.Taxonomy)
 	}
