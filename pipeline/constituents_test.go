@@ -53,7 +53,7 @@ func TestFilingMatchesConstituents(t *testing.T) {
 		Constituents: func() *constituency.Set { return set }}
 	file := func(raw []byte) []store.ConstituentHits {
 		t.Helper()
-		res := spoolAndProcess(t, proc, store.ChannelSMTP, "x@example.net", raw)
+		res := spoolAndProcess(t, proc, &store.Message{Channel: store.ChannelSMTP, MailFrom: "x@example.net", Raw: raw})
 		inc, err := s.GetIncident(ctx, res.Ticket)
 		if err != nil {
 			t.Fatal(err)

@@ -12,12 +12,12 @@ import (
 
 func quietLogger() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
 
-// spoolAndProcess spools raw, claims it and files it with proc, as a
+// spoolAndProcess spools m, claims it and files it with proc, as a
 // worker would.
-func spoolAndProcess(t *testing.T, proc *Processor, channel, mailFrom string, raw []byte) store.FileResult {
+func spoolAndProcess(t *testing.T, proc *Processor, m *store.Message) store.FileResult {
 	t.Helper()
 	ctx := context.Background()
-	id, err := proc.Store.Spool(ctx, &store.Message{Channel: channel, MailFrom: mailFrom, Raw: raw})
+	id, err := proc.Store.Spool(ctx, m)
 	if err != nil {
 		t.Fatal(err)
 	}

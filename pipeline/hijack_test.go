@@ -40,7 +40,7 @@ func TestNobodyHijacksATicket(t *testing.T) {
 	file := func(channel, mailFrom, raw string) store.FileResult {
 		t.Helper()
 		n++
-		return spoolAndProcess(t, proc, channel, mailFrom, []byte(strings.ReplaceAll(raw, "\n", "\r\n")))
+		return spoolAndProcess(t, proc, &store.Message{Channel: channel, MailFrom: mailFrom, Raw: []byte(strings.ReplaceAll(raw, "\n", "\r\n"))})
 	}
 
 	victim := file(store.ChannelSMTP, "victim@reporter.example", `From: Victim <victim@reporter.example>

@@ -39,17 +39,7 @@ func TestForgedRequesterCannotJoin(t *testing.T) {
 		Auth: &senderauth.Checker{Resolver: senderauth.NewResolver(d.Addr)}}
 	file := func(peer, mailFrom string, raw []byte) (store.FileResult, parse.Report) {
 		t.Helper()
-		id, err := s.Spool(ctx, &store.Message{Channel: store.ChannelSMTP, Peer: peer, MailFrom: mailFrom, Raw: raw})
-		if err != nil {
-			t.Fatal(err)
-		}
-		if _, err := s.Claim(ctx, "t", 1, time.Minute, 3); err != nil {
-			t.Fatal(err)
-		}
-		res, err := proc.Process(ctx, id)
-		if err != nil {
-			t.Fatal(err)
-		}
+		res := spoolAndProcess(t, proc, &store.Message{Channel: store.ChannelSMTP, Peer: peer, MailFrom: mailFrom, Raw: raw})
 		js, _, _ := s.ReportTicket(ctx, res.ReportID)
 		var rep parse.Report
 		_ = json.Unmarshal(js, &rep)
