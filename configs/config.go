@@ -231,6 +231,17 @@ type Crypto struct {
 	TeamKeyPassphraseFile string   `yaml:"team_key_passphrase_file"`
 	KeyringFile           string   `yaml:"keyring_file"`
 	MaxDecompressedBytes  int64    `yaml:"max_decompressed_bytes"`
+	// SMIME is the team's S/MIME certificate and key and the trust anchors
+	// of correspondents' certificates.
+	SMIME SMIME `yaml:"smime"`
+}
+
+// SMIME names the S/MIME files (PEM).
+type SMIME struct {
+	CertFile          string `yaml:"cert_file"` // the team's certificate, its chain after it
+	KeyFile           string `yaml:"key_file"`
+	KeyPassphraseFile string `yaml:"key_passphrase_file"`
+	TrustAnchorsFile  string `yaml:"trust_anchors_file"` // CA certificates correspondents' chains must end in
 }
 
 // Auth configures sender authentication.
@@ -615,6 +626,10 @@ func (c *Config) resolvePaths(dir string) {
 	}
 	abs(&c.Crypto.TeamKeyPassphraseFile)
 	abs(&c.Crypto.KeyringFile)
+	abs(&c.Crypto.SMIME.CertFile)
+	abs(&c.Crypto.SMIME.KeyFile)
+	abs(&c.Crypto.SMIME.KeyPassphraseFile)
+	abs(&c.Crypto.SMIME.TrustAnchorsFile)
 	abs(&c.Parse.RulesFile)
 	abs(&c.Constituency.File)
 	abs(&c.Constituency.ASNFile)
@@ -917,6 +932,12 @@ func (c *Config) validate() []Problem {
 	}
 	if c.Constituency.ASNFile != "" && c.Constituency.File == "" {
 		warn("constituency.asn_file", "set without constituency.file: nothing to match")
+	}
+	if sm := c.Crypto.SMIME; (sm.CertFile == "") != (sm.KeyFile == "") {
+		bad("crypto.smime", "cert_file and key_file go together")
+	}
+	if c.Crypto.SMIME.KeyPassphraseFile != "" {
+		bad("crypto.smime.key_passphrase_file", "encrypted S/MIME keys are not read yet: keep the key unencrypted and readable by the daemon only (0600)")
 	}
 	if c.Crypto.MaxDecompressedBytes <= 0 {
 		bad("crypto.max_decompressed_bytes", "must be positive")

@@ -2,7 +2,9 @@ package crypto
 
 import (
 	"bytes"
+	"cmp"
 	"crypto/sha256"
+	"crypto/x509"
 	"encoding/base64"
 	"encoding/hex"
 	"errors"
@@ -35,6 +37,9 @@ type Keys struct {
 	Known  openpgp.EntityList // correspondents' public keys
 	Labels map[string]string  // fingerprint (upper hex) → label
 	verify openpgp.EntityList // Known + Team public
+	// SMIME is the team's S/MIME certificate, key and trust anchors (nil:
+	// no S/MIME).
+	SMIME *SMIME
 }
 
 // LoadKeys parses armored team secret keys (decrypting them with the
@@ -98,8 +103,18 @@ type Result struct {
 	// part of several. Such a signature proves nothing about the rest, so
 	// it grants no trust (a pasted public clearsigned document would
 	// otherwise vouch for whatever surrounds it).
-	SignedPart  string
-	signerAddrs []string
+	SignedPart string
+	// DecryptionMethod and SignatureMethod are "pgp" or "smime" for a
+	// verdict other than none ("" otherwise).
+	DecryptionMethod, SignatureMethod string
+	// S/MIME signers: the certificate's subject, issuer, first e-mail
+	// address and SHA-256 (hex); SignerCert is the certificate of a good
+	// signature (to harvest for answering encrypted).
+	SignerSubject, SignerIssuer, SignerEmail, SignerCertSHA256 string
+	SignerCert                                                 *x509.Certificate
+
+	signerAddrs          []string
+	decMethod, sigMethod string
 }
 
 // SignerHasAddress reports whether the signing key carries addr in a user ID.
@@ -133,6 +148,12 @@ func Unwrap(raw []byte, keys *Keys, lim Limits, now time.Time) (res Result) {
 	}
 	u := &unwrapper{keys: keys, lim: lim, now: now, budget: capFor(lim, len(raw))}
 	u.unwrap(&res, raw, 0, "")
+	if res.Decryption != vocab.DecNone {
+		res.DecryptionMethod = cmp.Or(res.decMethod, "pgp")
+	}
+	if res.Signature != vocab.SigNone {
+		res.SignatureMethod = cmp.Or(res.sigMethod, "pgp")
+	}
 	if len(res.Cleartext) == 0 && len(raw) > 0 {
 		// A PGP/MIME shell around nothing (an empty signed part, say)
 		// leaves no entity: keep the visible headers over an empty body.
@@ -197,6 +218,42 @@ func (u *unwrapper) unwrap(res *Result, msg []byte, depth int, scope string) {
 		res.Cleartext = inner
 		u.protectedHeaders(res, parts[0])
 		u.unwrap(res, inner, depth+1, scope)
+	case ct == "multipart/signed" && strings.Contains(strings.ToLower(params["protocol"]), "pkcs7-signature"):
+		// S/MIME, detached: the first part is signed as it is written.
+		parts := splitParts(body, params["boundary"], 10)
+		if len(parts) < 2 {
+			res.sigMethod, res.Signature, res.SignatureDetail = "smime", vocab.SigBad, "malformed S/MIME signature: missing signature part"
+			return
+		}
+		sh, sb := rawmime.SplitMessage(parts[1])
+		der := decodeBody(sb, rawmime.HeaderValue(sh, "Content-Transfer-Encoding"), len(sb)+16)
+		u.smimeVerify(res, der, rawmime.Canonical(parts[0]), scope)
+		inner := replaceBody(hdr, parts[0])
+		res.Cleartext = inner
+		u.unwrap(res, inner, depth+1, scope)
+	case ct == "application/pkcs7-mime" || ct == "application/x-pkcs7-mime":
+		// S/MIME, opaque: enveloped (encrypted) or signed-data with the
+		// entity inside.
+		der := decodeBody(body, rawmime.HeaderValue(hdr, "Content-Transfer-Encoding"), len(body)+16)
+		var inner []byte
+		if contentTypeOf(der).Equal(oidSignedData) {
+			content, ok := u.smimeVerify(res, der, nil, scope)
+			if !ok {
+				res.Cleartext = stripBody(msg, "")
+				return
+			}
+			inner = replaceBody(hdr, content)
+		} else {
+			plain, ok := u.smimeDecrypt(res, der)
+			if !ok {
+				res.Cleartext = stripBody(msg, "")
+				return
+			}
+			inner = replaceBody(hdr, plain)
+			u.protectedHeaders(res, plain)
+		}
+		res.Cleartext = inner
+		u.unwrap(res, inner, depth+1, scope) // signed inside encrypted, or the other way
 	case strings.HasPrefix(ct, "multipart/"):
 		// Inline PGP below a plain multipart: armored text parts and
 		// encrypted attachments (.asc, .pgp, .gpg, application/pgp-encrypted).
@@ -334,6 +391,9 @@ func (u *unwrapper) setSigner(res *Result, e *openpgp.Entity) {
 	}
 	if pi := e.PrimaryIdentity(); pi != nil {
 		res.Signer = pi.Name
+		if pi.UserId != nil {
+			res.SignerEmail = strings.ToLower(pi.UserId.Email)
+		}
 	}
 }
 

@@ -91,6 +91,22 @@ func FuzzUnwrap(f *testing.F) {
 		}
 	}
 	k := loadCorpusKeys(f)
+	// S/MIME seeds made by OpenSSL (testdata/smime/make.sh), read with
+	// the team's S/MIME certificate.
+	seeds, _ := filepath.Glob("testdata/smime/*.eml")
+	for _, p := range seeds {
+		if b, err := os.ReadFile(p); err == nil {
+			f.Add(b)
+		}
+	}
+	cert, _ := os.ReadFile("testdata/smime/team.pem")
+	key, _ := os.ReadFile("testdata/smime/team.key")
+	anchors, _ := os.ReadFile("testdata/smime/ca.pem")
+	if s, err := LoadSMIME(cert, key, anchors); err == nil {
+		k.SMIME = s
+	} else {
+		f.Fatal(err)
+	}
 	f.Fuzz(func(t *testing.T, raw []byte) {
 		res := Unwrap(raw, k, Limits{MaxDecompressed: 1 << 20}, time.Now())
 		if res.Cleartext == nil && len(raw) > 0 {

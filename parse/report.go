@@ -60,7 +60,9 @@ func (a *Authentication) Forged() bool { return a != nil && a.DMARC == "fail" }
 // Decryption is the decryption verdict (filled by crypto).
 type Decryption struct {
 	Status vocab.DecStatus `json:"status"`
-	Detail string          `json:"detail,omitempty"`
+	// Method is "pgp" or "smime" ("none" when nothing was encrypted).
+	Method string `json:"method"`
+	Detail string `json:"detail,omitempty"`
 }
 
 // Signature is the signature verdict (filled by crypto).
@@ -69,6 +71,15 @@ type Signature struct {
 	SignerFingerprint string          `json:"signer_fingerprint,omitempty"`
 	Signer            string          `json:"signer,omitempty"`
 	SignerMismatch    bool            `json:"signer_mismatch,omitempty"`
+	// Method is "pgp" or "smime" ("none" when nothing was signed).
+	Method string `json:"method"`
+	// SignerEmail is the signer's address (S/MIME: the certificate's;
+	// OpenPGP: the primary user ID's); for S/MIME also the certificate's
+	// subject, issuer and SHA-256.
+	SignerEmail      string `json:"signer_email,omitempty"`
+	SignerSubject    string `json:"signer_subject,omitempty"`
+	SignerIssuer     string `json:"signer_issuer,omitempty"`
+	SignerCertSHA256 string `json:"signer_cert_sha256,omitempty"`
 	// Scope is "whole" when the signature covers the whole message and
 	// "part" when it covers only SignedPart; a partial signature grants
 	// no trust.

@@ -1,6 +1,7 @@
 package pipeline
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -79,9 +80,10 @@ func analyzeTimed(raw []byte, keys *crypto.Keys, cl crypto.Limits, opt parse.Opt
 	}
 	// The evidence is the message as received, not the cleartext.
 	rep.ReceivedSHA256 = crypto.SHA256Hex(raw)
-	rep.Decryption = parse.Decryption{Status: res.Decryption, Detail: res.DecryptionDetail}
-	rep.Signature = parse.Signature{Status: res.Signature, SignerFingerprint: res.SignerFingerprint,
-		Signer: res.Signer, Detail: res.SignatureDetail}
+	rep.Decryption = parse.Decryption{Status: res.Decryption, Method: cmp.Or(res.DecryptionMethod, "none"), Detail: res.DecryptionDetail}
+	rep.Signature = parse.Signature{Status: res.Signature, Method: cmp.Or(res.SignatureMethod, "none"), SignerFingerprint: res.SignerFingerprint,
+		Signer: res.Signer, Detail: res.SignatureDetail, SignerEmail: res.SignerEmail, SignerSubject: res.SignerSubject,
+		SignerIssuer: res.SignerIssuer, SignerCertSHA256: res.SignerCertSHA256}
 	if res.Signature != vocab.SigNone {
 		rep.Signature.Scope = vocab.ScopeWhole
 		if res.SignedPart != "" {

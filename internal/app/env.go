@@ -169,7 +169,7 @@ func (e *Env) LoadKeys() (*crypto.Keys, error) { return e.LoadKeysMode(false) }
 // show what it can of a plain message when a key file is missing.
 func (e *Env) LoadKeysMode(lenient bool) (*crypto.Keys, error) {
 	c := e.Cfg.Crypto
-	if len(c.TeamKeyFiles) == 0 && c.KeyringFile == "" {
+	if len(c.TeamKeyFiles) == 0 && c.KeyringFile == "" && c.SMIME == (configs.SMIME{}) {
 		return nil, nil
 	}
 	var team [][]byte
@@ -204,7 +204,45 @@ func (e *Env) LoadKeysMode(lenient bool) (*crypto.Keys, error) {
 	if err != nil {
 		return nil, UsageErr("crypto: %v", err)
 	}
+	if k.SMIME, err = e.loadSMIME(); err != nil {
+		return nil, err
+	}
 	return k, nil
+}
+
+// loadSMIME reads crypto.smime's files (nil when none is configured).
+func (e *Env) loadSMIME() (*crypto.SMIME, error) {
+	c := e.Cfg.Crypto.SMIME
+	if c == (configs.SMIME{}) {
+		return nil, nil
+	}
+	read := func(key, path string) ([]byte, error) {
+		if path == "" {
+			return nil, nil
+		}
+		b, err := os.ReadFile(path)
+		if err != nil {
+			return nil, UsageErr("%s: cannot read (crypto.smime.%s): %v", path, key, UnwrapPathErr(err))
+		}
+		return b, nil
+	}
+	cert, err := read("cert_file", c.CertFile)
+	if err != nil {
+		return nil, err
+	}
+	key, err := read("key_file", c.KeyFile)
+	if err != nil {
+		return nil, err
+	}
+	anchors, err := read("trust_anchors_file", c.TrustAnchorsFile)
+	if err != nil {
+		return nil, err
+	}
+	s, err := crypto.LoadSMIME(cert, key, anchors)
+	if err != nil {
+		return nil, UsageErr("crypto.smime: %v", err)
+	}
+	return s, nil
 }
 
 // keysAndStore loads the keys, then opens the store: what every command
