@@ -2,10 +2,6 @@ package crypto
 
 import (
 	"bytes"
-	"os"
-	"os/exec"
-	"path/filepath"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -14,92 +10,13 @@ import (
 	"github.com/madoguchi/madoguchi/internal/vocab"
 )
 
-// pki is a certificate world made by OpenSSL: a CA the team trusts, the
-// team's certificate, correspondents' (RSA and ECDSA), and a CA nobody
-// trusts.
-type pki struct {
-	t   *testing.T
-	dir string
-}
-
-func (p *pki) run(stdin []byte, args ...string) []byte {
-	p.t.Helper()
-	cmd := exec.Command("openssl", args...)
-	cmd.Dir = p.dir
-	cmd.Stdin = bytes.NewReader(stdin)
-	out, err := cmd.Output()
+func keysOf(t *testing.T, p *testenv.PKI) *Keys {
+	t.Helper()
+	s, err := LoadSMIME(p.Read("team.pem"), p.Read("team.key"), p.Read("ca.pem"))
 	if err != nil {
-		var stderr []byte
-		if ee, ok := err.(*exec.ExitError); ok {
-			stderr = ee.Stderr
-		}
-		p.t.Fatalf("openssl %s: %v\n%s", strings.Join(args, " "), err, stderr)
-	}
-	return out
-}
-
-func (p *pki) path(name string) string { return filepath.Join(p.dir, name) }
-
-func (p *pki) read(name string) []byte {
-	b, err := os.ReadFile(p.path(name))
-	if err != nil {
-		p.t.Fatal(err)
-	}
-	return b
-}
-
-// ca makes a self-signed CA.
-func (p *pki) ca(name string) {
-	p.run(nil, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", name+".key", "-out", name+".pem", "-days", "30",
-		"-subj", "/CN="+name, "-addext", "basicConstraints=critical,CA:TRUE", "-addext", "keyUsage=critical,keyCertSign,cRLSign")
-}
-
-// cert makes a certificate for email issued by ca; key is "rsa:2048" or
-// "ec" (P-256).
-func (p *pki) cert(name, email, ca, key string) {
-	args := []string{"req", "-newkey", key, "-nodes", "-keyout", name + ".key", "-out", name + ".csr", "-subj", "/CN=" + name + "/emailAddress=" + email}
-	if key == "ec" {
-		args = append(args[:2], append([]string{"ec", "-pkeyopt", "ec_paramgen_curve:prime256v1"}, args[3:]...)...)
-	}
-	p.run(nil, args...)
-	ext := "subjectAltName=email:" + email + "\nkeyUsage=digitalSignature,keyEncipherment\nextendedKeyUsage=emailProtection\n"
-	if err := os.WriteFile(p.path(name+".ext"), []byte(ext), 0o600); err != nil {
-		p.t.Fatal(err)
-	}
-	p.run(nil, "x509", "-req", "-in", name+".csr", "-CA", ca+".pem", "-CAkey", ca+".key", "-CAcreateserial", "-out", name+".pem", "-days", "30", "-extfile", name+".ext")
-}
-
-func newPKI(t *testing.T) *pki {
-	testenv.Need(t, "openssl")
-	p := &pki{t: t, dir: t.TempDir()}
-	p.ca("ca")
-	p.ca("other-ca")
-	p.cert("team", "csirt@example.org", "ca", "rsa:2048")
-	p.cert("partner", "cert@partner.example", "ca", "rsa:2048")
-	p.cert("ecpartner", "ec@partner.example", "ca", "ec")
-	p.cert("stranger", "x@stranger.example", "other-ca", "rsa:2048")
-	p.cert("someone", "someone@else.example", "ca", "rsa:2048")
-	return p
-}
-
-func (p *pki) keys() *Keys {
-	s, err := LoadSMIME(p.read("team.pem"), p.read("team.key"), p.read("ca.pem"))
-	if err != nil {
-		p.t.Fatal(err)
+		t.Fatal(err)
 	}
 	return &Keys{SMIME: s}
-}
-
-// opensslVerifies is `openssl cms -verify`'s verdict on a message: its
-// exit status, at a time (0: now).
-func (p *pki) opensslVerifies(msg []byte, at time.Time) bool {
-	args := []string{"cms", "-verify", "-CAfile", p.path("ca.pem"), "-purpose", "smimesign", "-out", os.DevNull}
-	if !at.IsZero() {
-		args = append(args, "-attime", strconv.FormatInt(at.Unix(), 10))
-	}
-	cmd := exec.Command("openssl", args...)
-	cmd.Stdin = bytes.NewReader(msg)
-	return cmd.Run() == nil
 }
 
 const inner = "Content-Type: text/plain; charset=utf-8\r\n\r\nScanning from 198.51.100.23 seen by our sensors.\r\n"
@@ -110,16 +27,16 @@ const outlook = "Content-Type: multipart/alternative; boundary=\"alt\"\r\n\r\n--
 // verdicts `openssl cms` gives them (its exit status), and the entity
 // inside is what parse reads.
 func TestSMIMEVerdicts(t *testing.T) {
-	p := newPKI(t)
-	keys := p.keys()
+	p := testenv.NewPKI(t)
+	keys := keysOf(t, p)
 	hdr := []string{"-from", "cert@partner.example", "-to", "csirt@example.org", "-subject", "Scan report"}
 	sign := func(signer string, content string, extra ...string) []byte {
 		args := append([]string{"cms", "-sign", "-signer", signer + ".pem", "-inkey", signer + ".key", "-md", "sha256"}, extra...)
-		return p.run([]byte(content), append(args, hdr...)...)
+		return p.Run([]byte(content), append(args, hdr...)...)
 	}
 	encrypt := func(to string, content []byte, alg string) []byte {
 		args := append([]string{"cms", "-encrypt", "-" + alg}, hdr...)
-		return p.run(content, append(args, to+".pem")...) // the recipient after the options
+		return p.Run(content, append(args, to+".pem")...) // the recipient after the options
 	}
 	detached := sign("partner", inner)
 	tampered := bytes.Replace(detached, []byte("198.51.100.23"), []byte("198.51.100.99"), 1)
@@ -164,7 +81,7 @@ func TestSMIMEVerdicts(t *testing.T) {
 			t.Errorf("%s: decryption method %q", c.name, res.DecryptionMethod)
 		}
 		if c.opensslAgrees {
-			if got := p.opensslVerifies(c.msg, c.at); got != (c.sig == "good") {
+			if got := p.Verifies(c.msg, c.at); got != (c.sig == "good") {
 				t.Errorf("%s: openssl cms -verify says %v, we say %s", c.name, got, c.sig)
 			}
 		}
@@ -187,5 +104,41 @@ func TestSMIMEBadInput(t *testing.T) {
 		if res.Decryption == vocab.DecOK || res.Signature == vocab.SigGood {
 			t.Errorf("%q: %s %s", m, res.Decryption, res.Signature)
 		}
+	}
+}
+
+// TestSMIMEOutVerifiesInOpenSSL: what the team signs, openssl cms -verify
+// accepts (exit status 0) against the CA; what it encrypts to a
+// correspondent, openssl cms -decrypt opens with the correspondent's key,
+// and so does our own reader with the team's (it is encrypted to the team
+// too).
+func TestSMIMEOutVerifiesInOpenSSL(t *testing.T) {
+	p := testenv.NewPKI(t)
+	keys := keysOf(t, p)
+	part := Part("Content-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: quoted-printable\r\n\r\nThank you for your report CSIRT#2026-000001.\r\n")
+	ct, body, err := keys.SMIME.SignMIME(part)
+	if err != nil {
+		t.Fatal(err)
+	}
+	signed := []byte("From: csirt@example.org\r\nTo: cert@partner.example\r\nSubject: ack\r\nMIME-Version: 1.0\r\nContent-Type: " + ct + "\r\n\r\n" + string(body))
+
+	if !p.Verifies(signed, time.Time{}) {
+		t.Fatalf("openssl cms -verify refuses our signature:\n%s", signed)
+	}
+	if res := Unwrap(signed, keys, Limits{}, time.Now()); res.Signature != vocab.SigGood || res.SignerEmail != "csirt@example.org" {
+		t.Fatalf("our own reader: %s %s", res.Signature, res.SignatureDetail)
+	}
+	partner, _ := pemCerts(p.Read("partner.pem"))
+	ect, ebody, err := keys.SMIME.EncryptMIME(Part("Content-Type: "+ct+"\r\n\r\n"+string(body)), partner)
+	if err != nil {
+		t.Fatal(err)
+	}
+	enc := []byte("From: csirt@example.org\r\nTo: cert@partner.example\r\nSubject: ack\r\nMIME-Version: 1.0\r\nContent-Type: " + ect + "\r\nContent-Transfer-Encoding: base64\r\n\r\n" + string(ebody))
+	plain := p.Run(enc, "cms", "-decrypt", "-recip", "partner.pem", "-inkey", "partner.key")
+	if !bytes.Contains(plain, []byte("multipart/signed")) || !p.Verifies(plain, time.Time{}) {
+		t.Fatalf("openssl cms -decrypt, then -verify:\n%s", plain)
+	}
+	if res := Unwrap(enc, keys, Limits{}, time.Now()); res.Decryption != vocab.DecOK || res.Signature != vocab.SigGood {
+		t.Fatalf("our own reader: %s (%s) %s", res.Decryption, res.DecryptionDetail, res.Signature)
 	}
 }

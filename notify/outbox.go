@@ -3,6 +3,7 @@ package notify
 import (
 	"bytes"
 	"context"
+	"crypto/x509"
 	"embed"
 	"encoding/json"
 	"errors"
@@ -253,6 +254,13 @@ func (w *Writer) Render(ctx context.Context, e store.OutboxEntry) (msg []byte, e
 	// (no key of the reporter), it is not repeated at all.
 	came := r.Decryption.Status == vocab.DecOK
 	encrypt := came && len(recipientKeys) > 0 && keys != nil && len(keys.Team) > 0
+	// A correspondent who wrote in S/MIME is answered in S/MIME: signed
+	// with the team's certificate, encrypted to theirs (harvested from
+	// their signatures) when the report came encrypted.
+	smime, smimeTo := w.smimeFor(ctx, keys, r, e.Recipient)
+	if smime {
+		encrypt = came && len(smimeTo) > 0
+	}
 	outerSubj := subj
 	if came && answer && !encrypt {
 		// Staff's words about an encrypted report never go in clear.
@@ -300,9 +308,16 @@ func (w *Writer) Render(ctx context.Context, e store.OutboxEntry) (msg []byte, e
 		_ = qp.Close()
 	}
 
-	contentType, payload := "", part.Bytes()
+	contentType, payload, cte := "", part.Bytes(), ""
 	signed := keys != nil && len(keys.Team) > 0
 	switch {
+	case smime:
+		contentType, payload, err = keys.SMIME.SignMIME(crypto.Part(part.Bytes()))
+		if err == nil && encrypt {
+			inner := crypto.Part("Content-Type: " + contentType + "\r\n\r\n" + string(payload))
+			contentType, payload, err = keys.SMIME.EncryptMIME(inner, smimeTo)
+			cte = "base64"
+		}
 	case encrypt:
 		contentType, payload, err = keys.SignEncryptMIME(crypto.Part(part.Bytes()), recipientKeys, now)
 	case signed:
@@ -338,8 +353,31 @@ func (w *Writer) Render(ctx context.Context, e store.OutboxEntry) (msg []byte, e
 		hdr("Precedence", "bulk")
 	}
 	hdr("MIME-Version", "1.0")
+	if cte != "" {
+		hdr("Content-Transfer-Encoding", cte)
+	}
 	writeBody(&b, contentType, payload)
 	return b.Bytes(), encrypt, nil
+}
+
+// smimeFor tells whether a report's correspondent is answered in S/MIME
+// (they signed or encrypted with it, and the team has an S/MIME
+// identity) and, if so, the certificates to encrypt to: the one kept for
+// the recipient address, else for the report's From.
+func (w *Writer) smimeFor(ctx context.Context, keys *crypto.Keys, r parse.Report, rcpt string) (bool, []*x509.Certificate) {
+	if keys == nil || keys.SMIME == nil || keys.SMIME.Cert == nil || (r.Signature.Method != "smime" && r.Decryption.Method != "smime") {
+		return false, nil
+	}
+	for _, addr := range []string{rcpt, r.From} {
+		der, err := w.Store.Certificate(ctx, addr)
+		if err != nil {
+			continue
+		}
+		if c, err := x509.ParseCertificate(der); err == nil && w.now().Before(c.NotAfter) {
+			return true, []*x509.Certificate{c}
+		}
+	}
+	return true, nil
 }
 
 // echoedSubject is the part of the reporter's subject ours repeats:

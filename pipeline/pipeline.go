@@ -3,6 +3,7 @@ package pipeline
 import (
 	"cmp"
 	"context"
+	"crypto/x509"
 	"encoding/json"
 	"fmt"
 	"log/slog"
@@ -65,8 +66,13 @@ func Analyze(raw []byte, keys *crypto.Keys, cl crypto.Limits, opt parse.Options,
 	return rep, err
 }
 
-// stageTimes are the durations of Analyze's two stages.
-type stageTimes struct{ unwrap, parse time.Duration }
+// stageTimes are the durations of Analyze's two stages, and what unwrap
+// found besides the report: a good S/MIME signature's certificate (to
+// keep for encrypted answers).
+type stageTimes struct {
+	unwrap, parse time.Duration
+	signerCert    *x509.Certificate
+}
 
 func analyzeTimed(raw []byte, keys *crypto.Keys, cl crypto.Limits, opt parse.Options, now time.Time) (*parse.Report, stageTimes, error) {
 	var st stageTimes
@@ -74,7 +80,7 @@ func analyzeTimed(raw []byte, keys *crypto.Keys, cl crypto.Limits, opt parse.Opt
 	res := crypto.Unwrap(raw, keys, cl, now)
 	t1 := time.Now()
 	rep, err := parse.Parse(res.Cleartext, opt)
-	st.unwrap, st.parse = t1.Sub(t0), time.Since(t1)
+	st.unwrap, st.parse, st.signerCert = t1.Sub(t0), time.Since(t1), res.SignerCert
 	if rep == nil {
 		return nil, st, err
 	}
@@ -120,10 +126,11 @@ func (p *Processor) Process(ctx context.Context, spoolID int64) (store.FileResul
 
 // item is one analysed message on its way to the store.
 type item struct {
-	msg   *store.Message
-	rep   *parse.Report
-	f     *store.Filing
-	start time.Time
+	msg        *store.Message
+	rep        *parse.Report
+	f          *store.Filing
+	start      time.Time
+	signerCert *x509.Certificate
 }
 
 // prepare loads and analyses one spooled message. A message that cannot be
@@ -156,7 +163,7 @@ func (p *Processor) analyse(ctx context.Context, msg *store.Message, start time.
 	}
 	p.metrics().Verdicts.WithLabelValues("decryption", string(rep.Decryption.Status)).Inc()
 	p.metrics().Verdicts.WithLabelValues("signature", string(rep.Signature.Status)).Inc()
-	return &item{msg: msg, rep: rep, f: p.filing(msg, rep), start: start}, nil
+	return &item{msg: msg, rep: rep, f: p.filing(msg, rep), start: start, signerCert: st.signerCert}, nil
 }
 
 // processBatch handles several claimed rows (msgs[i] is the message of
@@ -213,8 +220,29 @@ func (p *Processor) done(ctx context.Context, it *item, res store.FileResult, er
 	} else {
 		p.metrics().EndToEnd.Observe(time.Since(it.msg.ReceivedAt).Seconds())
 		p.log().Info("filed", "spool", it.msg.ID, "ticket", res.Ticket, "outcome", res.Outcome, "message_id", it.rep.MessageID, "ack", res.AckID != 0)
+		p.harvest(ctx, it, res)
 	}
 	p.observe(o, time.Since(it.start))
+}
+
+// harvest keeps the certificate of a good S/MIME signature bound to the
+// From address, so that answers to its sender can be encrypted, and says
+// so on the incident. It runs after the filing commit and is idempotent:
+// a crash between the two keeps the certificate at the next run.
+func (p *Processor) harvest(ctx context.Context, it *item, res store.FileResult) {
+	c, sig := it.signerCert, it.rep.Signature
+	if c == nil || sig.Status != vocab.SigGood || sig.Method != "smime" || sig.SignerMismatch || it.rep.From == "" {
+		return
+	}
+	changed, err := p.Store.SaveCertificate(ctx, it.rep.From, c.Raw, sig.SignerCertSHA256, c.NotAfter)
+	if err != nil {
+		p.log().Warn("S/MIME certificate not kept", "from", it.rep.From, "err", err)
+		return
+	}
+	if changed && res.IncidentID != 0 {
+		_ = p.Store.AddEvent(ctx, []int64{res.IncidentID}, "certificate", "",
+			fmt.Sprintf("S/MIME certificate of %s kept (SHA-256 %s, valid until %s): answers to it are encrypted", it.rep.From, sig.SignerCertSHA256[:16], c.NotAfter.Format(time.DateOnly)))
+	}
 }
 
 // observe counts a processed message's outcome and time.

@@ -139,3 +139,35 @@ func TestStaffWorkflow(t *testing.T) {
 		}
 	})
 }
+
+// TestCertificatesKept: a correspondent's certificate is kept per
+// address; a different one replaces it only when valid as long or longer.
+func TestCertificatesKept(t *testing.T) {
+	eachDriver(t, func(t *testing.T, s store.Store, c *clock) {
+		ctx := context.Background()
+		if _, err := s.Certificate(ctx, "a@x.example"); !errors.Is(err, store.ErrNotFound) {
+			t.Fatalf("none yet: %v", err)
+		}
+		year := c.Now().Add(365 * 24 * time.Hour)
+		for i, step := range []struct {
+			der     string
+			sha     string
+			until   time.Time
+			changed bool
+			kept    string
+		}{
+			{"one", "s1", year, true, "one"},
+			{"one", "s1", year, false, "one"},                  // the same again
+			{"short", "s2", year.Add(-time.Hour), false, "one"}, // valid less long
+			{"long", "s3", year.Add(time.Hour), true, "long"},
+		} {
+			changed, err := s.SaveCertificate(ctx, "A@x.example", []byte(step.der), step.sha, step.until)
+			if err != nil || changed != step.changed {
+				t.Fatalf("step %d: changed %v, %v", i, changed, err)
+			}
+			if der, err := s.Certificate(ctx, "a@X.example"); err != nil || string(der) != step.kept {
+				t.Fatalf("step %d: kept %q, %v", i, der, err)
+			}
+		}
+	})
+}

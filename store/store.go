@@ -78,6 +78,13 @@ type Store interface {
 	// the same incident.
 	Merge(ctx context.Context, from, into, actor string) error
 
+	// SaveCertificate keeps a correspondent's S/MIME certificate (DER)
+	// for its address unless the one kept is valid longer; changed tells
+	// whether it was stored.
+	SaveCertificate(ctx context.Context, email string, der []byte, sha256 string, notAfter time.Time) (changed bool, err error)
+	// Certificate is an address's certificate (ErrNotFound: none).
+	Certificate(ctx context.Context, email string) ([]byte, error)
+
 	CreateSession(ctx context.Context, s Session) error
 	// GetSession is ErrNotFound for an unknown or expired session.
 	GetSession(ctx context.Context, id string) (Session, error)
