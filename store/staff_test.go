@@ -157,7 +157,7 @@ func TestCertificatesKept(t *testing.T) {
 			kept    string
 		}{
 			{"one", "s1", year, true, "one"},
-			{"one", "s1", year, false, "one"},                  // the same again
+			{"one", "s1", year, false, "one"},                   // the same again
 			{"short", "s2", year.Add(-time.Hour), false, "one"}, // valid less long
 			{"long", "s3", year.Add(time.Hour), true, "long"},
 		} {
