@@ -936,9 +936,6 @@ func (c *Config) validate() []Problem {
 	if sm := c.Crypto.SMIME; (sm.CertFile == "") != (sm.KeyFile == "") {
 		bad("crypto.smime", "cert_file and key_file go together")
 	}
-	if c.Crypto.SMIME.KeyPassphraseFile != "" {
-		bad("crypto.smime.key_passphrase_file", "encrypted S/MIME keys are not read yet: keep the key unencrypted and readable by the daemon only (0600)")
-	}
 	if c.Crypto.MaxDecompressedBytes <= 0 {
 		bad("crypto.max_decompressed_bytes", "must be positive")
 	}

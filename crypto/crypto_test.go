@@ -102,7 +102,7 @@ func FuzzUnwrap(f *testing.F) {
 	cert, _ := os.ReadFile("testdata/smime/team.pem")
 	key, _ := os.ReadFile("testdata/smime/team.key")
 	anchors, _ := os.ReadFile("testdata/smime/ca.pem")
-	if s, err := LoadSMIME(cert, key, anchors); err == nil {
+	if s, err := LoadSMIME(cert, key, nil, anchors); err == nil {
 		k.SMIME = s
 	} else {
 		f.Fatal(err)

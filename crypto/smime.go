@@ -38,10 +38,11 @@ type SMIME struct {
 }
 
 // LoadSMIME reads a PEM certificate (with its chain after it), a PEM
-// private key (PKCS#8, PKCS#1 or SEC 1) and a PEM bundle of trust
-// anchors; certPEM and keyPEM may be empty (no S/MIME identity: nothing
-// is decrypted, verification still works).
-func LoadSMIME(certPEM, keyPEM, anchorsPEM []byte) (*SMIME, error) {
+// private key (PKCS#8, PKCS#1 or SEC 1; an ENCRYPTED PRIVATE KEY with
+// passphrase) and a PEM bundle of trust anchors; certPEM and keyPEM may
+// be empty (no S/MIME identity: nothing is decrypted, verification still
+// works).
+func LoadSMIME(certPEM, keyPEM, passphrase, anchorsPEM []byte) (*SMIME, error) {
 	s := &SMIME{}
 	if len(certPEM) > 0 {
 		certs, err := pemCerts(certPEM)
@@ -53,6 +54,16 @@ func LoadSMIME(certPEM, keyPEM, anchorsPEM []byte) (*SMIME, error) {
 		if blk == nil {
 			return nil, errors.New("key: no PEM block")
 		}
+		if blk.Type == "ENCRYPTED PRIVATE KEY" {
+			if len(passphrase) == 0 {
+				return nil, errors.New("key: encrypted, and no passphrase given (crypto.smime.key_passphrase_file)")
+			}
+			der, err := decryptPKCS8(blk.Bytes, passphrase)
+			if err != nil {
+				return nil, fmt.Errorf("key: %v", err)
+			}
+			blk = &pem.Block{Type: "PRIVATE KEY", Bytes: der}
+		}
 		if k, err := x509.ParsePKCS8PrivateKey(blk.Bytes); err == nil {
 			s.Key = k
 		} else if k, err := x509.ParsePKCS1PrivateKey(blk.Bytes); err == nil {
@@ -60,7 +71,7 @@ func LoadSMIME(certPEM, keyPEM, anchorsPEM []byte) (*SMIME, error) {
 		} else if k, err := x509.ParseECPrivateKey(blk.Bytes); err == nil {
 			s.Key = k
 		} else {
-			return nil, fmt.Errorf("key: not a PKCS#8, PKCS#1 or SEC 1 private key (an encrypted key is not read)")
+			return nil, fmt.Errorf("key: not a PKCS#8, PKCS#1 or SEC 1 private key")
 		}
 	}
 	if len(anchorsPEM) > 0 {

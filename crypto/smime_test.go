@@ -12,7 +12,7 @@ import (
 
 func keysOf(t *testing.T, p *testenv.PKI) *Keys {
 	t.Helper()
-	s, err := LoadSMIME(p.Read("team.pem"), p.Read("team.key"), p.Read("ca.pem"))
+	s, err := LoadSMIME(p.Read("team.pem"), p.Read("team.key"), nil, p.Read("ca.pem"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -140,5 +140,21 @@ func TestSMIMEOutVerifiesInOpenSSL(t *testing.T) {
 	}
 	if res := Unwrap(enc, keys, Limits{}, time.Now()); res.Decryption != vocab.DecOK || res.Signature != vocab.SigGood {
 		t.Fatalf("our own reader: %s (%s) %s", res.Decryption, res.DecryptionDetail, res.Signature)
+	}
+}
+
+// TestSMIMEEncryptedKey: a key encrypted by openssl genpkey (PBES2,
+// PBKDF2-HMAC-SHA256, AES-256-CBC) is read with its passphrase, refused
+// without it or with a wrong one.
+func TestSMIMEEncryptedKey(t *testing.T) {
+	p := testenv.NewPKI(t)
+	p.Run(nil, "pkcs8", "-topk8", "-v2", "aes256", "-in", "team.key", "-out", "team-enc.key", "-passout", "pass:correct horse")
+	if _, err := LoadSMIME(p.Read("team.pem"), p.Read("team-enc.key"), []byte("correct horse"), p.Read("ca.pem")); err != nil {
+		t.Fatal(err)
+	}
+	for _, pass := range []string{"", "wrong"} {
+		if _, err := LoadSMIME(p.Read("team.pem"), p.Read("team-enc.key"), []byte(pass), p.Read("ca.pem")); err == nil {
+			t.Fatalf("passphrase %q accepted", pass)
+		}
 	}
 }

@@ -26,7 +26,7 @@ func TestSMIMECorrespondentsAnsweredInSMIME(t *testing.T) {
 	ctx := context.Background()
 	p := testenv.NewPKI(t)
 	f := newFixture(t, nil)
-	s, err := crypto.LoadSMIME(p.Read("team.pem"), p.Read("team.key"), p.Read("ca.pem"))
+	s, err := crypto.LoadSMIME(p.Read("team.pem"), p.Read("team.key"), nil, p.Read("ca.pem"))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -21,7 +21,7 @@ import (
 func TestSMIMESignerCertificateHarvested(t *testing.T) {
 	ctx := context.Background()
 	p := testenv.NewPKI(t)
-	sm, err := crypto.LoadSMIME(p.Read("team.pem"), p.Read("team.key"), p.Read("ca.pem"))
+	sm, err := crypto.LoadSMIME(p.Read("team.pem"), p.Read("team.key"), nil, p.Read("ca.pem"))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -238,7 +238,15 @@ func (e *Env) loadSMIME() (*crypto.SMIME, error) {
 	if err != nil {
 		return nil, err
 	}
-	s, err := crypto.LoadSMIME(cert, key, anchors)
+	var pass []byte
+	if c.KeyPassphraseFile != "" {
+		p, err := configs.ReadSecret(c.KeyPassphraseFile)
+		if err != nil {
+			return nil, UsageErr("%s: cannot read (crypto.smime.key_passphrase_file): %v", c.KeyPassphraseFile, UnwrapPathErr(err))
+		}
+		pass = []byte(p)
+	}
+	s, err := crypto.LoadSMIME(cert, key, pass, anchors)
 	if err != nil {
 		return nil, UsageErr("crypto.smime: %v", err)
 	}
