@@ -131,6 +131,7 @@ type item struct {
 	f          *store.Filing
 	start      time.Time
 	signerCert *x509.Certificate
+	certKept   bool // harvest stored signerCert anew
 }
 
 // prepare loads and analyses one spooled message. A message that cannot be
@@ -163,7 +164,9 @@ func (p *Processor) analyse(ctx context.Context, msg *store.Message, start time.
 	}
 	p.metrics().Verdicts.WithLabelValues("decryption", string(rep.Decryption.Status)).Inc()
 	p.metrics().Verdicts.WithLabelValues("signature", string(rep.Signature.Status)).Inc()
-	return &item{msg: msg, rep: rep, f: p.filing(msg, rep), start: start, signerCert: st.signerCert}, nil
+	it := &item{msg: msg, rep: rep, f: p.filing(msg, rep), start: start, signerCert: st.signerCert}
+	p.harvest(ctx, it)
+	return it, nil
 }
 
 // processBatch handles several claimed rows (msgs[i] is the message of
@@ -220,16 +223,16 @@ func (p *Processor) done(ctx context.Context, it *item, res store.FileResult, er
 	} else {
 		p.metrics().EndToEnd.Observe(time.Since(it.msg.ReceivedAt).Seconds())
 		p.log().Info("filed", "spool", it.msg.ID, "ticket", res.Ticket, "outcome", res.Outcome, "message_id", it.rep.MessageID, "ack", res.AckID != 0)
-		p.harvest(ctx, it, res)
+		p.harvested(ctx, it, res)
 	}
 	p.observe(o, time.Since(it.start))
 }
 
 // harvest keeps the certificate of a good S/MIME signature bound to the
-// From address, so that answers to its sender can be encrypted, and says
-// so on the incident. It runs after the filing commit and is idempotent:
-// a crash between the two keeps the certificate at the next run.
-func (p *Processor) harvest(ctx context.Context, it *item, res store.FileResult) {
+// From address, so that answers to its sender can be encrypted. It runs
+// before the filing, so that the acknowledgement the filing queues finds
+// it; the incident is told once the filing says which (harvested).
+func (p *Processor) harvest(ctx context.Context, it *item) {
 	c, sig := it.signerCert, it.rep.Signature
 	if c == nil || sig.Status != vocab.SigGood || sig.Method != "smime" || sig.SignerMismatch || it.rep.From == "" {
 		return
@@ -239,10 +242,17 @@ func (p *Processor) harvest(ctx context.Context, it *item, res store.FileResult)
 		p.log().Warn("S/MIME certificate not kept", "from", it.rep.From, "err", err)
 		return
 	}
-	if changed && res.IncidentID != 0 {
-		_ = p.Store.AddEvent(ctx, []int64{res.IncidentID}, "certificate", "",
-			fmt.Sprintf("S/MIME certificate of %s kept (SHA-256 %s, valid until %s): answers to it are encrypted", it.rep.From, sig.SignerCertSHA256[:16], c.NotAfter.Format(time.DateOnly)))
+	it.certKept = changed
+}
+
+// harvested logs a newly kept certificate on the incident.
+func (p *Processor) harvested(ctx context.Context, it *item, res store.FileResult) {
+	if !it.certKept || res.IncidentID == 0 {
+		return
 	}
+	c, sig := it.signerCert, it.rep.Signature
+	_ = p.Store.AddEvent(ctx, []int64{res.IncidentID}, "certificate", "",
+		fmt.Sprintf("S/MIME certificate of %s kept (SHA-256 %s, valid until %s): answers to it are encrypted", it.rep.From, sig.SignerCertSHA256[:16], c.NotAfter.Format(time.DateOnly)))
 }
 
 // observe counts a processed message's outcome and time.
