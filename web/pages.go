@@ -67,7 +67,8 @@ type reportView struct {
 	store.Report
 	Subject, Text, From    string
 	Decryption, Signature  string
-	Signer                 string
+	DecMethod, SigMethod   string
+	Signer, SignerEmail    string
 	Attachments            []attachmentView
 	Warnings               []string
 	Classification, TLPTag string
@@ -204,10 +205,11 @@ func view(r store.Report) reportView {
 		Text       string `json:"text"`
 		TLP        string `json:"tlp"`
 		Decryption struct {
-			Status, Detail string
+			Status, Detail, Method string
 		} `json:"decryption"`
 		Signature struct {
-			Status, Signer string
+			Status, Signer, Method string
+			Email                  string `json:"signer_email"`
 		} `json:"signature"`
 		Classification struct {
 			Taxonomy, Type string
@@ -218,8 +220,15 @@ func view(r store.Report) reportView {
 	}
 	_ = json.Unmarshal(r.Report, &rep)
 	v := reportView{Report: r, Subject: rep.Subject, Text: rep.Text, From: rep.From, Decryption: rep.Decryption.Status,
-		Signature: rep.Signature.Status, Signer: rep.Signature.Signer, Attachments: rep.Attachments, Warnings: rep.Warnings,
+		Signature: rep.Signature.Status, Signer: rep.Signature.Signer, SigMethod: rep.Signature.Method, DecMethod: rep.Decryption.Method,
+		SignerEmail: rep.Signature.Email, Attachments: rep.Attachments, Warnings: rep.Warnings,
 		Classification: strings.Trim(rep.Classification.Taxonomy+"/"+rep.Classification.Type, "/"), TLPTag: rep.TLP, Auth: rep.Authentication}
+	if v.DecMethod == "none" {
+		v.DecMethod = ""
+	}
+	if v.SigMethod == "none" {
+		v.SigMethod = ""
+	}
 	for i := range v.Attachments {
 		a := &v.Attachments[i]
 		a.Filename, a.ContentType = inert(a.Filename), inert(a.ContentType)
