@@ -60,6 +60,7 @@ func TestSMIMEVerdicts(t *testing.T) {
 		{"encrypted to the team, AES-GCM", encrypt("team", []byte(inner), "aes-256-gcm"), time.Time{}, "ok", "none", "198.51.100.23", "", false},
 		{"encrypted to someone else", encrypt("someone", []byte(inner), "aes-256-cbc"), time.Time{}, "cannot-decrypt", "none", "", "", false},
 		{"signed, then encrypted", encrypt("team", sign("partner", inner), "aes-256-gcm"), time.Time{}, "ok", "good", "198.51.100.23", "cert@partner.example", false},
+		{"encrypted, then signed", sign("partner", string(encrypt("team", []byte(inner), "aes-256-cbc")), "-nodetach"), time.Time{}, "ok", "good", "198.51.100.23", "cert@partner.example", false},
 	}
 	for _, c := range cases {
 		now := time.Now()
