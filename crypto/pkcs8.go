@@ -79,16 +79,9 @@ func decryptPKCS8(der, passphrase []byte) ([]byte, error) {
 	default:
 		return nil, fmt.Errorf("encrypted key: PBKDF2 with %v", a)
 	}
-	var keyLen int
-	switch a := p.Scheme.Algorithm; {
-	case a.Equal(oidAES128CBC):
-		keyLen = 16
-	case a.Equal(oidAES192CBC):
-		keyLen = 24
-	case a.Equal(oidAES256CBC):
-		keyLen = 32
-	default:
-		return nil, fmt.Errorf("encrypted key: cipher %v is not AES-CBC", a)
+	keyLen := aesKeyLen(p.Scheme.Algorithm, oidAES128CBC, oidAES192CBC, oidAES256CBC)
+	if keyLen == 0 {
+		return nil, fmt.Errorf("encrypted key: cipher %v is not AES-CBC", p.Scheme.Algorithm)
 	}
 	var iv []byte
 	if _, err := asn1.Unmarshal(p.Scheme.Parameters.FullBytes, &iv); err != nil || len(iv) != aes.BlockSize {
@@ -110,4 +103,18 @@ func decryptPKCS8(der, passphrase []byte) ([]byte, error) {
 		}
 	}
 	return plain[:len(plain)-n], nil
+}
+
+// aesKeyLen is the key length of alg when it is one of the AES-128, -192
+// and -256 identifiers given (in that order), else 0.
+func aesKeyLen(alg asn1.ObjectIdentifier, aes128, aes192, aes256 asn1.ObjectIdentifier) int {
+	switch {
+	case alg.Equal(aes128):
+		return 16
+	case alg.Equal(aes192):
+		return 24
+	case alg.Equal(aes256):
+		return 32
+	}
+	return 0
 }

@@ -238,15 +238,8 @@ func decryptAuthEnveloped(der []byte, s *SMIME) ([]byte, error) {
 		return nil, fmt.Errorf("authEnveloped-data: %v", err)
 	}
 	alg := ad.Content.Algorithm.Algorithm
-	keyLen := 0
-	switch {
-	case alg.Equal(oidAES128GCM):
-		keyLen = 16
-	case alg.Equal(oidAES192GCM):
-		keyLen = 24
-	case alg.Equal(oidAES256GCM):
-		keyLen = 32
-	default:
+	keyLen := aesKeyLen(alg, oidAES128GCM, oidAES192GCM, oidAES256GCM)
+	if keyLen == 0 {
 		return nil, fmt.Errorf("content encryption %v is not AES-GCM", alg)
 	}
 	key, err := recipientKey(ad.RecipientInfos, s, keyLen)
