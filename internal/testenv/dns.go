@@ -27,13 +27,22 @@ type DNS struct {
 // StartDNS starts one, stopped when the test ends.
 func StartDNS(t testing.TB) *DNS {
 	t.Helper()
-	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	l, err := net.Listen("tcp", pc.LocalAddr().String())
-	if err != nil {
-		t.Fatal(err)
+	// UDP and TCP on one port number: the UDP port the system picks may
+	// be taken for TCP; then another is tried.
+	var pc net.PacketConn
+	var l net.Listener
+	for try := 0; ; try++ {
+		var err error
+		if pc, err = net.ListenPacket("udp", "127.0.0.1:0"); err != nil {
+			t.Fatal(err)
+		}
+		if l, err = net.Listen("tcp", pc.LocalAddr().String()); err == nil {
+			break
+		}
+		_ = pc.Close()
+		if try == 20 {
+			t.Fatal(err)
+		}
 	}
 	d := &DNS{Addr: pc.LocalAddr().String(), txt: map[string][]string{}, a: map[string][]net.IP{}, failing: map[string]bool{}}
 	d.udp = &dns.Server{PacketConn: pc, Handler: d}
