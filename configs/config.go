@@ -244,6 +244,15 @@ type SMIME struct {
 	TrustAnchorsFile  string `yaml:"trust_anchors_file"` // CA certificates correspondents' chains must end in
 }
 
+// OIDC is an OpenID Connect provider staff sign in with.
+type OIDC struct {
+	Issuer           string   `yaml:"issuer"`
+	ClientID         string   `yaml:"client_id"`
+	ClientSecretFile string   `yaml:"client_secret_file"` // "" for a public client (PKCE alone)
+	RedirectURL      string   `yaml:"redirect_url"`       // https://HOST/staff/oidc/callback
+	Staff            []string `yaml:"staff"`              // verified e-mail addresses that may sign in
+}
+
 // Auth configures sender authentication.
 type Auth struct {
 	// DNSResolver is host:port of the DNS server the checks ask; "": the
@@ -383,6 +392,8 @@ type HTTP struct {
 	ReadTimeout    time.Duration `yaml:"read_timeout"`  // a whole request, its header within min(10s, this)
 	WriteTimeout   time.Duration `yaml:"write_timeout"` // a whole response
 	IdleTimeout    time.Duration `yaml:"idle_timeout"`  // a keep-alive connection between requests
+	// OIDC, when set, lets staff sign in with an OpenID Connect provider.
+	OIDC *OIDC `yaml:"oidc"`
 	// SessionTTL is how long a staff sign-in from a browser lasts.
 	SessionTTL time.Duration `yaml:"session_ttl"`
 	// BehindTLSProxy: the listener is reached through a TLS-terminating
@@ -647,6 +658,9 @@ func (c *Config) resolvePaths(dir string) {
 	abs(&c.Notify.TemplatesDir)
 	abs(&c.Intake.Submission.CredentialsFile)
 	abs(&c.HTTP.StaffTokensFile)
+	if c.HTTP.OIDC != nil {
+		abs(&c.HTTP.OIDC.ClientSecretFile)
+	}
 	abs(&c.Notify.Alert.WebhookSecretFile)
 	for i := range c.Intake.IMAP {
 		abs(&c.Intake.IMAP[i].PasswordFile)
@@ -902,6 +916,27 @@ func (c *Config) validate() []Problem {
 	}
 	if c.Notify.MaxAttempts < 0 {
 		bad("notify.max_attempts", "must not be negative")
+	}
+	if o := c.HTTP.OIDC; o != nil {
+		for _, u := range []struct{ key, v string }{{"issuer", o.Issuer}, {"redirect_url", o.RedirectURL}} {
+			if !strings.HasPrefix(u.v, "https://") && !(strings.HasPrefix(u.v, "http://") && isLoopbackURL(u.v)) {
+				bad("http.oidc."+u.key, "an https URL (http only on loopback)")
+			}
+		}
+		if !strings.HasSuffix(o.RedirectURL, "/staff/oidc/callback") {
+			bad("http.oidc.redirect_url", "must end in /staff/oidc/callback")
+		}
+		if o.ClientID == "" {
+			bad("http.oidc.client_id", "missing")
+		}
+		if len(o.Staff) == 0 {
+			bad("http.oidc.staff", "nobody may sign in: list the staff's e-mail addresses")
+		}
+		for _, a := range o.Staff {
+			if _, err := mail.ParseAddress(a); err != nil {
+				bad("http.oidc.staff", fmt.Sprintf("%q is not an e-mail address", printable(a, false)))
+			}
+		}
 	}
 	if c.HTTP.SessionTTL < time.Minute {
 		bad("http.session_ttl", "must be at least 1m")

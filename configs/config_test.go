@@ -254,3 +254,22 @@ func TestWorkerCount(t *testing.T) {
 		t.Errorf("workers -1 not refused: %v", c.Validate())
 	}
 }
+
+// TestOIDCValidated: the OpenID Connect block names what is wrong with it.
+func TestOIDCValidated(t *testing.T) {
+	c, err := Decode("m.yaml", []byte("http:\n  oidc:\n    issuer: http://login.example.org\n    redirect_url: https://csirt.example.org/callback\n    staff: [not-an-address]\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]bool{}
+	for _, p := range c.Validate() {
+		if !p.Warning {
+			got[p.Key] = true
+		}
+	}
+	for _, k := range []string{"http.oidc.issuer", "http.oidc.redirect_url", "http.oidc.client_id", "http.oidc.staff"} {
+		if !got[k] {
+			t.Errorf("no problem for %s: %v", k, got)
+		}
+	}
+}

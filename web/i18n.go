@@ -3,8 +3,9 @@ package web
 // japanese are the staff pages' texts in Japanese, by their English text
 // (the page's language follows the browser's Accept-Language).
 var japanese = map[string]string{
-	"Incidents":               "インシデント一覧",
-	"Sign in":                 "サインイン",
+	"Incidents": "インシデント一覧",
+	"Sign in":   "サインイン",
+	"Sign in with the team's identity provider": "チームの ID プロバイダでサインイン",
 	"Sign out":                "サインアウト",
 	"Staff token":             "スタッフトークン",
 	"The token is not valid.": "トークンが正しくありません。",

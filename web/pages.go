@@ -35,6 +35,7 @@ type pageData struct {
 	Actor  string
 	CSRF   string
 	Error  string
+	OIDC   bool // the sign-in page offers the provider
 
 	// The list.
 	Incidents  []store.Incident
@@ -133,7 +134,7 @@ func (s *Server) pageLogin(w http.ResponseWriter, r *http.Request) {
 		http.Redirect(w, r, "/staff/", http.StatusSeeOther)
 		return
 	}
-	s.page(w, r, "login.html", &pageData{})
+	s.page(w, r, "login.html", &pageData{OIDC: s.OIDC != nil})
 }
 
 func (s *Server) pageError(w http.ResponseWriter, r *http.Request, err error) {

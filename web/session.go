@@ -20,7 +20,8 @@ import (
 // in, the token file line they used, a form token (CSRF) and an expiry.
 // A session ends at its expiry, at sign-out, and as soon as its token
 // line is no longer in the tokens file (a revoked token, reloaded on
-// SIGHUP).
+// SIGHUP) or, for a sign-in with OpenID Connect, its address is no longer
+// one of the staff.
 
 const sessionCookie = "madoguchi_session"
 
@@ -62,16 +63,25 @@ func (s *Server) login(w http.ResponseWriter, r *http.Request) {
 		s.page(w, r, "login.html", &pageData{Error: "invalid"})
 		return
 	}
-	cookie, now := random(), s.now()
-	sess := store.Session{ID: sessionID(cookie), Actor: name, TokenLine: line, CSRF: random(), CreatedAt: now, ExpiresAt: now.Add(s.ttl())}
-	if err := s.Store.CreateSession(r.Context(), sess); err != nil {
+	if err := s.startSession(w, r, name, line); err != nil {
 		code, msg := s.status(err)
 		http.Error(w, msg, code)
 		return
 	}
+	http.Redirect(w, r, "/staff/", http.StatusSeeOther)
+}
+
+// startSession stores a session for who (signed in with line) and sets
+// its cookie.
+func (s *Server) startSession(w http.ResponseWriter, r *http.Request, who, line string) error {
+	cookie, now := random(), s.now()
+	sess := store.Session{ID: sessionID(cookie), Actor: who, TokenLine: line, CSRF: random(), CreatedAt: now, ExpiresAt: now.Add(s.ttl())}
+	if err := s.Store.CreateSession(r.Context(), sess); err != nil {
+		return err
+	}
 	http.SetCookie(w, &http.Cookie{Name: sessionCookie, Value: cookie, Path: "/staff/", Expires: sess.ExpiresAt,
 		HttpOnly: true, SameSite: http.SameSiteStrictMode, Secure: s.secure(r)})
-	http.Redirect(w, r, "/staff/", http.StatusSeeOther)
+	return nil
 }
 
 // logout ends the session.
@@ -125,7 +135,7 @@ func (s *Server) liveSession(r *http.Request) (store.Session, error) {
 	if err != nil {
 		return sess, err
 	}
-	if s.tokens().LineOwner(sess.TokenLine) != sess.Actor {
+	if s.tokens().LineOwner(sess.TokenLine) != sess.Actor && !s.oidcLine(sess.TokenLine, sess.Actor) {
 		_ = s.Store.DeleteSession(r.Context(), sess.ID)
 		return store.Session{}, store.ErrNotFound
 	}

@@ -48,6 +48,9 @@ type Server struct {
 	// a reply about a report that came encrypted is refused without it.
 	KeyKnown func(addr string) bool
 	Now      func() time.Time
+	// OIDC, when set, lets staff sign in with an OpenID Connect provider
+	// besides their tokens.
+	OIDC *OIDC
 }
 
 func (s *Server) tokens() *Tokens {
@@ -84,6 +87,10 @@ func (s *Server) Register(mux *http.ServeMux) {
 
 	mux.HandleFunc("GET /staff/login", s.pageLogin)
 	mux.HandleFunc("POST /staff/login", s.login)
+	if s.OIDC != nil {
+		mux.HandleFunc("GET /staff/oidc/login", s.oidcLogin)
+		mux.HandleFunc("GET /staff/oidc/callback", s.oidcCallback)
+	}
 	mux.Handle("POST /staff/logout", s.session(s.logout))
 	mux.Handle("GET /staff/", s.session(s.pageList))
 	mux.Handle("GET /staff/incidents/{ticket}", s.session(s.pageIncident))

@@ -11,6 +11,7 @@ import (
 	"net/http/pprof"
 	"os"
 	"runtime"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -191,7 +192,8 @@ func (a *App) routes() *http.ServeMux {
 	(&web.Server{Store: s, TokenSource: tokens, Team: t.Name, Log: e.Log,
 		Public:     web.Public{Name: t.Name, Address: t.Address, Phone: t.Phone, Hours: t.Hours},
 		SessionTTL: e.Cfg.HTTP.SessionTTL, BehindTLSProxy: e.Cfg.HTTP.BehindTLSProxy, Domain: e.MessageIDDomain(),
-		KeyKnown: func(addr string) bool { return len(a.keys.Load().KeyFor(addr, time.Now())) > 0 }}).Register(mux)
+		KeyKnown: func(addr string) bool { return len(a.keys.Load().KeyFor(addr, time.Now())) > 0 },
+		OIDC:     a.oidc()}).Register(mux)
 	mux.Handle("/metrics", web.LoopbackOrToken(tokens, promhttp.HandlerFor(a.reg, promhttp.HandlerOpts{})))
 	if e.Cfg.HTTP.Pprof {
 		// Go's profiler, when asked for, under the same rule as /metrics
@@ -201,6 +203,19 @@ func (a *App) routes() *http.ServeMux {
 		mux.Handle("/debug/pprof/trace", web.LoopbackOrToken(tokens, http.HandlerFunc(pprof.Trace)))
 	}
 	return mux
+}
+
+// oidc is the staff's OpenID Connect sign-in (nil when not configured).
+func (a *App) oidc() *web.OIDC {
+	o := a.env.Cfg.HTTP.OIDC
+	if o == nil {
+		return nil
+	}
+	var staff []string
+	for _, s := range o.Staff {
+		staff = append(staff, strings.ToLower(strings.TrimSpace(s)))
+	}
+	return &web.OIDC{Issuer: o.Issuer, ClientID: o.ClientID, ClientSecret: a.sec.oidcSecret, RedirectURL: o.RedirectURL, Staff: staff}
 }
 
 // Addrs are the addresses Run bound ("" for a listener not configured).

@@ -25,6 +25,7 @@ type secrets struct {
 	relayPassword string
 	relayTLS      *tls.Config
 	webhook       []byte
+	oidcSecret    string
 }
 
 // loadSecrets reads every secret and certificate serve needs; an error is
@@ -34,6 +35,11 @@ func (e *Env) loadSecrets() (*secrets, error) {
 	var err error
 	if sec.tokens, err = e.StaffTokens(); err != nil {
 		return nil, err
+	}
+	if o := e.Cfg.HTTP.OIDC; o != nil && o.ClientSecretFile != "" {
+		if sec.oidcSecret, err = configs.ReadSecret(o.ClientSecretFile); err != nil {
+			return nil, UsageErr("http.oidc.client_secret_file: %v", UnwrapPathErr(err))
+		}
 	}
 	if c := e.Cfg.Intake.SMTP; c.TLSCertFile != "" {
 		cert, err := tls.LoadX509KeyPair(c.TLSCertFile, c.TLSKeyFile)
