@@ -247,3 +247,42 @@ func TestConfigCheckReportsEveryProblem(t *testing.T) {
 		}
 	}
 }
+
+// TestParseAuthenticates: parse's dry run of the SMTP listener's checks,
+// against a DNS server of the test's: DKIM by the signature, SPF by the
+// flags; with auth.dns_resolver and no flags, DKIM alone.
+func TestParseAuthenticates(t *testing.T) {
+	d := testenv.StartDNS(t)
+	k := testenv.NewDKIM(t, d)
+	k.Key("s1", "partner.example", "ed25519")
+	d.TXT("partner.example", "v=spf1 ip4:192.0.2.25 -all")
+	d.TXT("_dmarc.partner.example", "v=DMARC1; p=reject")
+	dir := t.TempDir()
+	cfg := filepath.Join(dir, "m.yaml")
+	if err := os.WriteFile(cfg, []byte("store:\n  dsn: "+filepath.Join(dir, "m.db")+"\nauth:\n  dns_resolver: "+d.Addr+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	msg := filepath.Join(dir, "m.eml")
+	signed := k.Sign("From: cert@partner.example\r\nTo: csirt@example.org\r\nSubject: Notice\r\nMessage-ID: <n1@partner.example>\r\n\r\nScan from 198.51.100.9.\r\n", "s1", "partner.example", "ed25519-sha256")
+	if err := os.WriteFile(msg, signed, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	auth := func(args ...string) map[string]any {
+		t.Helper()
+		out, errOut, code := runCLI(t, append([]string{"--config", cfg, "parse"}, args...)...)
+		if code != 0 {
+			t.Fatalf("parse: %d %s", code, errOut)
+		}
+		var rep struct {
+			Auth map[string]any `json:"authentication"`
+		}
+		_ = json.Unmarshal([]byte(out), &rep)
+		return rep.Auth
+	}
+	if a := auth(msg, "--client-ip", "203.0.113.1", "--mail-from", "cert@partner.example"); a["dkim"] != "pass" || a["spf"] != "fail" || a["dmarc"] != "pass" {
+		t.Fatalf("with the flags: %v", a)
+	}
+	if a := auth(msg); a["dkim"] != "pass" || a["spf"] != "none" || a["dmarc"] != "pass" || a["source"] != "none" {
+		t.Fatalf("without: %v", a)
+	}
+}
