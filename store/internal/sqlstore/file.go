@@ -543,9 +543,10 @@ func truncate(s string, n int) string {
 	return s[:n]
 }
 
-// event appends one entry to an incident's log.
-func (d *DB) event(ctx context.Context, tx *sql.Tx, incidentID int64, kind, detail string) error {
-	_, err := d.exec(ctx, tx, `INSERT INTO events (incident_id, at, kind, detail) VALUES (?, ?, ?, ?)`,
-		incidentID, Micros(d.Now()), kind, detail)
+// event appends one entry to an incident's log, with who did it ("" for
+// the gateway itself).
+func (d *DB) event(ctx context.Context, tx *sql.Tx, incidentID int64, kind, actor, detail string) error {
+	_, err := d.exec(ctx, tx, `INSERT INTO events (incident_id, at, kind, actor, detail) VALUES (?, ?, ?, ?, ?)`,
+		incidentID, Micros(d.Now()), kind, actor, detail)
 	return err
 }

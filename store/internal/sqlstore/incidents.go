@@ -34,7 +34,7 @@ func (d *DB) ImportIncident(ctx context.Context, ticket, subject, requester stri
 			ticket, vocab.StatusOpen, subject, strings.ToLower(requester), Micros(created), Micros(created)).Scan(&id); err != nil {
 			return err
 		}
-		return d.event(ctx, tx, id, "imported", "incident imported with its ticket")
+		return d.event(ctx, tx, id, "imported", "", "incident imported with its ticket")
 	})
 }
 

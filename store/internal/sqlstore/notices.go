@@ -20,8 +20,7 @@ func (d *DB) AddEvent(ctx context.Context, incidents []int64, kind, actor, detai
 	}
 	return d.Tx(ctx, func(tx *sql.Tx) error {
 		for _, id := range incidents {
-			if _, err := d.exec(ctx, tx, `INSERT INTO events (incident_id, at, kind, actor, detail) VALUES (?, ?, ?, ?, ?)`,
-				id, Micros(d.Now()), kind, actor, detail); err != nil {
+			if err := d.event(ctx, tx, id, kind, actor, detail); err != nil {
 				return err
 			}
 		}
@@ -153,7 +152,7 @@ func (d *DB) QueueNotice(ctx context.Context, n store.Notice) ([]int64, error) {
 		}
 		for _, inc := range incidents {
 			for _, note := range notes {
-				if _, err := d.exec(ctx, tx, `INSERT INTO events (incident_id, at, kind, detail) VALUES (?, ?, 'notice', ?)`, inc, now, note); err != nil {
+				if err := d.event(ctx, tx, inc, "notice", "", note); err != nil {
 					return err
 				}
 			}
@@ -190,8 +189,7 @@ func (d *DB) ReleaseNotice(ctx context.Context, ticket string, id int64, actor s
 			return store.ErrConflict
 		}
 		for _, inc := range p.Incidents {
-			if _, err := d.exec(ctx, tx, `INSERT INTO events (incident_id, at, kind, actor, detail) VALUES (?, ?, 'notice', ?, ?)`,
-				inc, now, actor, fmt.Sprintf("notice %d released by %s", id, actor)); err != nil {
+			if err := d.event(ctx, tx, inc, "notice", actor, fmt.Sprintf("notice %d released by %s", id, actor)); err != nil {
 				return err
 			}
 		}

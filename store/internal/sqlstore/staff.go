@@ -23,13 +23,6 @@ func (d *DB) incidentOf(ctx context.Context, tx *sql.Tx, ticket string) (int64, 
 	return id, err
 }
 
-// staffEvent appends an event with its actor.
-func (d *DB) staffEvent(ctx context.Context, tx *sql.Tx, id int64, kind, actor, detail string) error {
-	_, err := d.exec(ctx, tx, `INSERT INTO events (incident_id, at, kind, actor, detail) VALUES (?, ?, ?, ?, ?)`,
-		id, Micros(d.Now()), kind, actor, detail)
-	return err
-}
-
 // UpdateIncident implements store.Store.
 func (d *DB) UpdateIncident(ctx context.Context, ticket string, c store.Change) error {
 	return d.Tx(ctx, func(tx *sql.Tx) error {
@@ -50,7 +43,7 @@ func (d *DB) UpdateIncident(ctx context.Context, ticket string, c store.Change) 
 			if _, err := d.exec(ctx, tx, `UPDATE incidents SET `+col+` = ?, updated_at = ? WHERE id = ?`, v, now, id); err != nil {
 				return err
 			}
-			return d.staffEvent(ctx, tx, id, kind, c.Actor, detail)
+			return d.event(ctx, tx, id, kind, c.Actor, detail)
 		}
 		if c.Resolution != nil {
 			resolution = *c.Resolution
@@ -94,7 +87,7 @@ func (d *DB) queueResolution(ctx context.Context, tx *sql.Tx, id int64, ticket, 
 	err := d.queryRow(ctx, tx, `SELECT recipient, report_id FROM outbox WHERE incident_id = ? AND kind = ? AND report_id IS NOT NULL ORDER BY id LIMIT 1`,
 		id, store.OutboxAck).Scan(&rcpt, &report)
 	if errors.Is(err, sql.ErrNoRows) {
-		return d.staffEvent(ctx, tx, id, "resolution-notice", c.Actor, "none: the requester was not acknowledged")
+		return d.event(ctx, tx, id, "resolution-notice", c.Actor, "none: the requester was not acknowledged")
 	}
 	if err != nil {
 		return err
@@ -103,7 +96,7 @@ func (d *DB) queueResolution(ctx context.Context, tx *sql.Tx, id int64, ticket, 
 	if err != nil {
 		return err
 	}
-	return d.staffEvent(ctx, tx, id, "resolution-notice", c.Actor, fmt.Sprintf("resolution notice %d queued to %s", oid, rcpt))
+	return d.event(ctx, tx, id, "resolution-notice", c.Actor, fmt.Sprintf("resolution notice %d queued to %s", oid, rcpt))
 }
 
 // queueAnswer inserts an outbox row answering the requester, threaded to
@@ -131,7 +124,7 @@ func (d *DB) AddNote(ctx context.Context, ticket, actor, text string) error {
 		if _, err := d.exec(ctx, tx, `UPDATE incidents SET updated_at = ? WHERE id = ?`, Micros(d.Now()), id); err != nil {
 			return err
 		}
-		return d.staffEvent(ctx, tx, id, "note", actor, text)
+		return d.event(ctx, tx, id, "note", actor, text)
 	})
 }
 
@@ -174,7 +167,7 @@ func (d *DB) QueueReply(ctx context.Context, ticket, actor, text, domain string)
 		if _, err := d.exec(ctx, tx, `UPDATE incidents SET updated_at = ? WHERE id = ?`, Micros(d.Now()), id); err != nil {
 			return err
 		}
-		return d.staffEvent(ctx, tx, id, "reply", actor, fmt.Sprintf("reply %d queued to %s:\n%s", oid, rcpt, text))
+		return d.event(ctx, tx, id, "reply", actor, fmt.Sprintf("reply %d queued to %s:\n%s", oid, rcpt, text))
 	})
 	return oid, err
 }
@@ -212,7 +205,7 @@ func (d *DB) Merge(ctx context.Context, from, into, actor string) error {
 		if _, err := d.exec(ctx, tx, `UPDATE incidents SET updated_at = ? WHERE id = ?`, now, dst); err != nil {
 			return err
 		}
-		return d.staffEvent(ctx, tx, dst, "merged", actor, fmt.Sprintf("%s merged into %s; its ticket threads here", srcTicket, dstTicket))
+		return d.event(ctx, tx, dst, "merged", actor, fmt.Sprintf("%s merged into %s; its ticket threads here", srcTicket, dstTicket))
 	})
 }
 
