@@ -5,7 +5,6 @@ import (
 	"cmp"
 	"crypto/sha256"
 	"crypto/x509"
-	"encoding/base64"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -553,12 +552,7 @@ func (u *unwrapper) unwrapParts(res *Result, msg, hdr, body []byte, ct, boundary
 				b.Write(plain)
 			} else {
 				fmt.Fprintf(&b, "Content-Type: application/octet-stream\nContent-Disposition: attachment; filename=%q\nContent-Transfer-Encoding: base64\n\n", out)
-				enc := base64.StdEncoding.EncodeToString(plain)
-				for len(enc) > 76 {
-					b.WriteString(enc[:76] + "\n")
-					enc = enc[76:]
-				}
-				b.WriteString(enc + "\n")
+				b.Write(rawmime.Base64Lines(plain, "\n"))
 			}
 			parts[i], changed = b.Bytes(), true
 		}

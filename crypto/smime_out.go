@@ -10,7 +10,6 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/asn1"
-	"encoding/base64"
 	"errors"
 	"fmt"
 	"math/big"
@@ -76,14 +75,7 @@ func (s *SMIME) EncryptMIME(entity Part, to []*x509.Certificate) (contentType st
 	return `application/pkcs7-mime; smime-type=enveloped-data; name="smime.p7m"`, out.Bytes(), nil
 }
 
-func writeBase64(out *bytes.Buffer, b []byte) {
-	enc := base64.StdEncoding.EncodeToString(b)
-	for len(enc) > 76 {
-		out.WriteString(enc[:76] + "\r\n")
-		enc = enc[76:]
-	}
-	out.WriteString(enc + "\r\n")
-}
+func writeBase64(out *bytes.Buffer, b []byte) { out.Write(rawmime.Base64Lines(b, "\r\n")) }
 
 var (
 	oidData      = asn1.ObjectIdentifier{1, 2, 840, 113549, 1, 7, 1}

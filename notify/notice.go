@@ -2,7 +2,6 @@ package notify
 
 import (
 	"bytes"
-	"encoding/base64"
 	"encoding/csv"
 	"encoding/json"
 	"fmt"
@@ -12,6 +11,7 @@ import (
 	"github.com/ProtonMail/go-crypto/openpgp"
 
 	"github.com/madoguchi/madoguchi/crypto"
+	"github.com/madoguchi/madoguchi/internal/rawmime"
 	"github.com/madoguchi/madoguchi/store"
 )
 
@@ -111,12 +111,8 @@ func (w *Writer) renderNotice(e store.OutboxEntry) ([]byte, error) {
 		textPart(&part)
 		part.WriteString("\r\n--" + bnd + "\r\nContent-Type: text/csv; charset=utf-8; name=\"indicators.csv\"\r\n" +
 			"Content-Disposition: attachment; filename=\"indicators.csv\"\r\nContent-Transfer-Encoding: base64\r\n\r\n")
-		enc := base64.StdEncoding.EncodeToString(noticeCSV(p.Items))
-		for len(enc) > 76 {
-			part.WriteString(enc[:76] + "\r\n")
-			enc = enc[76:]
-		}
-		part.WriteString(enc + "\r\n--" + bnd + "--\r\n")
+		part.Write(rawmime.Base64Lines(noticeCSV(p.Items), "\r\n"))
+		part.WriteString("--" + bnd + "--\r\n")
 	} else {
 		textPart(&part)
 	}

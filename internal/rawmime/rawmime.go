@@ -394,3 +394,16 @@ func SplitFields(hdr []byte) []string {
 	}
 	return out
 }
+
+// Base64Lines is b in base64 as a MIME body wants it: lines of 76
+// characters, each ending in eol.
+func Base64Lines(b []byte, eol string) []byte {
+	enc := base64.StdEncoding.EncodeToString(b)
+	var out bytes.Buffer
+	for len(enc) > 76 {
+		out.WriteString(enc[:76] + eol)
+		enc = enc[76:]
+	}
+	out.WriteString(enc + eol)
+	return out.Bytes()
+}
