@@ -152,8 +152,20 @@ func (c *Checker) Check(ctx context.Context, raw []byte, fromDomain string, env 
 // better keeps the more telling of two DKIM results: a pass over
 // anything, a failure over an error, an error over none.
 func better(a, b string) string {
-	rank := map[string]int{"none": 0, "temperror": 1, "permerror": 2, "fail": 3, "pass": 4}
-	if rank[b] > rank[a] {
+	rank := func(r string) int {
+		switch r {
+		case "temperror":
+			return 1
+		case "permerror":
+			return 2
+		case "fail":
+			return 3
+		case "pass":
+			return 4
+		}
+		return 0
+	}
+	if rank(b) > rank(a) {
 		return b
 	}
 	return a

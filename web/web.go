@@ -154,8 +154,6 @@ func (s *Server) status(err error) (int, string) {
 		return http.StatusBadRequest, br.msg
 	case errors.Is(err, store.ErrNotFound):
 		return http.StatusNotFound, "not found"
-	case errors.Is(err, errForbidden):
-		return http.StatusForbidden, err.Error()
 	case errors.Is(err, store.ErrConflict):
 		msg := strings.TrimPrefix(err.Error(), store.ErrConflict.Error()+": ")
 		if msg == store.ErrConflict.Error() {
@@ -168,8 +166,6 @@ func (s *Server) status(err error) (int, string) {
 	}
 	return http.StatusServiceUnavailable, "store unavailable"
 }
-
-var errForbidden = errors.New("forbidden")
 
 var slugRE = regexp.MustCompile(`^(.+)-(\d{4}-\d{6})$`)
 

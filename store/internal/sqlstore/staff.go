@@ -128,9 +128,9 @@ func (d *DB) AddNote(ctx context.Context, ticket, actor, text string) error {
 	})
 }
 
-// ErrNoRequester is QueueReply's error for an incident with nobody to
+// errNoRequester is QueueReply's error for an incident with nobody to
 // answer.
-var ErrNoRequester = fmt.Errorf("%w: the incident has no requester to answer", store.ErrConflict)
+var errNoRequester = fmt.Errorf("%w: the incident has no requester to answer", store.ErrConflict)
 
 // QueueReply implements store.Store. The reply goes where the
 // acknowledgement went (the envelope sender chosen at filing), else to
@@ -154,7 +154,7 @@ func (d *DB) QueueReply(ctx context.Context, ticket, actor, text, domain string)
 			return err
 		}
 		if rcpt == "" {
-			return ErrNoRequester
+			return errNoRequester
 		}
 		var report int64
 		err = d.queryRow(ctx, tx, `SELECT id FROM reports WHERE incident_id = ? ORDER BY CASE WHEN sender = ? THEN 0 ELSE 1 END, id DESC LIMIT 1`, id, requester).Scan(&report)
