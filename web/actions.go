@@ -131,7 +131,7 @@ func (s *Server) reply(ctx context.Context, ticket, who, text string) (int64, er
 				Status vocab.DecStatus `json:"status"`
 			} `json:"decryption"`
 		}
-		if json.Unmarshal(r.Report, &rep) == nil && rep.Decryption.Status == vocab.DecOK && (s.KeyKnown == nil || !s.KeyKnown(rcpt)) {
+		if json.Unmarshal(r.Report, &rep) == nil && rep.Decryption.Status == vocab.DecOK && (s.KeyKnown == nil || !s.KeyKnown(rcpt, d.Requester)) {
 			return 0, fmt.Errorf("%w: a report of this incident came encrypted and the key of %s is not known: import it (madoguchi keys import) to answer", store.ErrConflict, rcpt)
 		}
 	}

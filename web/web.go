@@ -44,9 +44,10 @@ type Server struct {
 	BehindTLSProxy bool
 	// Domain is the right-hand side of replies' Message-IDs.
 	Domain string
-	// KeyKnown tells whether a reply to addr can be encrypted (nil: never):
+	// KeyKnown tells whether a reply to rcpt, about a report from from,
+	// can be encrypted (nil: never):
 	// a reply about a report that came encrypted is refused without it.
-	KeyKnown func(addr string) bool
+	KeyKnown func(rcpt, from string) bool
 	Now      func() time.Time
 	// OIDC, when set, lets staff sign in with an OpenID Connect provider
 	// besides their tokens.

@@ -4,14 +4,17 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"net/http"
 	"net/mail"
 	"net/smtp"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/madoguchi/madoguchi/internal/testenv"
+	"github.com/madoguchi/madoguchi/web"
 )
 
 // TestServeSMIME: through the daemon configured with crypto.smime, a
@@ -24,7 +27,12 @@ func TestServeSMIME(t *testing.T) {
 	p := testenv.NewPKI(t)
 	dir := t.TempDir()
 	cfg := serveConfig(t, dir)
+	token, line := web.NewToken("alice")
+	if err := os.WriteFile(filepath.Join(dir, "tokens"), []byte(line+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	b, _ := os.ReadFile(cfg)
+	b = bytes.Replace(b, []byte("http:\n  listen: 127.0.0.1:0\n"), []byte("http:\n  listen: 127.0.0.1:0\n  staff_tokens_file: "+dir+"/tokens\n"), 1)
 	b = append(b, fmt.Sprintf("team:\n  name: Example CSIRT\n  address: csirt@example.org\ncrypto:\n  smime:\n    cert_file: %s\n    key_file: %s\n    trust_anchors_file: %s\nauth:\n  disabled: true\n",
 		p.Path("team.pem"), p.Path("team.key"), p.Path("ca.pem"))...)
 	if err := os.WriteFile(cfg, b, 0o600); err != nil {
@@ -91,5 +99,37 @@ func TestServeSMIME(t *testing.T) {
 	plain := p.Run(ack, "cms", "-decrypt", "-recip", "partner.pem", "-inkey", "partner.key")
 	if !p.Verifies(plain, time.Time{}) || !bytes.Contains(plain, []byte("multipart/signed")) {
 		t.Fatalf("the acknowledgement, decrypted:\n%s", plain)
+	}
+
+	// Staff answer: the kept certificate makes the reply possible (an
+	// encrypted report is never answered in clear), and it goes encrypted.
+	req, _ := http.NewRequest(http.MethodPost, "http://"+d.http+"/api/v1/incidents/"+strings.Replace(list[0].Ticket, "#", "-", 1)+"/replies",
+		strings.NewReader(`{"text":"We blocked 198.51.100.77 at our border."}`))
+	req.Header.Set("Authorization", "Bearer "+token)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusAccepted {
+		t.Fatalf("reply: %d", resp.StatusCode)
+	}
+	var reply []byte
+	waitFor(t, func() bool {
+		ents, _ := os.ReadDir(filepath.Join(dir, "outbox"))
+		for _, e := range ents {
+			raw, _ := os.ReadFile(filepath.Join(dir, "outbox", e.Name()))
+			if m, err := mail.ReadMessage(bytes.NewReader(raw)); err == nil && strings.Contains(m.Header.Get("Message-Id"), ".reply.") {
+				reply = raw
+				return true
+			}
+		}
+		return false
+	})
+	if bytes.Contains(reply, []byte("198.51.100.77")) {
+		t.Fatal("the reply's words outside the encryption")
+	}
+	if plain := p.Run(reply, "cms", "-decrypt", "-recip", "partner.pem", "-inkey", "partner.key"); !p.Verifies(plain, time.Time{}) {
+		t.Fatalf("the reply, decrypted:\n%s", plain)
 	}
 }

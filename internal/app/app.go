@@ -192,7 +192,7 @@ func (a *App) routes() *http.ServeMux {
 	(&web.Server{Store: s, TokenSource: tokens, Team: t.Name, Log: e.Log,
 		Public:     web.Public{Name: t.Name, Address: t.Address, Phone: t.Phone, Hours: t.Hours},
 		SessionTTL: e.Cfg.HTTP.SessionTTL, BehindTLSProxy: e.Cfg.HTTP.BehindTLSProxy, Domain: e.MessageIDDomain(),
-		KeyKnown: func(addr string) bool { return len(a.keys.Load().KeyFor(addr, time.Now())) > 0 },
+		KeyKnown: a.keyKnown,
 		OIDC:     a.oidc()}).Register(mux)
 	mux.Handle("/metrics", web.LoopbackOrToken(tokens, promhttp.HandlerFor(a.reg, promhttp.HandlerOpts{})))
 	if e.Cfg.HTTP.Pprof {
@@ -203,6 +203,21 @@ func (a *App) routes() *http.ServeMux {
 		mux.Handle("/debug/pprof/trace", web.LoopbackOrToken(tokens, http.HandlerFunc(pprof.Trace)))
 	}
 	return mux
+}
+
+// keyKnown tells whether an answer to rcpt can be encrypted: an OpenPGP
+// key of the recipient in the keyring, or an S/MIME certificate kept for
+// the recipient or the report's From (what notify encrypts to).
+func (a *App) keyKnown(rcpt, from string) bool {
+	if len(a.keys.Load().KeyFor(rcpt, time.Now())) > 0 {
+		return true
+	}
+	for _, addr := range []string{rcpt, from} {
+		if _, err := a.store.Certificate(context.Background(), addr); err == nil {
+			return true
+		}
+	}
+	return false
 }
 
 // oidc is the staff's OpenID Connect sign-in (nil when not configured).
